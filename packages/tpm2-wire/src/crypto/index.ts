@@ -1,0 +1,3 @@
+export * from './hash.js';
+export * from './names.js';
+export * from './templates.js';
