@@ -36,46 +36,55 @@ export class Writer {
 
   u8(v: number): this {
     Writer.check(v, 0xff, 'UINT8');
-    this.view.setUint8(this.grow(1), v);
+    const at = this.grow(1);
+    this.view.setUint8(at, v);
     return this;
   }
   u16(v: number): this {
     Writer.check(v, 0xffff, 'UINT16');
-    this.view.setUint16(this.grow(2), v);
+    const at = this.grow(2);
+    this.view.setUint16(at, v);
     return this;
   }
   u32(v: number): this {
     Writer.check(v, 0xffffffff, 'UINT32');
-    this.view.setUint32(this.grow(4), v);
+    const at = this.grow(4);
+    this.view.setUint32(at, v);
     return this;
   }
   i32(v: number): this {
     if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) throw new TpmEncodeError(`INT32 out of range: ${v}`);
-    this.view.setInt32(this.grow(4), v);
+    const at = this.grow(4);
+    this.view.setInt32(at, v);
     return this;
   }
   u64(v: bigint): this {
     if (typeof v !== 'bigint' || v < 0n || v > 0xffffffffffffffffn) throw new TpmEncodeError(`UINT64 out of range: ${String(v)}`);
-    this.view.setBigUint64(this.grow(8), v);
+    const at = this.grow(8);
+    this.view.setBigUint64(at, v);
     return this;
   }
   u16le(v: number): this {
     Writer.check(v, 0xffff, 'UINT16');
-    this.view.setUint16(this.grow(2), v, true);
+    const at = this.grow(2);
+    this.view.setUint16(at, v, true);
     return this;
   }
   u32le(v: number): this {
     Writer.check(v, 0xffffffff, 'UINT32');
-    this.view.setUint32(this.grow(4), v, true);
+    const at = this.grow(4);
+    this.view.setUint32(at, v, true);
     return this;
   }
   u64le(v: bigint): this {
     if (typeof v !== 'bigint' || v < 0n || v > 0xffffffffffffffffn) throw new TpmEncodeError(`UINT64 out of range: ${String(v)}`);
-    this.view.setBigUint64(this.grow(8), v, true);
+    const at = this.grow(8);
+    this.view.setBigUint64(at, v, true);
     return this;
   }
   bytes(b: Uint8Array): this {
-    this.buf.set(b, this.grow(b.length));
+    const at = this.grow(b.length);
+    this.buf.set(b, at);
     return this;
   }
   /** Overwrite a big-endian u16/u32 already written at `at` (for size fields filled in afterwards). */

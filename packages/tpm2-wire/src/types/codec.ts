@@ -13,6 +13,8 @@ export interface Codec<T> {
   readonly name: string;
   encode(w: Writer, v: T): void;
   decode(r: Reader): T;
+  /** True for TPM2B types (size-prefixed): only those can be the encrypted first parameter of a command or response. */
+  readonly isTpm2b?: boolean;
 }
 
 /** The TypeScript type a codec decodes to. */
@@ -80,7 +82,7 @@ export function fixedBytes(name: string, n: number): Codec<Uint8Array> {
 
 /** A TPM2B of plain bytes: UINT16 size || bytes. The decoded value is exactly the bytes received. */
 export function tpm2b(name: string, maxSize = 0xffff): Codec<Uint8Array> {
-  return prim(
+  return asTpm2b(prim(
     name,
     (w, v) => {
       if (!(v instanceof Uint8Array)) throw new TpmEncodeError(`${name} must be a Uint8Array`);
@@ -92,7 +94,11 @@ export function tpm2b(name: string, maxSize = 0xffff): Codec<Uint8Array> {
       if (n > maxSize) r.fail(`${name}.size ${n} exceeds its maximum ${maxSize}`, name);
       return r.bytesN(n, name);
     },
-  );
+  ));
+}
+
+function asTpm2b<T>(c: Codec<T>): Codec<T> {
+  return { ...c, isTpm2b: true };
 }
 
 /** Bytes counted by a u32 (used by a few wire formats outside Part 2). */
@@ -153,6 +159,7 @@ function encodeSizedBody<T extends object>(name: string, inner: Codec<T>, w: Wri
 export function sized<T extends object>(name: string, inner: Codec<T>): Codec<T> {
   return {
     name,
+    isTpm2b: true,
     encode: (w, v) => encodeSizedBody(name, inner, w, v),
     decode(r) {
       const n = r.u16(`${name}.size`);
@@ -166,6 +173,7 @@ export function sized<T extends object>(name: string, inner: Codec<T>): Codec<T>
 export function sizedOrEmpty<T extends object>(name: string, inner: Codec<T>): Codec<T | null> {
   return {
     name,
+    isTpm2b: true,
     encode: (w, v) => (v === null ? void w.u16(0) : encodeSizedBody(name, inner, w, v)),
     decode(r) {
       const n = r.u16(`${name}.size`);
@@ -193,9 +201,14 @@ function decodeFields(fields: Fields, r: Reader, out: Record<string, unknown>): 
 }
 
 /** A structure: fields in declaration order. */
-export function struct<F extends Fields>(name: string, fields: F): Codec<Simplify<StructOf<F>>> {
+export interface StructCodec<T> extends Codec<T> {
+  readonly fields: Fields;
+}
+
+export function struct<F extends Fields>(name: string, fields: F): StructCodec<Simplify<StructOf<F>>> {
   return {
     name,
+    fields,
     encode: (w, v) => encodeFields(name, fields, w, v as Record<string, unknown>),
     decode(r) {
       const out: Record<string, unknown> = {};

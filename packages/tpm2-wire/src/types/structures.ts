@@ -66,6 +66,7 @@ export const TPML_DIGEST_VALUES = list('TPML_DIGEST_VALUES', TPMT_HA as Codec<TP
 
 // ---- capabilities (10.8-10.10) --------------------------------------------
 export const TPMS_ALG_PROPERTY = struct('TPMS_ALG_PROPERTY', { alg: TPM_ALG_ID, algProperties: u32 });
+export type TPMS_ALG_PROPERTY = Infer<typeof TPMS_ALG_PROPERTY>;
 export const TPMS_TAGGED_PROPERTY = struct('TPMS_TAGGED_PROPERTY', { property: u32, value: u32 });
 export const TPMS_TAGGED_PCR_SELECT = struct('TPMS_TAGGED_PCR_SELECT', { tag: u32, pcrSelect: PCR_SELECT });
 export const TPML_ALG_PROPERTY = list('TPML_ALG_PROPERTY', TPMS_ALG_PROPERTY, { maxCount: 256 });

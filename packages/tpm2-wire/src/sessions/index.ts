@@ -1,0 +1,1 @@
+export { PasswordSession, passwordSession, type AuthSession, type AuthEntity, type CommandContext, type ResponseContext } from './session.js';

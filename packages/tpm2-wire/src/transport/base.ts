@@ -1,0 +1,111 @@
+/**
+ * What every transport shares: a queue (one command in flight), a per-command
+ * timeout, and retrying the warnings that mean "send it again"
+ * (TPM_RC_RETRY, TPM_RC_YIELDED, TPM_RC_TESTING) with exponential back-off.
+ */
+import { TpmTransportError } from '../errors/index.js';
+import { TPM_RC } from '../errors/rc.js';
+import type { Transport } from './transport.js';
+
+export interface TransportOptions {
+  /** Milliseconds to wait for one response (default 120000: RSA key generation can take over a minute on slow TPMs). */
+  timeoutMs?: number;
+  /** How many times to resend on RETRY/YIELDED/TESTING (default 20). */
+  maxRetries?: number;
+  /** Called after every exchange with the command code and its duration (for metrics). */
+  onCommand?: (commandCode: number, ms: number, responseCode: number) => void;
+}
+
+const RETRYABLE = new Set<number>([TPM_RC.RETRY, TPM_RC.YIELDED, TPM_RC.TESTING]);
+
+/** Response code of a response buffer (0xffffffff if it is too short to say). */
+export function responseCode(rsp: Uint8Array): number {
+  return rsp.length >= 10 ? new DataView(rsp.buffer, rsp.byteOffset).getUint32(6) : 0xffffffff;
+}
+
+/** Size field of a buffered TPM header, or -1 when fewer than 6 bytes are there. */
+export function frameSize(buf: Uint8Array): number {
+  return buf.length >= 6 ? new DataView(buf.buffer, buf.byteOffset).getUint32(2) : -1;
+}
+
+export abstract class QueuedTransport implements Transport {
+  private tail: Promise<unknown> = Promise.resolve();
+  protected closed = false;
+  protected readonly timeoutMs: number;
+  private readonly maxRetries: number;
+  private readonly onCommand: TransportOptions['onCommand'];
+
+  constructor(opts: TransportOptions = {}) {
+    this.timeoutMs = opts.timeoutMs ?? 120_000;
+    this.maxRetries = opts.maxRetries ?? 20;
+    this.onCommand = opts.onCommand;
+  }
+
+  /** Exchange exactly one command for one response (no queueing, no retry). */
+  protected abstract exchange(command: Uint8Array): Promise<Uint8Array>;
+  protected abstract shutdown(): Promise<void>;
+
+  send(command: Uint8Array): Promise<Uint8Array> {
+    if (command.length < 10 || frameSize(command) !== command.length) {
+      return Promise.reject(new TpmTransportError(`malformed command: size field does not match its ${command.length} bytes`));
+    }
+    const run = async () => {
+      if (this.closed) throw new TpmTransportError('the TPM connection is closed');
+      const cc = new DataView(command.buffer, command.byteOffset).getUint32(6);
+      for (let attempt = 0; ; attempt++) {
+        const t0 = performance.now();
+        const rsp = await this.exchange(command);
+        const rc = responseCode(rsp);
+        this.onCommand?.(cc, performance.now() - t0, rc);
+        if (!RETRYABLE.has(rc) || attempt >= this.maxRetries) return rsp;
+        await new Promise((res) => setTimeout(res, Math.min(2 ** attempt, 200)));
+      }
+    };
+    const p = this.tail.then(run, run);
+    this.tail = p.catch(() => undefined);
+    return p;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.tail;
+    await this.shutdown();
+  }
+}
+
+/** Accumulates chunks until one complete TPM frame (header size field) is buffered. */
+export class FrameAssembler {
+  private chunks: Uint8Array[] = [];
+  private length = 0;
+  push(chunk: Uint8Array): void {
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+  }
+  /** The complete frame once available; throws if the size field is absurd. */
+  take(): Uint8Array | undefined {
+    if (this.length < 6) return undefined;
+    const buf = this.flat();
+    const size = frameSize(buf);
+    if (size < 10 || size > 1 << 20) throw new TpmTransportError(`malformed response from the TPM: size field ${size}`);
+    if (buf.length < size) return undefined;
+    if (buf.length > size) throw new TpmTransportError(`the TPM sent ${buf.length - size} byte(s) more than its response size`);
+    this.chunks = [];
+    this.length = 0;
+    return buf;
+  }
+  get buffered(): number {
+    return this.length;
+  }
+  private flat(): Uint8Array {
+    if (this.chunks.length === 1) return this.chunks[0]!;
+    const out = new Uint8Array(this.length);
+    let at = 0;
+    for (const c of this.chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    this.chunks = [out];
+    return out;
+  }
+}
