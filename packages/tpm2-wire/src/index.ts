@@ -7,3 +7,4 @@ export * from './sessions/index.js';
 export * from './transport/index.js';
 export * from './client/index.js';
 export * from './crypto/index.js';
+export * from './policy/index.js';
