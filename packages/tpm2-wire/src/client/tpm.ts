@@ -19,6 +19,14 @@ import { openTransport } from '../transport/address.js';
 import type { TransportOptions } from '../transport/base.js';
 import type { Transport } from '../transport/transport.js';
 import type { AuthSession } from '../sessions/session.js';
+import { AES128_CFB, SESSION_TYPE, Session, deriveSessionKey, type SessionType } from '../sessions/auth-session.js';
+import { createSeed } from '../crypto/secret.js';
+import { digestSize } from '../crypto/hash.js';
+import { rawBytes } from '../types/codec.js';
+import type { TPMS_ATTEST, TPMT_SYM_DEF, TPMT_SYM_DEF_OBJECT } from '../types/structures.js';
+import type { PolicyStep } from '../policy/steps.js';
+import { randomBytes } from 'node:crypto';
+import { TPMA_SESSION } from '../types/constants.js';
 
 /** Options every command method takes. */
 export interface CallOptions {
@@ -315,6 +323,204 @@ export class Tpm {
     await this.execute(TPM2.DictionaryAttackLockReset, { lockHandle: { handle: TPM_RH.LOCKOUT, auth: lockoutAuth } }, {});
   }
 
+  // ---- sessions (Part 3, 11) ----
+  /**
+   * TPM2_StartAuthSession. `salt` (a loaded RSA or ECC decrypt key, usually
+   * the EK or SRK) protects the session key from the bus; `bind` ties it to
+   * an entity's authValue. The session has continueSession set; add
+   * `TPMA_SESSION.decrypt`/`encrypt` with `session.with(...)` for parameter
+   * encryption (AES-128-CFB by default). Flush it when done.
+   */
+  async startAuthSession(opts: StartAuthSessionOptions = {}): Promise<Session> {
+    const type = opts.type ?? 'hmac';
+    const hashAlg = opts.hashAlg ?? TPM_ALG.SHA256;
+    const symmetric = opts.symmetric ?? AES128_CFB;
+    const nonceCaller = new Uint8Array(randomBytes(digestSize(hashAlg)));
+    let salt: Uint8Array = new Uint8Array(0);
+    let encryptedSalt: Uint8Array = new Uint8Array(0);
+    let tpmKey: HandleRef = TPM_RH.NULL;
+    if (opts.salt) {
+      const saltPub = opts.salt.public ?? (await this.readPublic(opts.salt.handle)).public;
+      const s = createSeed(saltPub, 'SECRET');
+      salt = s.seed;
+      encryptedSalt = s.encryptedSecret;
+      tpmKey = opts.salt.handle;
+    }
+    const bind = opts.bind === undefined ? undefined : typeof opts.bind === 'number' ? { handle: opts.bind } : opts.bind;
+    const r = await this.execute(TPM2.StartAuthSession, { tpmKey, bind: bind?.handle ?? TPM_RH.NULL }, {
+      nonceCaller, encryptedSalt, sessionType: SESSION_TYPE[type], symmetric, authHash: hashAlg,
+    });
+    const bindAuth = bind?.auth ?? new Uint8Array(0);
+    const sessionKey = deriveSessionKey(hashAlg, bindAuth, salt, r.nonceTPM, nonceCaller);
+    const state = {
+      handle: r.sessionHandle, type, hashAlg, symmetric, sessionKey, nonceCaller, nonceTPM: r.nonceTPM,
+      attributes: opts.attributes ?? TPMA_SESSION.continueSession,
+    };
+    return new Session(bind ? { ...state, bind: { handle: bind.handle, auth: bindAuth } } : state);
+  }
+
+  /** TPM2_PolicyPCR: `pcrDigest` empty means "the PCRs as they are now". */
+  async policyPCR(session: Session, pcrs: TPML_PCR_SELECTION, pcrDigest: Uint8Array = new Uint8Array(0)): Promise<void> {
+    await this.execute(TPM2.PolicyPCR, { policySession: session.handle }, { pcrDigest, pcrs });
+  }
+  /** TPM2_PolicySecret: proves knowledge of `authEntity`'s authorization (e.g. TPM_RH_ENDORSEMENT for the EK). */
+  async policySecret(
+    authEntity: HandleRef,
+    session: Session,
+    opts: CallOptions & { cpHashA?: Uint8Array; policyRef?: Uint8Array; expiration?: number; includeNonce?: boolean } = {},
+  ): Promise<{ timeout: Uint8Array; policyTicket: TPMT_TK }> {
+    return this.execute(TPM2.PolicySecret, { authHandle: authEntity, policySession: session.handle }, {
+      nonceTPM: opts.includeNonce ? session.nonceTPM : new Uint8Array(0),
+      cpHashA: opts.cpHashA ?? new Uint8Array(0),
+      policyRef: opts.policyRef ?? new Uint8Array(0),
+      expiration: opts.expiration ?? 0,
+    }, opts);
+  }
+  /** TPM2_PolicyAuthValue: the session will include the object's authValue in its HMAC. */
+  async policyAuthValue(session: Session): Promise<void> {
+    await this.execute(TPM2.PolicyAuthValue, { policySession: session.handle }, {});
+    session.authValueNeeded = true;
+  }
+  /** TPM2_PolicyPassword: the session will carry the object's authValue in clear. */
+  async policyPassword(session: Session): Promise<void> {
+    await this.execute(TPM2.PolicyPassword, { policySession: session.handle }, {});
+    session.passwordNeeded = true;
+  }
+  /** TPM2_PolicyCommandCode. */
+  async policyCommandCode(session: Session, code: number): Promise<void> {
+    await this.execute(TPM2.PolicyCommandCode, { policySession: session.handle }, { code });
+  }
+  /** TPM2_PolicyOR over 2 to 8 branch digests. */
+  async policyOR(session: Session, branches: readonly Uint8Array[]): Promise<void> {
+    await this.execute(TPM2.PolicyOR, { policySession: session.handle }, { pHashList: [...branches] });
+  }
+  /** TPM2_PolicyGetDigest. */
+  async policyGetDigest(session: Session): Promise<Uint8Array> {
+    return (await this.execute(TPM2.PolicyGetDigest, { policySession: session.handle }, {})).policyDigest;
+  }
+  /** TPM2_PolicyRestart. */
+  async policyRestart(session: Session): Promise<void> {
+    await this.execute(TPM2.PolicyRestart, { sessionHandle: session.handle }, {});
+    session.resetPolicyFlags();
+  }
+  /**
+   * Run policy steps (the same step objects the offline calculator digests)
+   * on a policy or trial session. PolicySecret on a permanent handle (4-byte
+   * name) is authorized with a password session of `secretAuth` (empty by
+   * default); for other entities pass `resolveSecret` returning the entity.
+   */
+  async applyPolicy(
+    session: Session,
+    steps: readonly PolicyStep[],
+    opts: { secretAuth?: Uint8Array; resolveSecret?: (name: Uint8Array) => HandleRef } = {},
+  ): Promise<void> {
+    for (const step of steps) {
+      switch (step.type) {
+        case 'PolicyPCR':
+          await this.policyPCR(session, step.selection, step.pcrDigest);
+          break;
+        case 'PolicySecret': {
+          const n = step.authObjectName;
+          const entity: HandleRef = opts.resolveSecret
+            ? opts.resolveSecret(n)
+            : n.length === 4
+              ? { handle: new DataView(n.buffer, n.byteOffset).getUint32(0), auth: opts.secretAuth ?? new Uint8Array(0) }
+              : (() => {
+                  throw new TypeError('PolicySecret on an object needs opts.resolveSecret');
+                })();
+          await this.policySecret(entity, session, step.policyRef ? { policyRef: step.policyRef } : {});
+          break;
+        }
+        case 'PolicyAuthValue':
+          await this.policyAuthValue(session);
+          break;
+        case 'PolicyPassword':
+          await this.policyPassword(session);
+          break;
+        case 'PolicyCommandCode':
+          await this.policyCommandCode(session, step.code);
+          break;
+        case 'PolicyOR':
+          await this.policyOR(session, step.branches);
+          break;
+        default: {
+          const never: never = step;
+          throw new TypeError(`unknown policy step ${JSON.stringify(never)}`);
+        }
+      }
+    }
+  }
+
+  // ---- objects: sealing, credentials, duplication ----
+  /** TPM2_Unseal. Use an encrypting session (`encrypt` attribute) to keep the data off the bus in clear. */
+  async unseal(item: HandleRef, opts: CallOptions = {}): Promise<Uint8Array> {
+    return (await this.execute(TPM2.Unseal, { itemHandle: item }, {}, opts)).outData;
+  }
+  /** TPM2_MakeCredential on a loaded public key (the EK). */
+  async makeCredential(handle: HandleRef, credential: Uint8Array, objectName: Uint8Array): Promise<{ credentialBlob: Uint8Array; secret: Uint8Array }> {
+    return this.execute(TPM2.MakeCredential, { handle }, { credential, objectName });
+  }
+  /**
+   * TPM2_ActivateCredential: `activate` is the object the credential names
+   * (the AK), `key` the key that decrypts the seed (the EK, which needs a
+   * PolicySecret(endorsement) session).
+   */
+  async activateCredential(activate: HandleRef, key: HandleRef, credentialBlob: Uint8Array, secret: Uint8Array, opts: CallOptions = {}): Promise<Uint8Array> {
+    return (await this.execute(TPM2.ActivateCredential, { activateHandle: activate, keyHandle: key }, { credentialBlob, secret }, opts)).certInfo;
+  }
+  /** TPM2_Duplicate (no inner wrapper by default). */
+  async duplicate(
+    object: HandleRef,
+    newParent: HandleRef,
+    opts: CallOptions & { encryptionKeyIn?: Uint8Array; symmetricAlg?: TPMT_SYM_DEF_OBJECT } = {},
+  ): Promise<{ encryptionKeyOut: Uint8Array; duplicate: Uint8Array; outSymSeed: Uint8Array }> {
+    return this.execute(TPM2.Duplicate, { objectHandle: object, newParentHandle: newParent }, {
+      encryptionKeyIn: opts.encryptionKeyIn ?? new Uint8Array(0), symmetricAlg: opts.symmetricAlg ?? { algorithm: TPM_ALG.NULL },
+    }, opts);
+  }
+  /** TPM2_Import: returns the object's private part wrapped for `parent` (then `load` it). */
+  async import(
+    parent: HandleRef,
+    objectPublic: TPMT_PUBLIC,
+    duplicate: Uint8Array,
+    inSymSeed: Uint8Array,
+    opts: CallOptions & { encryptionKey?: Uint8Array; symmetricAlg?: TPMT_SYM_DEF_OBJECT } = {},
+  ): Promise<Uint8Array> {
+    return (await this.execute(TPM2.Import, { parentHandle: parent }, {
+      encryptionKey: opts.encryptionKey ?? new Uint8Array(0), objectPublic, duplicate, inSymSeed, symmetricAlg: opts.symmetricAlg ?? { algorithm: TPM_ALG.NULL },
+    }, opts)).outPrivate;
+  }
+  /** TPM2_ObjectChangeAuth: returns the new private part (the loaded object keeps the old auth). */
+  async objectChangeAuth(object: HandleRef, parent: HandleRef, newAuth: Uint8Array, opts: CallOptions = {}): Promise<Uint8Array> {
+    return (await this.execute(TPM2.ObjectChangeAuth, { objectHandle: object, parentHandle: parent }, { newAuth }, opts)).outPrivate;
+  }
+
+  // ---- attestation (Part 3, 18) ----
+  /** TPM2_Quote over `selection` with `qualifyingData` (the nonce). `attestBytes` are the exact bytes signed. */
+  async quote(signKey: HandleRef, qualifyingData: Uint8Array, selection: TPML_PCR_SELECTION, opts: CallOptions & { scheme?: TPMT_SIG_SCHEME } = {}): Promise<Attestation> {
+    const r = await this.execute(TPM2.Quote, { signHandle: signKey }, { qualifyingData, inScheme: opts.scheme ?? { scheme: TPM_ALG.NULL }, PCRselect: selection }, opts);
+    return { attest: r.quoted, attestBytes: rawBytes(r.quoted)!, signature: r.signature };
+  }
+  /** TPM2_Certify: `signKey` attests that `object` is loaded in this TPM. Both need authorization. */
+  async certify(object: HandleRef, signKey: HandleRef, qualifyingData: Uint8Array = new Uint8Array(0), opts: CallOptions & { scheme?: TPMT_SIG_SCHEME } = {}): Promise<Attestation> {
+    const r = await this.execute(TPM2.Certify, { objectHandle: object, signHandle: signKey }, { qualifyingData, inScheme: opts.scheme ?? { scheme: TPM_ALG.NULL } }, opts);
+    return { attest: r.certifyInfo, attestBytes: rawBytes(r.certifyInfo)!, signature: r.signature };
+  }
+  /** TPM2_CertifyCreation: `signKey` attests the creation data (hash and ticket from Create/CreatePrimary) of `object`. */
+  async certifyCreation(
+    signKey: HandleRef,
+    object: HandleRef,
+    creationHash: Uint8Array,
+    creationTicket: TPMT_TK,
+    qualifyingData: Uint8Array = new Uint8Array(0),
+    opts: CallOptions & { scheme?: TPMT_SIG_SCHEME } = {},
+  ): Promise<Attestation> {
+    const r = await this.execute(TPM2.CertifyCreation, { signHandle: signKey, objectHandle: object }, {
+      qualifyingData, creationHash, inScheme: opts.scheme ?? { scheme: TPM_ALG.NULL }, creationTicket,
+    }, opts);
+    return { attest: r.certifyInfo, attestBytes: rawBytes(r.certifyInfo)!, signature: r.signature };
+  }
+
   /** Close the connection. */
   close(): Promise<void> {
     return this.transport.close();
@@ -365,6 +571,28 @@ function trimDer(b: Uint8Array): Uint8Array {
     hdr += n;
   }
   return hdr + len <= b.length ? b.slice(0, hdr + len) : b;
+}
+
+/** A signed attestation: the decoded TPMS_ATTEST, its exact bytes (what was signed), and the signature. */
+export interface Attestation {
+  attest: TPMS_ATTEST;
+  attestBytes: Uint8Array;
+  signature: TPMT_SIGNATURE;
+}
+
+export interface StartAuthSessionOptions {
+  /** 'hmac' (default), 'policy' or 'trial'. */
+  type?: SessionType;
+  /** Session hash (authHash); SHA-256 by default. */
+  hashAlg?: number;
+  /** Salt the session to a loaded decrypt key (RSA OAEP or ECDH, label "SECRET"). */
+  salt?: { handle: number; public?: TPMT_PUBLIC };
+  /** Bind the session to an entity (its authValue enters the session key). */
+  bind?: HandleRef;
+  /** Parameter-encryption algorithm; AES-128-CFB by default. */
+  symmetric?: TPMT_SYM_DEF;
+  /** Initial TPMA_SESSION bits (continueSession by default). */
+  attributes?: number;
 }
 
 export interface OpenTpmOptions extends TransportOptions {

@@ -92,9 +92,14 @@ export async function execute<C extends AnyCommandSpec>(
     return { handle: e.handle, auth: e.auth ?? new Uint8Array(0), name: () => nameOf(e) };
   });
 
-  for (const s of sessions) s.prepare?.();
+  // Parameter encryption applies only where the first parameter is a TPM2B (Part 1, 21.1):
+  // elsewhere the decrypt/encrypt attributes are dropped for this command.
+  const firstParamIsTpm2b = firstField(spec.params.fields)?.isTpm2b === true;
+  const firstResponseIsTpm2b = firstField(spec.response.fields)?.isTpm2b === true;
+  const mask = 0xff & ~(firstParamIsTpm2b ? 0 : TPMA_SESSION.decrypt) & ~(firstResponseIsTpm2b ? 0 : TPMA_SESSION.encrypt);
+  for (const s of sessions) s.prepare?.(mask);
 
-  // Parameters, with the first one encrypted when a session asks for it (Part 1, 21).
+  // Parameters, with the first one encrypted when a session asks for it.
   let paramBytes = (() => {
     const w = new Writer();
     spec.params.encode(w, params);
@@ -102,14 +107,10 @@ export async function execute<C extends AnyCommandSpec>(
   })();
   const decryptSession = sessions.find((s) => s.attributes & TPMA_SESSION.decrypt);
   const encryptSession = sessions.find((s) => s.attributes & TPMA_SESSION.encrypt);
-  const firstParamIsTpm2b = firstField(spec.params.fields)?.isTpm2b === true;
+  const entityOfSession = (s: AuthSession) => authEntities[sessions.indexOf(s)];
   if (decryptSession) {
-    if (!firstParamIsTpm2b) throw new TypeError(`${spec.name}: its first parameter is not a TPM2B, so a session cannot have the decrypt attribute`);
-    paramBytes = transformFirstTpm2b(paramBytes, (d) => decryptSession.encryptParameter!(d));
-  }
-  const firstResponseIsTpm2b = firstField(spec.response.fields)?.isTpm2b === true;
-  if (encryptSession && !firstResponseIsTpm2b) {
-    throw new TypeError(`${spec.name}: its first response parameter is not a TPM2B, so a session cannot have the encrypt attribute`);
+    if (!decryptSession.encryptParameter) throw new TypeError(`${spec.name}: session 0x${decryptSession.handle.toString(16)} cannot encrypt parameters`);
+    paramBytes = transformFirstTpm2b(paramBytes, (d) => decryptSession.encryptParameter!(d, entityOfSession(decryptSession)));
   }
 
   const cpHashes = new Map<number, Promise<Uint8Array>>();
@@ -123,9 +124,13 @@ export async function execute<C extends AnyCommandSpec>(
       }
       return p;
     },
-    decryptSession,
-    encryptSession,
   };
+  // nonceTPM of other decrypt/encrypt sessions goes into the first session's HMAC (Part 1, 19.6.5).
+  const s0 = sessions[0];
+  const extra = concatBytes(
+    decryptSession && decryptSession !== s0 ? decryptSession.nonceTPM : new Uint8Array(0),
+    encryptSession && encryptSession !== s0 && encryptSession !== decryptSession ? encryptSession.nonceTPM : new Uint8Array(0),
+  );
 
   const w = new Writer(64 + paramBytes.length);
   const tag = sessions.length > 0 ? TPM_ST.SESSIONS : TPM_ST.NO_SESSIONS;
@@ -133,7 +138,7 @@ export async function execute<C extends AnyCommandSpec>(
   for (const e of entities) w.u32(e.handle);
   if (sessions.length > 0) {
     const aw = new Writer();
-    for (let k = 0; k < sessions.length; k++) TPMS_AUTH_COMMAND.encode(aw, await sessions[k]!.authorize(ctx, authEntities[k]));
+    for (let k = 0; k < sessions.length; k++) TPMS_AUTH_COMMAND.encode(aw, await sessions[k]!.authorize(ctx, authEntities[k], k === 0 ? extra : undefined));
     const area = aw.finish();
     w.u32(area.length).bytes(area);
   }
@@ -178,7 +183,10 @@ export async function execute<C extends AnyCommandSpec>(
     },
   };
   for (let k = 0; k < sessions.length; k++) sessions[k]!.verify(rctx, rauths[k]!, authEntities[k]);
-  if (encryptSession) rparams = transformFirstTpm2b(rparams, (d) => encryptSession.decryptParameter!(d));
+  if (encryptSession) {
+    if (!encryptSession.decryptParameter) throw new TypeError(`${spec.name}: session 0x${encryptSession.handle.toString(16)} cannot decrypt parameters`);
+    rparams = transformFirstTpm2b(rparams, (d) => encryptSession.decryptParameter!(d, entityOfSession(encryptSession)));
+  }
 
   const pr = new Reader(rparams, 0);
   Object.assign(out, spec.response.decode(pr));

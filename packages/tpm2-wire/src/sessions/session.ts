@@ -3,7 +3,7 @@
  * (Part 1, 19 "Authorizations and Acknowledgments"; Part 3, 5.4-5.6).
  *
  * For each command `execute()` calls, on every session in order:
- *   1. `prepare()`              roll nonceCaller (before anything is hashed or encrypted);
+ *   1. `prepare(mask)`          roll nonceCaller (before anything is hashed or encrypted);
  *   2. `encryptParameter()`     on the one session with the decrypt attribute, if the first command parameter is a TPM2B;
  *   3. `authorize(ctx)`         produce the TPMS_AUTH_COMMAND (cpHash is available lazily from ctx);
  * and after a successful response:
@@ -25,9 +25,6 @@ export interface CommandContext {
   readonly commandCode: number;
   /** H_alg(commandCode || names of all handles || parameters as sent), Part 1 18.7. */
   cpHash(hashAlg: number): Promise<Uint8Array>;
-  /** The first session in the area with the decrypt (command) / encrypt (response) attribute, if not this one: its nonceTPM goes into the first authorization's HMAC (Part 1, 19.6.5). */
-  readonly decryptSession?: AuthSession;
-  readonly encryptSession?: AuthSession;
 }
 
 export interface ResponseContext {
@@ -40,17 +37,26 @@ export interface ResponseContext {
 export interface AuthSession {
   /** Session handle (TPM_RS_PW for a password). */
   readonly handle: number;
-  /** TPMA_SESSION bits this session will send. */
+  /** TPMA_SESSION bits this session sends with the current command (after `prepare`). */
   readonly attributes: number;
   /** The current nonceTPM (for other sessions' HMACs); empty for password sessions. */
   readonly nonceTPM: Uint8Array;
-  prepare?(): void;
-  /** Encrypt the first command parameter's data (without its size). Only called when `attributes` has decrypt. */
-  encryptParameter?(data: Uint8Array): Uint8Array;
+  /**
+   * Start a command: roll nonceCaller; `mask` clears the attributes that do
+   * not apply to this command (decrypt/encrypt where the first parameter is not a TPM2B).
+   */
+  prepare?(mask: number): void;
+  /** Encrypt the first command parameter's data (without its size). Only called when `attributes` has decrypt; `entity` is what this session authorizes. */
+  encryptParameter?(data: Uint8Array, entity: AuthEntity | undefined): Uint8Array;
   /** Decrypt the first response parameter's data. Only called when `attributes` has encrypt. */
-  decryptParameter?(data: Uint8Array): Uint8Array;
-  /** Build the command authorization for `entity` (undefined when the session only encrypts or audits). */
-  authorize(ctx: CommandContext, entity: AuthEntity | undefined): Promise<TPMS_AUTH_COMMAND> | TPMS_AUTH_COMMAND;
+  decryptParameter?(data: Uint8Array, entity: AuthEntity | undefined): Uint8Array;
+  /**
+   * Build the command authorization for `entity` (undefined when the session
+   * only encrypts or audits). `extraNonces` is nonceTPM of the decrypt and/or
+   * encrypt session when those are other sessions and this is the first one
+   * (Part 1, 19.6.5); it goes into the HMAC after nonceOlder.
+   */
+  authorize(ctx: CommandContext, entity: AuthEntity | undefined, extraNonces?: Uint8Array): Promise<TPMS_AUTH_COMMAND> | TPMS_AUTH_COMMAND;
   /** Check the response authorization (HMAC) and roll nonces. */
   verify(ctx: ResponseContext, auth: TPMS_AUTH_RESPONSE, entity: AuthEntity | undefined): void;
   /** Called when the TPM rejected the command: the session may be gone (continueSession is moot). */
