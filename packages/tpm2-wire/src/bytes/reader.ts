@@ -9,12 +9,16 @@ export class Reader {
   private pos: number;
   private readonly end: number;
   private readonly view: DataView;
+  readonly bytes: Uint8Array;
 
   /** `base` is added to offsets in error messages (the position of `bytes` inside a larger buffer). */
   constructor(
-    readonly bytes: Uint8Array,
+    bytes: Uint8Array,
     readonly base = 0,
   ) {
+    // A Node Buffer's slice() is a view, not a copy: read through a plain Uint8Array so decoded
+    // bytes are always fresh Uint8Array copies, whatever the caller passed in.
+    this.bytes = Object.getPrototypeOf(bytes) === Uint8Array.prototype ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.pos = 0;
     this.end = bytes.length;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
