@@ -8,3 +8,4 @@ export * from './transport/index.js';
 export * from './client/index.js';
 export * from './crypto/index.js';
 export * from './policy/index.js';
+export * from './eventlog/index.js';
