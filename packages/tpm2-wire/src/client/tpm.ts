@@ -25,6 +25,7 @@ import { digestSize } from '../crypto/hash.js';
 import { rawBytes } from '../types/codec.js';
 import type { TPMS_ATTEST, TPMT_SYM_DEF, TPMT_SYM_DEF_OBJECT } from '../types/structures.js';
 import type { PolicyStep } from '../policy/steps.js';
+import { pcrSelection } from '../policy/calculator.js';
 import { randomBytes } from 'node:crypto';
 import { TPMA_SESSION } from '../types/constants.js';
 
@@ -536,16 +537,8 @@ function creationParams(template: TPMT_PUBLIC, o: CreateOptions) {
   };
 }
 
-/** A TPML_PCR_SELECTION for one bank (3-byte bitmap minimum, as PC Client TPMs expect). */
-export function selectionOf(hashAlg: number, indices: readonly number[]): TPML_PCR_SELECTION {
-  const size = Math.max(3, ...indices.map((i) => (i >> 3) + 1));
-  const bitmap = new Uint8Array(size);
-  for (const i of indices) {
-    if (!Number.isInteger(i) || i < 0 || i > 255) throw new RangeError(`PCR index ${i} is out of range`);
-    bitmap[i >> 3]! |= 1 << (i & 7);
-  }
-  return [{ hash: hashAlg, pcrSelect: bitmap }];
-}
+/** A TPML_PCR_SELECTION for one bank (alias of the policy module's `pcrSelection`). */
+export const selectionOf = pcrSelection;
 
 /** The PCR indices set in a pcrSelect bitmap, ascending. */
 export function indicesOf(bitmap: Uint8Array): number[] {

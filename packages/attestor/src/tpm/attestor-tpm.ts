@@ -1,0 +1,428 @@
+/**
+ * The attestor's TPM side: one long-lived TPM connection, every multi-command
+ * flow serialized (the 3-slot simulator and a bare /dev/tpm0 cannot take two
+ * at once), primary keys resolved once and reused, transient objects flushed
+ * after each flow, and secrets on the TPM bus protected by salted sessions
+ * with parameter encryption.
+ */
+import {
+  PERSISTENT_HANDLE, rawBytes, TPMA_SESSION, TPM_ALG, TPM_RC, TPM_RH, Tpm, TpmError, TpmTransportError,
+  akTemplate, ekTemplateEccP256, ekTemplateRsa2048, hash, openTpm, pcrSelection, signingKeyTemplate,
+  srkTemplateEccP256, bytesEqual, TPM2B_PUBLIC, marshal, unmarshal,
+  type Attestation, type KeyType, type Session, type TPMS_CONTEXT, type TPMT_PUBLIC, type TPMT_SIGNATURE, type PolicyStep,
+} from '@tpmds/tpm2-wire';
+
+/** A failure the server maps to a gRPC status; `message` is safe to show to callers. */
+export class TpmFlowError extends Error {
+  override readonly name = 'TpmFlowError';
+  constructor(
+    readonly code: 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'FAILED_PRECONDITION' | 'UNAVAILABLE' | 'INTERNAL',
+    message: string,
+    cause?: unknown,
+  ) {
+    super(message, cause === undefined ? undefined : { cause });
+  }
+}
+
+/** A TPM-wrapped key: what the key store keeps (never plaintext key material). */
+export interface WrappedKey {
+  keyType: KeyType;
+  /** TPMT_PUBLIC bytes. */
+  public: Uint8Array;
+  /** TPM2B_PRIVATE contents, wrapped by the parent. */
+  private: Uint8Array;
+  /** Which primary key wraps it. */
+  parent: 'srk' | 'ek-rsa' | 'ek-ecc';
+  /** Name of that parent when the key was made (to detect a changed SRK/EK). */
+  parentName: Uint8Array;
+}
+
+export interface CreatedAk {
+  key: WrappedKey;
+  /** TPMS_CREATION_DATA bytes, TPMS_ATTEST bytes (CertifyCreation by the AK itself), TPMT_SIGNATURE bytes. */
+  createData: Uint8Array;
+  createAttestation: Uint8Array;
+  createSignature: TPMT_SIGNATURE;
+}
+
+export interface BankQuote extends Attestation {
+  hashAlg: number;
+  pcrs: Map<number, Uint8Array>;
+}
+
+interface PrimarySpec {
+  hierarchy: number;
+  persistent: number;
+  template: () => TPMT_PUBLIC;
+  /** Expected key type at the persistent handle. */
+  type: number;
+}
+
+const PRIMARIES: Record<WrappedKey['parent'], PrimarySpec> = {
+  'ek-rsa': { hierarchy: TPM_RH.ENDORSEMENT, persistent: PERSISTENT_HANDLE.ekRsa, template: ekTemplateRsa2048, type: TPM_ALG.RSA },
+  'ek-ecc': { hierarchy: TPM_RH.ENDORSEMENT, persistent: PERSISTENT_HANDLE.ekEcc, template: ekTemplateEccP256, type: TPM_ALG.ECC },
+  srk: { hierarchy: TPM_RH.OWNER, persistent: PERSISTENT_HANDLE.srk, template: srkTemplateEccP256, type: 0 },
+};
+
+interface LoadedPrimary {
+  handle: number;
+  public: TPMT_PUBLIC;
+  name: Uint8Array;
+  /** True when we must flush it after the flow (not a persistent handle). */
+  transient: boolean;
+}
+
+export interface AttestorTpmOptions {
+  /** Called for each TPM command (code, milliseconds, response code) — metrics. */
+  onCommand?: (commandCode: number, ms: number, rc: number) => void;
+  /** Per-command timeout (ms). */
+  timeoutMs?: number;
+}
+
+/** The TPM-facing half of the attestor. All methods are safe to call concurrently (they queue). */
+export class AttestorTpm {
+  private tpm: Tpm | undefined;
+  private connecting: Promise<Tpm> | undefined;
+  private tail: Promise<unknown> = Promise.resolve();
+  /** Primary keys: the persistent handle when the TPM has one, else a saved context (re-created after a TPM reset). */
+  private readonly primaries = new Map<WrappedKey['parent'], { persistent?: number; context?: TPMS_CONTEXT; public: TPMT_PUBLIC; name: Uint8Array }>();
+  private banks: number[] | undefined;
+  private closed = false;
+
+  constructor(
+    readonly address: string,
+    private readonly opts: AttestorTpmOptions = {},
+  ) {}
+
+  /** Connect now (and check the TPM answers). */
+  async ready(): Promise<boolean> {
+    try {
+      await this.flow((tpm) => tpm.getRandom(1));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async connection(): Promise<Tpm> {
+    if (this.tpm) return this.tpm;
+    if (!this.connecting) {
+      const o: Parameters<typeof openTpm>[1] = {};
+      if (this.opts.onCommand) o.onCommand = this.opts.onCommand;
+      if (this.opts.timeoutMs) o.timeoutMs = this.opts.timeoutMs;
+      this.connecting = openTpm(this.address, o).finally(() => (this.connecting = undefined));
+    }
+    this.tpm = await this.connecting;
+    return this.tpm;
+  }
+
+  /** Run one flow with exclusive use of the TPM; transport failures drop the connection so the next flow reconnects. */
+  private flow<T>(f: (tpm: Tpm) => Promise<T>): Promise<T> {
+    const run = async () => {
+      if (this.closed) throw new TpmFlowError('UNAVAILABLE', 'the attestor is shutting down');
+      let tpm: Tpm;
+      try {
+        tpm = await this.connection();
+      } catch (e) {
+        throw new TpmFlowError('UNAVAILABLE', `TPM unreachable: ${(e as Error).message}`, e);
+      }
+      try {
+        return await f(tpm);
+      } catch (e) {
+        if (e instanceof TpmTransportError) {
+          this.tpm = undefined;
+          await tpm.close().catch(() => undefined);
+          throw new TpmFlowError('UNAVAILABLE', `TPM connection failed: ${e.message}`, e);
+        }
+        if (e instanceof TpmError && e.is(TPM_RC.INITIALIZE)) {
+          // The TPM was reset under us (and the transport could not start it): forget what we knew.
+          this.forgetVolatile();
+        }
+        throw e;
+      }
+    };
+    const p = this.tail.then(run, run);
+    this.tail = p.catch(() => undefined);
+    return p;
+  }
+
+  private forgetVolatile(): void {
+    for (const p of this.primaries.values()) delete p.context;
+    this.banks = undefined;
+  }
+
+  /** Load (or create once and re-use) a primary key for the duration of one flow. */
+  private async primary(tpm: Tpm, which: WrappedKey['parent']): Promise<LoadedPrimary> {
+    const spec = PRIMARIES[which];
+    const known = this.primaries.get(which);
+    if (known?.persistent !== undefined) return { handle: known.persistent, public: known.public, name: known.name, transient: false };
+    if (known?.context) {
+      try {
+        const handle = await tpm.contextLoad(known.context);
+        return { handle, public: known.public, name: known.name, transient: true };
+      } catch (e) {
+        if (!(e instanceof TpmError)) throw e;
+        delete known.context; // TPM reset since: re-create below
+      }
+    }
+    if (!known) {
+      // First use: a persistent key of the right kind at the conventional handle wins.
+      try {
+        const rp = await tpm.readPublic(spec.persistent);
+        const expected = spec.template();
+        const matches = spec.type === 0 ? rp.public.type === TPM_ALG.RSA || rp.public.type === TPM_ALG.ECC : rp.public.type === spec.type && bytesEqual(rp.public.authPolicy, expected.authPolicy);
+        if (matches) {
+          this.primaries.set(which, { persistent: spec.persistent, public: rp.public, name: rp.name });
+          return { handle: spec.persistent, public: rp.public, name: rp.name, transient: false };
+        }
+      } catch (e) {
+        if (!(e instanceof TpmError && e.is(TPM_RC.HANDLE))) throw e;
+      }
+    }
+    const created = await tpm.createPrimary(spec.hierarchy, spec.template());
+    const context = await tpm.contextSave(created.handle);
+    this.primaries.set(which, { context, public: created.public, name: created.name });
+    return { handle: created.handle, public: created.public, name: created.name, transient: true };
+  }
+
+  /** Flush transient handles, ignoring errors (best effort; used in finally blocks). */
+  private async flush(tpm: Tpm, ...handles: (number | undefined | { handle: number; transient?: boolean })[]): Promise<void> {
+    for (const h of handles) {
+      if (h === undefined) continue;
+      const handle = typeof h === 'number' ? h : h.transient === false ? undefined : h.handle;
+      if (handle !== undefined) await tpm.flushContext(handle).catch(() => undefined);
+    }
+  }
+
+  /** A session salted to `salt` with parameter encryption both ways (the bus sees no secret in clear). */
+  private async encryptingSession(tpm: Tpm, salt: LoadedPrimary, type: 'hmac' | 'policy' = 'hmac'): Promise<Session> {
+    const s = await tpm.startAuthSession({ type, salt: { handle: salt.handle, public: salt.public } });
+    return s.with(TPMA_SESSION.decrypt | TPMA_SESSION.encrypt);
+  }
+
+  /** A policy session satisfying the EK's PolicySecret(TPM_RH_ENDORSEMENT). */
+  private async ekPolicySession(tpm: Tpm): Promise<Session> {
+    const s = await tpm.startAuthSession({ type: 'policy', symmetric: { algorithm: TPM_ALG.NULL } });
+    await tpm.policySecret(TPM_RH.ENDORSEMENT, s);
+    return s;
+  }
+
+  private async loadKey(tpm: Tpm, key: WrappedKey): Promise<{ handle: number; parent: LoadedPrimary }> {
+    const parent = await this.primary(tpm, key.parent);
+    try {
+      if (!bytesEqual(parent.name, key.parentName)) {
+        throw new TpmFlowError('FAILED_PRECONDITION', `the key's parent (${key.parent}) is no longer the key it was made under (the TPM was cleared or the ${key.parent} replaced)`);
+      }
+      const pub = unmarshal(TPM2B_PUBLIC, concatSized(key.public));
+      let session: Session | undefined;
+      try {
+        if (key.parent !== 'srk') session = await this.ekPolicySession(tpm);
+        const loaded = await tpm.load(parent.handle, key.private, pub, session ? { sessions: [session] } : {});
+        return { handle: loaded.handle, parent };
+      } finally {
+        await this.flush(tpm, session?.handle);
+      }
+    } catch (e) {
+      await this.flush(tpm, parent);
+      throw e;
+    }
+  }
+
+  // ---- the operations --------------------------------------------------------
+
+  /** EK public area and certificate (DER, or null when the TPM has none). */
+  ek(keyType: KeyType): Promise<{ public: TPMT_PUBLIC; certificate: Uint8Array | null }> {
+    return this.flow(async (tpm) => {
+      const ek = await this.primary(tpm, keyType === 'ecc' ? 'ek-ecc' : 'ek-rsa');
+      await this.flush(tpm, ek);
+      const certificate = await tpm.readEkCertificate(keyType);
+      return { public: ek.public, certificate };
+    });
+  }
+
+  /** Create an AK under the SRK and certify its creation with itself (go-attestation's AttestationParameters). */
+  createAk(keyType: KeyType): Promise<CreatedAk> {
+    return this.flow(async (tpm) => {
+      const srk = await this.primary(tpm, 'srk');
+      let ak: number | undefined;
+      try {
+        const c = await tpm.create(srk.handle, akTemplate(keyType));
+        ak = (await tpm.load(srk.handle, c.private, c.public)).handle;
+        const cert = await tpm.certifyCreation(ak, ak, c.creationHash, c.creationTicket);
+        return {
+          key: { keyType, public: marshalPublic(c.public), private: c.private, parent: 'srk', parentName: srk.name },
+          createData: rawOf(c.creationData),
+          createAttestation: cert.attestBytes,
+          createSignature: cert.signature,
+        };
+      } finally {
+        await this.flush(tpm, ak, srk);
+      }
+    });
+  }
+
+  /** TPM2_ActivateCredential of a credential made for `ak` with the EK of `ekType`. */
+  activateCredential(ak: WrappedKey, ekType: KeyType, credentialBlob: Uint8Array, encryptedSecret: Uint8Array): Promise<Uint8Array> {
+    return this.flow(async (tpm) => {
+      const { handle: akHandle, parent: srk } = await this.loadKey(tpm, ak);
+      let ek: LoadedPrimary | undefined;
+      let policy: Session | undefined;
+      let enc: Session | undefined;
+      try {
+        ek = await this.primary(tpm, ekType === 'ecc' ? 'ek-ecc' : 'ek-rsa');
+        policy = await this.ekPolicySession(tpm);
+        enc = await this.encryptingSession(tpm, ek);
+        return await tpm.activateCredential(akHandle, ek.handle, credentialBlob, encryptedSecret, { sessions: [undefined, policy, enc] });
+      } finally {
+        await this.flush(tpm, akHandle, enc?.handle, policy?.handle, ek, srk);
+      }
+    });
+  }
+
+  /** Active PCR banks (cached until a TPM reset). */
+  private async activeBanks(tpm: Tpm): Promise<number[]> {
+    this.banks ??= await tpm.getActivePcrBanks();
+    return this.banks;
+  }
+
+  /** One quote per active PCR bank over PCRs 0-23 with `nonce`, plus the PCR values. */
+  quote(ak: WrappedKey, nonce: Uint8Array): Promise<BankQuote[]> {
+    return this.flow(async (tpm) => {
+      const { handle, parent } = await this.loadKey(tpm, ak);
+      try {
+        const out: BankQuote[] = [];
+        const all = Array.from({ length: 24 }, (_, i) => i);
+        for (const bank of await this.activeBanks(tpm)) {
+          const q = await tpm.quote(handle, nonce, pcrSelection(bank, all));
+          if (q.attest.type !== 0x8018) throw new TpmFlowError('INTERNAL', 'TPM2_Quote returned a non-quote attestation');
+          const sel = q.attest.attested.pcrSelect.find((s) => s.hash === bank);
+          if (!sel || sel.pcrSelect.every((b) => b === 0)) continue; // bank not really allocated
+          const pcrs = await tpm.readPcrs(bank, all);
+          out.push({ ...q, hashAlg: bank, pcrs });
+        }
+        return out;
+      } finally {
+        await this.flush(tpm, handle, parent);
+      }
+    });
+  }
+
+  /** Import a go-tpm-tools blob under the EK and unseal it (PolicyPCR when the blob is bound to PCRs). */
+  importAndUnseal(ekType: KeyType, blob: { publicArea: TPMT_PUBLIC; duplicate: Uint8Array; encryptedSeed: Uint8Array; policy: PolicyStep[] }): Promise<Uint8Array> {
+    return this.flow(async (tpm) => {
+      const { key, ek } = await this.importUnderEk(tpm, ekType, blob);
+      let obj: number | undefined;
+      let s: Session | undefined;
+      let lp: Session | undefined;
+      try {
+        lp = await this.ekPolicySession(tpm);
+        obj = (await tpm.load(ek.handle, key.private, blob.publicArea, { sessions: [lp] })).handle;
+        s = await this.encryptingSession(tpm, ek, blob.policy.length > 0 ? 'policy' : 'hmac');
+        if (blob.policy.length > 0) await tpm.applyPolicy(s, blob.policy);
+        return await tpm.unseal(obj, { sessions: [s] });
+      } finally {
+        await this.flush(tpm, obj, s?.handle, lp?.handle, ek);
+      }
+    });
+  }
+
+  /** Import a signing key under the EK; returns the wrapped key to store. */
+  importKey(ekType: KeyType, blob: { publicArea: TPMT_PUBLIC; duplicate: Uint8Array; encryptedSeed: Uint8Array }): Promise<WrappedKey> {
+    return this.flow(async (tpm) => {
+      const { key, ek } = await this.importUnderEk(tpm, ekType, blob);
+      await this.flush(tpm, ek);
+      return key;
+    });
+  }
+
+  private async importUnderEk(
+    tpm: Tpm,
+    ekType: KeyType,
+    blob: { publicArea: TPMT_PUBLIC; duplicate: Uint8Array; encryptedSeed: Uint8Array },
+  ): Promise<{ key: WrappedKey; ek: LoadedPrimary }> {
+    const which = ekType === 'ecc' ? 'ek-ecc' : 'ek-rsa';
+    const ek = await this.primary(tpm, which);
+    let policy: Session | undefined;
+    let enc: Session | undefined;
+    try {
+      policy = await this.ekPolicySession(tpm);
+      enc = await this.encryptingSession(tpm, ek);
+      const priv = await tpm.import(ek.handle, blob.publicArea, blob.duplicate, blob.encryptedSeed, { sessions: [policy, enc] });
+      const keyType: KeyType = blob.publicArea.type === TPM_ALG.ECC ? 'ecc' : 'rsa';
+      return { key: { keyType, public: marshalPublic(blob.publicArea), private: priv, parent: which, parentName: ek.name }, ek };
+    } catch (e) {
+      await this.flush(tpm, ek);
+      throw e;
+    } finally {
+      await this.flush(tpm, enc?.handle, policy?.handle);
+    }
+  }
+
+  /** Create a signing key under the SRK and certify it with the AK (TPM2_Certify). */
+  createKey(ak: WrappedKey, keyType: KeyType): Promise<{ key: WrappedKey; certify: Attestation }> {
+    return this.flow(async (tpm) => {
+      const srk = await this.primary(tpm, 'srk');
+      let akHandle: number | undefined;
+      let k: number | undefined;
+      try {
+        const c = await tpm.create(srk.handle, signingKeyTemplate(keyType));
+        k = (await tpm.load(srk.handle, c.private, c.public)).handle;
+        akHandle = (await tpm.load(srk.handle, ak.private, unmarshal(TPM2B_PUBLIC, concatSized(ak.public)))).handle;
+        const certify = await tpm.certify(k, akHandle);
+        return { key: { keyType, public: marshalPublic(c.public), private: c.private, parent: 'srk', parentName: srk.name }, certify };
+      } finally {
+        await this.flush(tpm, k, akHandle, srk);
+      }
+    });
+  }
+
+  /**
+   * Sign SHA-256(data) with a stored key: RSASSA-PKCS1-v1_5 or ECDSA. Keys
+   * bound to PCRs (imported with a PolicyPCR authPolicy) are authorized with
+   * that policy.
+   */
+  sign(key: WrappedKey, data: Uint8Array, policy: PolicyStep[] = []): Promise<TPMT_SIGNATURE> {
+    return this.flow(async (tpm) => {
+      const { handle, parent } = await this.loadKey(tpm, key);
+      let s: Session | undefined;
+      try {
+        const digest = hash(TPM_ALG.SHA256, data);
+        const scheme = key.keyType === 'ecc' ? { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 } : { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 };
+        if (policy.length > 0) {
+          s = await tpm.startAuthSession({ type: 'policy', symmetric: { algorithm: TPM_ALG.NULL } });
+          await tpm.applyPolicy(s, policy);
+        }
+        return await tpm.sign(handle, digest, s ? { scheme, sessions: [s] } : { scheme });
+      } finally {
+        await this.flush(tpm, s?.handle, handle, parent);
+      }
+    });
+  }
+
+  /** Close the TPM connection after the running flow (pending flows fail with UNAVAILABLE). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.tail;
+    const t = this.tpm;
+    this.tpm = undefined;
+    await t?.close();
+  }
+}
+
+function marshalPublic(pub: TPMT_PUBLIC): Uint8Array {
+  // TPM2B_PUBLIC without its size: the exact TPMT_PUBLIC bytes (those received when it came from the TPM).
+  return marshal(TPM2B_PUBLIC, pub).subarray(2);
+}
+
+function concatSized(tpmtPublic: Uint8Array): Uint8Array {
+  const out = new Uint8Array(tpmtPublic.length + 2);
+  new DataView(out.buffer).setUint16(0, tpmtPublic.length);
+  out.set(tpmtPublic, 2);
+  return out;
+}
+
+function rawOf(v: object): Uint8Array {
+  const r = rawBytes(v);
+  if (!r) throw new TpmFlowError('INTERNAL', 'expected bytes as received from the TPM');
+  return r;
+}
