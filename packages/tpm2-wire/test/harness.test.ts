@@ -17,6 +17,7 @@ import {
   SRK_HANDLE,
   isProcessRunning,
   liveTempDirs,
+  openSwtpmState,
   provisionSwtpmState,
   startSwtpm,
   withSwtpm,
@@ -325,7 +326,7 @@ describe('swtpm test harness @swtpm', function () {
       }
     });
 
-    it('copies into a caller-owned directory that dispose() leaves alone', async () => {
+    it('copies into a caller-owned directory that dispose() leaves alone and openSwtpmState() reopens', async () => {
       const dir = join(scratch, 'owned-state');
       const state = await provisionSwtpmState({ dir });
       assert.equal(state.temporary, false);
@@ -333,6 +334,10 @@ describe('swtpm test harness @swtpm', function () {
       await state.dispose();
       assert.ok(existsSync(state.caRootPem));
       await assert.rejects(provisionSwtpmState({ dir }), /already holds a TPM state/);
+      const reopened = await openSwtpmState(dir);
+      assert.deepEqual(reopened.pcrBanks, ['sha1', 'sha256']);
+      assert.equal(reopened.temporary, false);
+      await assert.rejects(openSwtpmState(scratch), /does not hold a provisioned state/);
       await assert.rejects(provisionSwtpmState({ pcrBanks: ['md5'] }), /pcrBanks/);
     });
   });
