@@ -151,14 +151,25 @@ export class Session implements AuthSession {
     if (!(auth.sessionAttributes & TPMA_SESSION.continueSession)) this.open = false;
     if (this.type !== 'hmac' && this.passwordNeeded) {
       if (auth.hmac.length !== 0) throw new TpmAuthError('a policy session with PolicyPassword got a non-empty response HMAC');
-      return;
+      return this.policyUsed();
     }
     const key = this.hmacKey(entity);
-    if (this.type !== 'hmac' && key.length === 0 && auth.hmac.length === 0) return;
+    if (this.type !== 'hmac' && key.length === 0 && auth.hmac.length === 0) return this.policyUsed();
     const expected = hmac(this.hashAlg, key, ctx.rpHash(this.hashAlg), auth.nonce, this.nonceCaller, Uint8Array.of(auth.sessionAttributes));
     if (!constantTimeEqual(expected, auth.hmac)) {
       throw new TpmAuthError(`response HMAC of session 0x${this.handle.toString(16)} does not verify: the response was altered or the session key is wrong`);
     }
+    this.policyUsed();
+  }
+
+  /**
+   * After a command it authorized successfully, a continued policy session starts over: the TPM
+   * resets its policyDigest and its isAuthValueNeeded/isPasswordNeeded flags when the nonces roll
+   * (reference code SessionProcess.c UpdateInternalSession -> SessionResetPolicyData), so ours are
+   * cleared as well; otherwise the next policy would wrongly put the authValue into its HMAC.
+   */
+  private policyUsed(): void {
+    if (this.type === 'policy' && this.open) this.resetPolicyFlags();
   }
 
   failed(rc: number): void {
