@@ -64,9 +64,26 @@ export interface DecodedRc {
   parameter?: number;
   handle?: number;
   session?: number;
+  /** tpm2-tss layer (bits 16..23) of a 'tss-layer' code. */
+  layer?: number;
   /** One readable sentence. */
   text: string;
 }
+
+/** tpm2-tss layers (TSS2_*_RC_LAYER), as `tpm2_rc_decode` names them. */
+const TSS_LAYERS: Readonly<Record<number, string>> = {
+  6: 'FAPI layer', 7: 'ESAPI layer', 8: 'SAPI layer', 9: 'marshalling (MU) layer', 10: 'TCTI layer',
+  11: 'resource manager (TPM code)', 12: 'resource manager', 13: 'driver',
+};
+/** TSS2_BASE_RC_* (tss2_common.h). */
+const TSS_BASE_RC: Readonly<Record<number, string>> = {
+  1: 'GENERAL_FAILURE', 2: 'NOT_IMPLEMENTED', 3: 'BAD_CONTEXT', 4: 'ABI_MISMATCH', 5: 'BAD_REFERENCE',
+  6: 'INSUFFICIENT_BUFFER', 7: 'BAD_SEQUENCE', 8: 'NO_CONNECTION', 9: 'TRY_AGAIN', 10: 'IO_ERROR', 11: 'BAD_VALUE',
+  12: 'NOT_PERMITTED', 13: 'INVALID_SESSIONS', 14: 'NO_DECRYPT_PARAM', 15: 'NO_ENCRYPT_PARAM', 16: 'BAD_SIZE',
+  17: 'MALFORMED_RESPONSE', 18: 'INSUFFICIENT_CONTEXT', 19: 'INSUFFICIENT_RESPONSE', 20: 'INCOMPATIBLE_TCTI',
+  21: 'NOT_SUPPORTED', 22: 'BAD_TCTI_STRUCTURE', 23: 'MEMORY', 24: 'BAD_TR', 25: 'MULTIPLE_DECRYPT_SESSIONS',
+  26: 'MULTIPLE_ENCRYPT_SESSIONS', 27: 'RSP_AUTH_FAILED',
+};
 
 const hex = (n: number, w = 3) => `0x${n.toString(16).padStart(w, '0')}`;
 
@@ -74,9 +91,18 @@ const hex = (n: number, w = 3) => `0x${n.toString(16).padStart(w, '0')}`;
 export function decodeRc(rc: number): DecodedRc {
   if (rc === 0) return { base: 0, name: 'TPM_RC_SUCCESS', kind: 'success', text: 'TPM_RC_SUCCESS' };
   if (rc >>> 16 !== 0) {
-    const layer = rc >>> 16;
-    const inner = decodeRc(rc & 0xffff);
-    return { ...inner, kind: 'tss-layer', text: `${inner.text} (from software layer ${layer})` };
+    // tpm2-tss layered codes (tss2_common.h): layer in bits 16..23. Layer 11 (resource manager)
+    // carries TPM-format codes; the TSS layers carry TSS2_BASE_RC_* codes, which are not TPM codes.
+    const layer = (rc >>> 16) & 0xff;
+    const code = rc & 0xffff;
+    const layerName = TSS_LAYERS[layer] ?? `software layer ${layer}`;
+    if (layer === 11) {
+      const inner = decodeRc(code);
+      return { ...inner, kind: 'tss-layer', layer, text: `${inner.text} (from the ${layerName})` };
+    }
+    const base = TSS_BASE_RC[code];
+    const name = base ? `TSS2_BASE_RC_${base}` : `TSS2 code ${hex(code)}`;
+    return { base: code, name, kind: 'tss-layer', layer, text: `${name} (from the ${layerName})` };
   }
   if (rc & 0x080) {
     const base = 0x080 | (rc & 0x3f);
