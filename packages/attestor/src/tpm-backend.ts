@@ -1,0 +1,243 @@
+/**
+ * The real AttestorBackend: the gRPC semantics of ARCHITECTURE.md on top of
+ * AttestorTpm (the TPM flows) and a key store (TPM-wrapped blobs only).
+ */
+import {
+  TPM_ALG, TPM_CC, TPM_RC, TPMT_PUBLIC, TPMT_SIGNATURE, TpmAuthError, TpmDecodeError, TpmError, commandName,
+  marshal, pcrPolicyStep, publicToSpkiDer, signatureToDer, unmarshal, type PolicyStep,
+} from '@tpmds/tpm2-wire';
+import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/verifier/formats';
+import { AttestorError } from './errors.js';
+import type { AttestorBackend, CheckedEncryptedCredential, EKCertResult, KeyType, NewKeyResult } from './backend.js';
+import { AttestorTpm, TpmFlowError, type WrappedKey } from './tpm/attestor-tpm.js';
+
+/** What the backend keeps per uid (AK) and per uid/kid (keys). */
+export interface StoredAk {
+  key: WrappedKey;
+  params: AttestationParameters;
+}
+export interface StoredKey {
+  key: WrappedKey;
+  /** PCR policy of an imported key bound to PCRs (empty otherwise). */
+  pcrs?: { hash: number; pcrs: Map<number, Uint8Array> };
+}
+
+/** The storage the backend needs; `create*` must fail with ALREADY_EXISTS when the record exists. */
+export interface BackendStore {
+  getAk(uid: string): Promise<StoredAk | undefined>;
+  createAk(uid: string, ak: StoredAk): Promise<void>;
+  getKey(uid: string, kid: string): Promise<StoredKey | undefined>;
+  createKey(uid: string, kid: string, key: StoredKey): Promise<void>;
+}
+
+/** Go crypto.Hash numbers of the PCR banks (go-attestation PCR.DigestAlg). */
+const GO_HASH: Readonly<Record<number, number>> = { [TPM_ALG.SHA1]: 3, [TPM_ALG.SHA256]: 5, [TPM_ALG.SHA384]: 6, [TPM_ALG.SHA512]: 7 };
+
+export interface TpmBackendOptions {
+  /** Reads the firmware event log (a missing log returns null and is logged as a warning by the caller). */
+  readEventLog: () => Promise<Uint8Array | null>;
+  /** Warnings that are not errors (missing event log). */
+  warn?: (message: string) => void;
+}
+
+export class TpmBackend implements AttestorBackend {
+  constructor(
+    private readonly tpm: AttestorTpm,
+    private readonly store: BackendStore,
+    private readonly opts: TpmBackendOptions,
+  ) {}
+
+  async getEKCert(keyType: KeyType): Promise<EKCertResult> {
+    return this.guard('GetEKCert', async () => {
+      const ek = await this.tpm.ek(keyType);
+      return { ekPub: publicToSpkiDer(ek.public), ekCert: ek.certificate };
+    });
+  }
+
+  async getAK(uid: string, keyType: KeyType): Promise<AttestationParameters> {
+    return this.guard('GetAK', async () => {
+      const existing = await this.store.getAk(uid);
+      if (existing) {
+        if (existing.key.keyType !== keyType) {
+          throw new AttestorError('ALREADY_EXISTS', `uid ${uid} already has an ${existing.key.keyType.toUpperCase()} AK; it cannot also get an ${keyType.toUpperCase()} one`);
+        }
+        return existing.params;
+      }
+      const ak = await this.tpm.createAk(keyType);
+      const params: AttestationParameters = {
+        public: ak.key.public,
+        useTCSDActivationFormat: false,
+        createData: ak.createData,
+        createAttestation: ak.createAttestation,
+        createSignature: marshal(TPMT_SIGNATURE, ak.createSignature),
+      };
+      try {
+        await this.store.createAk(uid, { key: ak.key, params });
+        return params;
+      } catch (e) {
+        // A concurrent GetAK for the same uid won: return its AK (GetAK is idempotent).
+        if (e instanceof AttestorError && e.code === 'ALREADY_EXISTS') {
+          const winner = await this.store.getAk(uid);
+          if (winner) return winner.params;
+        }
+        throw e;
+      }
+    });
+  }
+
+  private async ak(uid: string): Promise<StoredAk> {
+    const ak = await this.store.getAk(uid);
+    if (!ak) throw new AttestorError('NOT_FOUND', `uid ${uid} has no AK: call GetAK first`);
+    return ak;
+  }
+
+  async attest(uid: string, credential: CheckedEncryptedCredential): Promise<Uint8Array> {
+    return this.guard('Attest', async () => {
+      const ak = await this.ak(uid);
+      const secret = credential.secret.subarray(2);
+      const ekType = ekTypeOfSecret(secret, 'Attest encryptedCredentials.Secret');
+      return this.tpm.activateCredential(ak.key, ekType, credential.credential.subarray(2), secret);
+    });
+  }
+
+  async quote(uid: string, nonce: Uint8Array): Promise<PlatformParameters> {
+    return this.guard('Quote', async () => {
+      const ak = await this.ak(uid);
+      const banks = await this.tpm.quote(ak.key, nonce);
+      let eventLog = await this.opts.readEventLog();
+      if (eventLog === null) eventLog = new Uint8Array(0);
+      return {
+        tpmVersion: 2,
+        public: ak.key.public,
+        quotes: banks.map((b) => ({ version: 2, quote: b.attestBytes, signature: marshal(TPMT_SIGNATURE, b.signature) })),
+        pcrs: banks.flatMap((b) => [...b.pcrs].sort(([x], [y]) => x - y).map(([index, digest]) => ({ index, digest, digestAlg: GO_HASH[b.hashAlg] ?? 0 }))),
+        eventLog,
+      };
+    });
+  }
+
+  async importBlob(_uid: string, blob: ImportBlob): Promise<Uint8Array> {
+    return this.guard('ImportBlob', async () => {
+      const { publicArea, policy } = decodeBlob(blob);
+      if (publicArea.type !== TPM_ALG.KEYEDHASH) throw new AttestorError('INVALID_ARGUMENT', 'ImportBlob: publicArea is not a sealed-data (KEYEDHASH) object');
+      const ekType = ekTypeOfSecret(blob.encryptedSeed, 'ImportBlob encryptedSeed');
+      return this.tpm.importAndUnseal(ekType, { publicArea, duplicate: blob.duplicate, encryptedSeed: blob.encryptedSeed, policy });
+    });
+  }
+
+  async importSigningKey(uid: string, kid: string, blob: ImportBlob): Promise<Uint8Array> {
+    return this.guard('ImportSigningKey', async () => {
+      const { publicArea, policy } = decodeBlob(blob);
+      if (publicArea.type !== TPM_ALG.RSA && publicArea.type !== TPM_ALG.ECC) {
+        throw new AttestorError('INVALID_ARGUMENT', 'ImportSigningKey: publicArea is not an RSA or ECC key');
+      }
+      if (!(publicArea.objectAttributes & (1 << 18))) throw new AttestorError('INVALID_ARGUMENT', 'ImportSigningKey: the key does not have the sign attribute');
+      if (await this.store.getKey(uid, kid)) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
+      const ekType = ekTypeOfSecret(blob.encryptedSeed, 'ImportSigningKey encryptedSeed');
+      const key = await this.tpm.importKey(ekType, { publicArea, duplicate: blob.duplicate, encryptedSeed: blob.encryptedSeed });
+      // Prove the import worked before storing it: sign the uid.
+      const sig = await this.tpm.sign(key, new TextEncoder().encode(uid), policy);
+      const stored: StoredKey = blob.pcrs ? { key, pcrs: blob.pcrs } : { key };
+      await this.store.createKey(uid, kid, stored);
+      return signatureBytes(sig);
+    });
+  }
+
+  async newKey(uid: string, kid: string, keyType: KeyType): Promise<NewKeyResult> {
+    return this.guard('NewKey', async () => {
+      const ak = await this.ak(uid);
+      if (await this.store.getKey(uid, kid)) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
+      const { key, certify } = await this.tpm.createKey(ak.key, keyType);
+      await this.store.createKey(uid, kid, { key });
+      const pub = unmarshal(TPMT_PUBLIC, key.public);
+      return {
+        publicKey: publicToSpkiDer(pub),
+        certification: { public: key.public, createData: null, createAttestation: certify.attestBytes, createSignature: marshal(TPMT_SIGNATURE, certify.signature) },
+      };
+    });
+  }
+
+  async sign(uid: string, kid: string, data: Uint8Array): Promise<Uint8Array> {
+    return this.guard('Sign', async () => {
+      const rec = await this.store.getKey(uid, kid);
+      if (!rec) throw new AttestorError('NOT_FOUND', `no key ${uid}/${kid}`);
+      const policy: PolicyStep[] = rec.pcrs ? [pcrPolicyStep({ hashAlg: rec.pcrs.hash, values: rec.pcrs.pcrs })] : [];
+      return signatureBytes(await this.tpm.sign(rec.key, data, policy));
+    });
+  }
+
+  ready(): Promise<boolean> {
+    return this.tpm.ready();
+  }
+
+  close(): Promise<void> {
+    return this.tpm.close();
+  }
+
+  /** Map TPM-side failures to the gRPC status that tells the caller what happened. */
+  private async guard<T>(rpc: string, f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      throw mapError(rpc, e);
+    }
+  }
+}
+
+function signatureBytes(sig: TPMT_SIGNATURE): Uint8Array {
+  return signatureToDer(sig);
+}
+
+/** Which EK a seed/secret was made for: an RSA-2048 OAEP ciphertext (256 bytes) or a P-256 TPMS_ECC_POINT (2+32+2+32). */
+function ekTypeOfSecret(secret: Uint8Array, what: string): KeyType {
+  if (secret.length === 256) return 'rsa';
+  if (secret.length >= 4) {
+    const dv = new DataView(secret.buffer, secret.byteOffset, secret.byteLength);
+    const xl = dv.getUint16(0);
+    if (2 + xl + 2 <= secret.length && dv.getUint16(2 + xl) + 4 + xl === secret.length && xl <= 32) return 'ecc';
+  }
+  throw new AttestorError('INVALID_ARGUMENT', `${what} is neither an RSA-2048 ciphertext (256 bytes) nor a P-256 point (${secret.length} bytes)`);
+}
+
+function decodeBlob(blob: ImportBlob): { publicArea: TPMT_PUBLIC; policy: PolicyStep[] } {
+  let publicArea: TPMT_PUBLIC;
+  try {
+    publicArea = unmarshal(TPMT_PUBLIC, blob.publicArea);
+  } catch (e) {
+    throw new AttestorError('INVALID_ARGUMENT', `publicArea is not a TPMT_PUBLIC: ${(e as Error).message}`);
+  }
+  const policy: PolicyStep[] = [];
+  if (blob.pcrs && blob.pcrs.pcrs.size > 0) policy.push(pcrPolicyStep({ hashAlg: blob.pcrs.hash, values: blob.pcrs.pcrs }, publicArea.nameAlg));
+  if (publicArea.authPolicy.length > 0 && policy.length === 0) {
+    throw new AttestorError('INVALID_ARGUMENT', 'publicArea has an authPolicy but the blob carries no PCR values to satisfy it');
+  }
+  return { publicArea, policy };
+}
+
+const PAYLOAD_REJECTED = new Set<number>([
+  TPM_RC.INTEGRITY, TPM_RC.VALUE, TPM_RC.SIZE, TPM_RC.ECC_POINT, TPM_RC.KEY, TPM_RC.BINDING, TPM_RC.ATTRIBUTES,
+  TPM_RC.SCHEME, TPM_RC.TYPE, TPM_RC.HASH, TPM_RC.SYMMETRIC, TPM_RC.KEY_SIZE, TPM_RC.CURVE, TPM_RC.INSUFFICIENT,
+]);
+
+function mapError(rpc: string, e: unknown): unknown {
+  if (e instanceof AttestorError) return e;
+  if (e instanceof TpmFlowError) return new AttestorError(e.code, e.message, { cause: e });
+  if (e instanceof TpmDecodeError) return new AttestorError('INVALID_ARGUMENT', `${rpc}: a payload does not decode: ${e.message}`, { cause: e });
+  if (e instanceof TpmAuthError) return new AttestorError('UNAVAILABLE', `${rpc}: the TPM's response did not authenticate; retry`, { cause: e });
+  if (e instanceof TpmError) {
+    const cmd = commandName(e.command);
+    if (e.command === TPM_CC.PolicyPCR || e.is(TPM_RC.POLICY_FAIL) || e.is(TPM_RC.PCR_CHANGED)) {
+      return new AttestorError('FAILED_PRECONDITION', `${rpc}: the PCR policy is not satisfied: the PCRs do not hold the values the object is bound to`, { cause: e });
+    }
+    if (e.is(TPM_RC.LOCKOUT)) return new AttestorError('UNAVAILABLE', `${rpc}: the TPM is in dictionary-attack lockout; retry later`, { cause: e });
+    if (e.is(TPM_RC.OBJECT_MEMORY) || e.is(TPM_RC.SESSION_MEMORY) || e.is(TPM_RC.MEMORY) || e.is(TPM_RC.NV_RATE) || e.is(TPM_RC.NV_UNAVAILABLE)) {
+      return new AttestorError('UNAVAILABLE', `${rpc}: the TPM is busy (${e.decoded.name}); retry`, { cause: e });
+    }
+    const payloadCommands: number[] = [TPM_CC.Import, TPM_CC.ActivateCredential, TPM_CC.Load];
+    // libtpms answers an undecryptable Import seed with TPM_RC_FAILURE without entering failure mode (ARCHITECTURE.md).
+    if (payloadCommands.includes(e.command) && (PAYLOAD_REJECTED.has(e.base) || e.is(TPM_RC.FAILURE))) {
+      return new AttestorError('INVALID_ARGUMENT', `${rpc}: the TPM rejected the payload (${cmd}: ${e.decoded.name}): it was not made for this TPM's EK or for this AK, or it is corrupted`, { cause: e });
+    }
+  }
+  return e;
+}
