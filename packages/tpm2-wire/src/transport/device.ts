@@ -44,7 +44,9 @@ export class DeviceTransport extends QueuedTransport {
     } catch (e) {
       // The device state is unknown after a failed exchange: start over with a fresh descriptor.
       this.fh = undefined;
-      await fh.close().catch(() => undefined);
+      // Not awaited: FileHandle.close() waits for pending operations, and a read on a device that
+      // never answers never completes (the timeout would hang instead of rejecting).
+      void fh.close().catch(() => undefined);
       throw e instanceof TpmTransportError ? e : deviceError(this.path, e);
     } finally {
       clearTimeout(timer);
@@ -81,6 +83,8 @@ function deviceError(path: string, e: unknown): TpmTransportError {
       return new TpmTransportError(`permission denied opening ${path}: the user needs read/write access to the device, usually membership of its group (e.g. 'tss')`, code);
     case 'EBUSY':
       return new TpmTransportError(`${path} is busy: another process has it open (use /dev/tpmrm0, the resource manager, to share the TPM)`, code);
+    case 'EIO':
+      return new TpmTransportError(`I/O error on ${path}: the device failed or hung up (for a pty: the process serving it went away)`, code);
     case 'ENXIO':
       return new TpmTransportError(`${path} is not a character device (a Unix socket? use swtpm:path=${path})`, code);
     default:
