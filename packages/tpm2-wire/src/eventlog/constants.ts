@@ -2,6 +2,7 @@
  * Event types and well-known values of the TCG PC Client Platform Firmware Profile
  * (PFP, version 1.05, section 10.4.1 "Event Types") and of the UEFI specification.
  */
+import { algName } from '../types/constants.js';
 
 /** PFP 10.4.1: event types. The EV_EFI_* values are UEFI-specific (0x80000000 and up). */
 export const EV = {
@@ -60,6 +61,18 @@ export function eventTypeFromName(name: string): number | undefined {
   if (v !== undefined) return v;
   if (/^0x[0-9a-fA-F]{1,8}$/.test(name)) return parseInt(name.slice(2), 16);
   return undefined;
+}
+
+const bankNames = new Map<number, string>();
+
+/** A bank's name, lowercase: "sha1", "sha256", "sm3_256", or `0x` + 4 hex digits for one without a name. */
+export function bankName(alg: number): string {
+  let n = bankNames.get(alg);
+  if (n === undefined) {
+    n = algName(alg);
+    bankNames.set(alg, n);
+  }
+  return n;
 }
 
 /** EFI_GLOBAL_VARIABLE (UEFI 2.x, 3.3): the vendor GUID of SecureBoot, PK, KEK, BootOrder, Boot####. */

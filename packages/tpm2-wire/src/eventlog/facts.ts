@@ -174,7 +174,7 @@ export function eventLogFacts(log: EventLog): EventLogFacts {
     quirks.push('no "Exit Boot Services Invocation" event in PCR 5: the firmware did not log ExitBootServices (go-attestation PR #153); EFI application facts are not protected against later PCR 4 extends');
   }
   if (appBeforeCalling) {
-    quirks.push('an EFI application was measured into PCR 4 before "Calling EFI Application from Boot Option" (e.g. systemd-boot setups)');
+    quirks.push('an EFI application was measured into PCR 4 before "Calling EFI Application from Boot Option" (launched by the firmware itself, or a boot manager such as systemd-boot; go-tpm-tools rejects such logs)');
   }
 
   for (const e of events) {

@@ -6,7 +6,7 @@
  */
 import { fromHex, toHex } from '../bytes/hex.js';
 import { HASH_SIZE, algName } from '../types/constants.js';
-import { eventTypeName } from './constants.js';
+import { bankName, eventTypeName } from './constants.js';
 import { describeEvent } from './facts.js';
 import type { EventLog, TcgEvent } from './parse.js';
 import type { PcrBanks } from './replay.js';
@@ -26,11 +26,6 @@ export interface EventJson {
   readonly seq: number;
   /** Byte offset of the event in the log. */
   readonly offset: number;
-}
-
-/** A bank's JSON name: "sha1", "sha256", "sm3_256", or "0x…" for one without a name. */
-export function bankName(alg: number): string {
-  return algName(alg);
 }
 
 /** A bank from its name ("sha256", "SHA-256", "sm3", "0x000b"); undefined when unknown. */

@@ -14,8 +14,8 @@
  */
 import { Reader } from '../bytes/reader.js';
 import { concatBytes } from '../bytes/hex.js';
-import { HASH_SIZE, TPM_ALG, algName } from '../types/constants.js';
-import { EV, SPEC_ID_EVENT03_SIGNATURE, STARTUP_LOCALITY_SIGNATURE } from './constants.js';
+import { HASH_SIZE, TPM_ALG } from '../types/constants.js';
+import { EV, SPEC_ID_EVENT03_SIGNATURE, STARTUP_LOCALITY_SIGNATURE, bankName } from './constants.js';
 import { EventLogError, decoding } from './errors.js';
 
 /** One digest of an event: the bank's algorithm (TPM_ALG_ID) and the digest bytes. */
@@ -161,12 +161,12 @@ function readPcrEvent2(r: Reader, seq: number, sizes: ReadonlyMap<number, number
     const alg = r.u16le('TPMT_HA.hashAlg');
     const size = sizes.get(alg);
     if (size === undefined) {
-      throw new EventLogError(`digest algorithm ${algName(alg)} is not listed in the Spec ID event`, algAt, 'TPMT_HA.hashAlg');
+      throw new EventLogError(`digest algorithm ${bankName(alg)} is not listed in the Spec ID event`, algAt, 'TPMT_HA.hashAlg');
     }
     if (digests.some((d) => d.alg === alg)) {
-      throw new EventLogError(`duplicate ${algName(alg)} digest in one event`, algAt, 'TPMT_HA.hashAlg');
+      throw new EventLogError(`duplicate ${bankName(alg)} digest in one event`, algAt, 'TPMT_HA.hashAlg');
     }
-    digests.push({ alg, digest: r.bytesN(size, `${algName(alg)} digest`) });
+    digests.push({ alg, digest: r.bytesN(size, `${bankName(alg)} digest`) });
   }
   const { data, dataOffset } = readEventData(r);
   return { seq, offset, dataOffset, pcr, type, digests, data };
@@ -202,11 +202,11 @@ export function parseSpecIdEvent(data: Uint8Array, base = 0): SpecIdEvent {
       const alg = r.u16le('algorithmId');
       const digestSize = r.u16le('digestSize');
       if (algorithms.some((a) => a.alg === alg)) {
-        throw new EventLogError(`algorithm ${algName(alg)} listed twice`, at, 'algorithmId');
+        throw new EventLogError(`algorithm ${bankName(alg)} listed twice`, at, 'algorithmId');
       }
       const known = HASH_SIZE[alg];
       if (digestSize === 0 || (known !== undefined && known !== digestSize)) {
-        throw new EventLogError(`digest size ${digestSize} is wrong for ${algName(alg)}`, at + 2, 'digestSize');
+        throw new EventLogError(`digest size ${digestSize} is wrong for ${bankName(alg)}`, at + 2, 'digestSize');
       }
       algorithms.push({ alg, digestSize });
     }

@@ -10,9 +10,9 @@
  */
 import { createHash, getHashes } from 'node:crypto';
 import { bytesEqual, toHex } from '../bytes/hex.js';
-import { TPM_ALG, algName } from '../types/constants.js';
+import { TPM_ALG } from '../types/constants.js';
 import { nodeHashName } from '../crypto/hash.js';
-import { EFI_ACTION, EV } from './constants.js';
+import { EFI_ACTION, EV, bankName } from './constants.js';
 import { eventDigest, startupLocalityOf } from './parse.js';
 import type { EventLog, TcgEvent } from './parse.js';
 
@@ -21,14 +21,19 @@ export type PcrMap = ReadonlyMap<number, Uint8Array>;
 /** PCR values of several banks: hash algorithm (TPM_ALG_ID) -> PCR index -> value. */
 export type PcrBanks = ReadonlyMap<number, PcrMap>;
 
+const nodeNames = new Map<number, string | undefined>();
+
 /** Node's name for a bank's hash, or undefined when this runtime cannot compute it. */
 function nodeName(alg: number): string | undefined {
+  if (nodeNames.has(alg)) return nodeNames.get(alg);
+  let name: string | undefined;
   try {
-    return nodeHashName(alg);
+    name = nodeHashName(alg);
   } catch {
-    if (alg === TPM_ALG.SM3_256 && getHashes().includes('sm3')) return 'sm3';
-    return undefined;
+    name = alg === TPM_ALG.SM3_256 && getHashes().includes('sm3') ? 'sm3' : undefined;
   }
+  nodeNames.set(alg, name);
+  return name;
 }
 
 /** H_alg(parts...) for a bank, or undefined when the bank's hash is not available here. */
@@ -101,7 +106,7 @@ export function replayEventLog(log: EventLog, options: { banks?: readonly number
       if (e.type === EV.EV_NO_ACTION) continue;
       const d = eventDigest(e, alg);
       if (d === undefined) {
-        warnings.push(`event ${e.seq} (PCR ${e.pcr}) has no ${algName(alg)} digest; not extended in that bank`);
+        warnings.push(`event ${e.seq} (PCR ${e.pcr}) has no ${bankName(alg)} digest; not extended in that bank`);
         continue;
       }
       pcrs.set(e.pcr, bankHash(alg, pcrs.get(e.pcr) ?? initial(e.pcr), d)!);
@@ -219,5 +224,5 @@ function exitBootServicesWorkaround(bank: number, replayed: Uint8Array, quoted: 
 
 /** A readable one-line description of a mismatch. */
 export function describeMismatch(m: PcrMismatch): string {
-  return `PCR ${m.pcr} (${algName(m.bank)}): log replays to ${toHex(m.replayed)}, quoted ${toHex(m.quoted)}`;
+  return `PCR ${m.pcr} (${bankName(m.bank)}): log replays to ${toHex(m.replayed)}, quoted ${toHex(m.quoted)}`;
 }

@@ -6,8 +6,8 @@
  */
 import { Writer } from '../bytes/writer.js';
 import { TpmEncodeError } from '../bytes/errors.js';
-import { HASH_SIZE, TPM_ALG, algName } from '../types/constants.js';
-import { EV, SPEC_ID_EVENT03_SIGNATURE, STARTUP_LOCALITY_SIGNATURE } from './constants.js';
+import { HASH_SIZE, TPM_ALG } from '../types/constants.js';
+import { EV, SPEC_ID_EVENT03_SIGNATURE, STARTUP_LOCALITY_SIGNATURE, bankName } from './constants.js';
 import { bankHash } from './replay.js';
 
 /** One event to write. */
@@ -61,7 +61,7 @@ export function specIdEventData(banks: readonly number[], options: BuildEventLog
 
 function digestSizeOf(alg: number): number {
   const size = HASH_SIZE[alg];
-  if (size === undefined) throw new TpmEncodeError(`unknown hash algorithm ${algName(alg)}`);
+  if (size === undefined) throw new TpmEncodeError(`unknown hash algorithm ${bankName(alg)}`);
   return size;
 }
 
@@ -83,9 +83,9 @@ export function buildEventLog(events: readonly EventSpec[], banks: readonly numb
       let digest = e.digests?.get(alg);
       if (digest === undefined) {
         digest = e.type === EV.EV_NO_ACTION ? new Uint8Array(size) : bankHash(alg, data);
-        if (digest === undefined) throw new TpmEncodeError(`event ${i}: cannot compute a ${algName(alg)} digest here; give it explicitly`);
+        if (digest === undefined) throw new TpmEncodeError(`event ${i}: cannot compute a ${bankName(alg)} digest here; give it explicitly`);
       }
-      if (digest.length !== size) throw new TpmEncodeError(`event ${i}: ${algName(alg)} digest is ${digest.length} bytes, not ${size}`);
+      if (digest.length !== size) throw new TpmEncodeError(`event ${i}: ${bankName(alg)} digest is ${digest.length} bytes, not ${size}`);
       w.u16le(alg).bytes(digest);
     }
     w.u32le(data.length).bytes(data);
