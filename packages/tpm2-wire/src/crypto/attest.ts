@@ -174,12 +174,12 @@ const SECURE_CURVES: readonly number[] = [TPM_ECC.NIST_P256, TPM_ECC.NIST_P384, 
 
 /**
  * Verifies a TPM2_CertifyCreation of an AK (Part 3, 18.3) with the checks of
- * go-attestation `ActivationParameters.Generate`: TPMS_CREATION_DATA and
- * TPMS_ATTEST decode; type TPM_ST_ATTEST_CREATION; key of at least RSA-2048 or
- * a NIST P-256/384/521 curve; creationHash == H_nameAlg(createData); magic;
- * fixedTPM, fixedParent, sensitiveDataOrigin set and restricted as expected;
- * attested objectName == name of the key; the signature by `akPub` over the
- * attestation. Returns the decoded attestation; throws AttestationError.
+ * go-attestation `ActivationParameters.Generate`: the signature by `akPub`
+ * over the attestation; TPMS_CREATION_DATA and TPMS_ATTEST decode; type
+ * TPM_ST_ATTEST_CREATION; key of at least RSA-2048 or a NIST P-256/384/521
+ * curve; creationHash == H_nameAlg(createData); magic; fixedTPM, fixedParent,
+ * sensitiveDataOrigin set and restricted as expected; attested objectName ==
+ * name of the key. Returns the decoded attestation; throws AttestationError.
  */
 export function verifyCertifyCreation(
   akPub: TPMT_PUBLIC,
@@ -189,6 +189,7 @@ export function verifyCertifyCreation(
   opts: CertifyCreationOptions = {},
 ): TPMS_ATTEST_CREATION {
   const pub = opts.certifiedPub ?? akPub;
+  checkSignature(akPub, attestBytes, sig);
   try {
     unmarshal(TPMS_CREATION_DATA, createData);
   } catch (e) {
@@ -218,6 +219,5 @@ export function verifyCertifyCreation(
     clear: restricted ? 0 : TPMA_OBJECT.restricted,
   });
   if (!bytesEqual(creation.attested.objectName, objectName(pub))) throw new AttestationError('name', 'attested objectName is not the name of the key');
-  checkSignature(akPub, attestBytes, sig);
   return creation;
 }

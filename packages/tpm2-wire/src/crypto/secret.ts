@@ -158,7 +158,12 @@ export function recoverSeed(privateKey: KeyObject, parentPub: TPMT_PUBLIC, label
   }
   if (parentPub.type === TPM_ALG.ECC) {
     const c = curveInfo(parentPub.parameters.curveID);
-    const point = unmarshal(TPMS_ECC_POINT, encryptedSecret);
+    let point: TPMS_ECC_POINT;
+    try {
+      point = unmarshal(TPMS_ECC_POINT, encryptedSecret);
+    } catch (e) {
+      throw new TpmCryptoError(`encrypted secret is not a TPMS_ECC_POINT: ${(e as Error).message}`, 'invalid');
+    }
     const jwk = privateKey.export({ format: 'jwk' });
     if (jwk.kty !== 'EC' || jwk.d === undefined) throw new TpmCryptoError('private key is not an ECC key', 'invalid');
     const ecdh = createECDH(c.openssl);
