@@ -105,20 +105,27 @@ export class Session implements AuthSession {
     this.nonceCaller = new Uint8Array(randomBytes(digestSize(this.hashAlg)));
   }
 
-  /** The authValue that goes into HMAC and encryption keys for `entity` (Part 1, 19.6.8). */
+  /** The authValue that goes into the HMAC key for `entity` (Part 1, 19.6.8). */
   private authFor(entity: AuthEntity | undefined): Uint8Array {
     if (!entity) return new Uint8Array(0);
-    if (this.type !== 'hmac') return this.authValueNeeded ? entity.auth : new Uint8Array(0);
+    if (this.type !== 'hmac') return this.authValueNeeded ? trimAuth(entity.auth) : new Uint8Array(0);
     // A session bound to this very entity already has its authValue in the session key.
     if (this.bind && this.bind.handle === entity.handle) return new Uint8Array(0);
-    return entity.auth;
+    return trimAuth(entity.auth);
   }
 
+  /**
+   * The parameter-encryption key: KDFa(sessionKey || authValue, "CFB", ...) (Part 1, 21.1). Unlike
+   * the HMAC key, a session that authorizes an entity always adds that entity's authValue, bound to
+   * it or not, HMAC or policy session (reference code ParseSessionBuffer/BuildResponseSession: "no
+   * matter if the handle is the session bound entity or not"); an extra session (no entity) adds none.
+   */
   private symKey(entity: AuthEntity | undefined, nonceNewer: Uint8Array, nonceOlder: Uint8Array): { key: Uint8Array; iv: Uint8Array } {
     const s = this.symmetric;
     if (s.algorithm !== TPM_ALG.AES || s.mode !== TPM_ALG.CFB) throw new TypeError('only AES-CFB parameter encryption is supported');
     const bits = s.keyBits;
-    const material = kdfa(this.hashAlg, concatBytes(this.sessionKey, this.authFor(entity)), 'CFB', nonceNewer, nonceOlder, bits + 128);
+    const auth = entity ? trimAuth(entity.auth) : new Uint8Array(0);
+    const material = kdfa(this.hashAlg, concatBytes(this.sessionKey, auth), 'CFB', nonceNewer, nonceOlder, bits + 128);
     return { key: material.subarray(0, bits / 8), iv: material.subarray(bits / 8) };
   }
 
@@ -190,9 +197,16 @@ function aesCfb(encrypt: boolean, key: Uint8Array, iv: Uint8Array, data: Uint8Ar
   return new Uint8Array(Buffer.concat([c.update(data), c.final()]));
 }
 
+/** An authValue as the TPM uses it in keys and HMACs: trailing zero octets removed (reference code EntityGetAuthValue). */
+function trimAuth(auth: Uint8Array): Uint8Array {
+  let n = auth.length;
+  while (n > 0 && auth[n - 1] === 0) n--;
+  return n === auth.length ? auth : auth.subarray(0, n);
+}
+
 /** Derive the session key (Part 1, 19.6.11): KDFa(hash, authValue(bind) || salt, "ATH", nonceTPM, nonceCaller, digestBits); empty when neither. */
 export function deriveSessionKey(hashAlg: number, bindAuth: Uint8Array, salt: Uint8Array, nonceTPM: Uint8Array, nonceCaller: Uint8Array): Uint8Array {
-  const secret = concatBytes(bindAuth, salt);
+  const secret = concatBytes(trimAuth(bindAuth), salt);
   if (secret.length === 0) return new Uint8Array(0);
   return kdfa(hashAlg, secret, 'ATH', nonceTPM, nonceCaller, digestSize(hashAlg) * 8);
 }
