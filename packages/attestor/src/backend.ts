@@ -1,0 +1,73 @@
+// The seam between the gRPC server and the TPM. The server validates and decodes every request
+// (uid/kid syntax, keyType, nonce size, payload formats) before a backend method is called, and
+// encodes what it returns; a backend deals with the TPM and the key store only.
+import type {
+  AttestationParameters,
+  CertificationParameters,
+  ImportBlob,
+  PlatformParameters,
+} from '@tpmds/verifier/formats';
+import type { KeyType } from './validate.js';
+
+export type { KeyType } from './validate.js';
+
+/** GetEKCert result. */
+export interface EKCertResult {
+  /** PKIX SubjectPublicKeyInfo DER of the EK. */
+  ekPub: Uint8Array;
+  /** EK certificate DER from NV, or null when the TPM has none for this key. */
+  ekCert: Uint8Array | null;
+}
+
+/**
+ * An Attest request's go-attestation EncryptedCredential, checked by the server: both fields
+ * present and each a well-formed TPM2B (its u16 size prefix matches). The prefixes are kept,
+ * as on the wire; strip them (`subarray(2)`) for TPM2_ActivateCredential.
+ */
+export interface CheckedEncryptedCredential {
+  /** TPM2B_ID_OBJECT with its size prefix. */
+  credential: Uint8Array;
+  /** TPM2B_ENCRYPTED_SECRET with its size prefix. */
+  secret: Uint8Array;
+}
+
+/** NewKey result. */
+export interface NewKeyResult {
+  /** PKIX SubjectPublicKeyInfo DER of the new key (the server sends it as PEM "PUBLIC KEY"). */
+  publicKey: Uint8Array;
+  /** TPM2_Certify of the new key by the uid's AK. */
+  certification: CertificationParameters;
+}
+
+/**
+ * What the attestor server needs from the TPM side. Every method may throw an
+ * {@link AttestorError} whose code and message go to the caller as they are; any other error is
+ * answered with a bare INTERNAL and logged with an error id.
+ *
+ * Inputs are already validated: `uid`/`kid` match `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$` without
+ * "..", `keyType` is "rsa" or "ecc" (P-256), a Quote nonce is 1-48 bytes, ImportBlobs decoded
+ * with non-empty duplicate/encryptedSeed/publicArea and, when present, a PCR policy with a known
+ * bank, indices 0-23 and digests of the bank's size.
+ */
+export interface AttestorBackend {
+  /** The EK of `keyType` and its certificate (RSA: 0x81010001 / NV 0x01C00002; ECC: 0x81010002 / NV 0x01C0000A). */
+  getEKCert(keyType: KeyType): Promise<EKCertResult>;
+  /** The uid's AK, created (and certified with TPM2_CertifyCreation) on first use; later calls return the same AK. */
+  getAK(uid: string, keyType: KeyType): Promise<AttestationParameters>;
+  /** TPM2_ActivateCredential with the uid's AK and the EK the secret was made for; returns the secret. NOT_FOUND without an AK. */
+  attest(uid: string, credential: CheckedEncryptedCredential): Promise<Uint8Array>;
+  /** One quote per active PCR bank over PCRs 0-23 with `nonce`, all PCR values, and the event log. NOT_FOUND without an AK. */
+  quote(uid: string, nonce: Uint8Array): Promise<PlatformParameters>;
+  /** Import + Unseal of a sealed-data blob made for the EK; returns the unsealed bytes. */
+  importBlob(uid: string, blob: ImportBlob): Promise<Uint8Array>;
+  /** Import of a signing key made for the EK, stored as uid/kid (ALREADY_EXISTS if present); returns its signature over SHA-256(uid). */
+  importSigningKey(uid: string, kid: string, blob: ImportBlob): Promise<Uint8Array>;
+  /** A new signing key uid/kid under the SRK, certified by the uid's AK (NOT_FOUND without an AK, ALREADY_EXISTS if present). */
+  newKey(uid: string, kid: string, keyType: KeyType): Promise<NewKeyResult>;
+  /** Signature over SHA-256(data): RSA PKCS#1 v1.5, ECC ASN.1 DER ECDSA. NOT_FOUND for an unknown uid/kid. */
+  sign(uid: string, kid: string, data: Uint8Array): Promise<Uint8Array>;
+  /** Whether the backend can serve requests now (TPM reachable, primary keys loaded). */
+  ready(): boolean | Promise<boolean>;
+  /** Releases the TPM; called once, after the last request finished (or the shutdown wait ran out). */
+  close(): Promise<void>;
+}

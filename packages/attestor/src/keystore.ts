@@ -1,0 +1,326 @@
+// Key records under --state-dir: TPM-wrapped blobs only (TPM2B_PUBLIC + TPM2B_PRIVATE, which the
+// TPM alone can load), never plaintext keys. One file per AK (ak/<uid>.json) and per key
+// (keys/<uid>/<kid>.json). Writes are atomic and exclusive: the record goes to a temp file in the
+// same directory (fsync), is hard-linked to its name (fails if the name exists, so two creators
+// cannot both win), and the directory is fsynced. Temp names start with "." and can never be a
+// record name (ids start with a letter or digit).
+import { constants as fsc } from 'node:fs';
+import { chmod, link, lstat, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { AttestorError } from './errors.js';
+import type { KeyType } from './validate.js';
+import { checkId } from './validate.js';
+
+/** A record's identity: the AK of `uid`, or the key `kid` of `uid`. */
+export interface KeyRef {
+  uid: string;
+  kid?: string;
+}
+
+/** Public creation/certification evidence kept with a key (no secrets). */
+export interface KeyEvidence {
+  /** TPMS_CREATION_DATA, or null. */
+  createData: Uint8Array | null;
+  /** TPMS_ATTEST from TPM2_CertifyCreation / TPM2_Certify. */
+  createAttestation: Uint8Array | null;
+  /** TPMT_SIGNATURE over createAttestation. */
+  createSignature: Uint8Array | null;
+}
+
+/** What is stored for one key. */
+export interface KeyRecord {
+  uid: string;
+  /** Absent for an AK. */
+  kid?: string;
+  keyType: KeyType;
+  /** Which parent the private blob is wrapped to, e.g. "srk-rsa" or "ek-ecc". */
+  parent: string;
+  /** TPM2B_PUBLIC, with its size prefix. */
+  public: Uint8Array;
+  /** TPM2B_PRIVATE, with its size prefix (sealed to the parent: useless without this TPM). */
+  private: Uint8Array;
+  /** When the record was created. */
+  created: Date;
+  evidence?: KeyEvidence;
+  /** The PCR policy an imported key is bound to (its bank and PCR indices). */
+  pcrPolicy?: { hash: number; pcrs: number[] };
+}
+
+/** The input of {@link KeyStore.create}: uid/kid come from the ref, `created` defaults to now. */
+export type NewKeyRecord = Omit<KeyRecord, 'uid' | 'kid' | 'created'> & { created?: Date };
+
+const FORMAT = 'tpmds.key/v1';
+const TEMP_PREFIX = '.tmp-';
+const MAX_RECORD_BYTES = 1 << 20;
+
+/** Options of {@link KeyStore.open}. */
+export interface KeyStoreOptions {
+  /** Leftover temp files older than this are removed at open (default 60 s). */
+  tempMaxAgeMs?: number;
+}
+
+/** The on-disk key store. */
+export class KeyStore {
+  /** Problems found and fixed at open (e.g. a too-open directory mode), for the log. */
+  readonly warnings: string[] = [];
+
+  private constructor(readonly dir: string) {}
+
+  /** Opens (creating with mode 0700) the store at `stateDir` and removes stale temp files. */
+  static async open(stateDir: string, options: KeyStoreOptions = {}): Promise<KeyStore> {
+    const store = new KeyStore(resolve(stateDir));
+    await mkdir(store.dir, { recursive: true, mode: 0o700 });
+    const st = await stat(store.dir);
+    if (!st.isDirectory()) throw new AttestorError('FAILED_PRECONDITION', `state directory ${store.dir} is not a directory`);
+    if ((st.mode & 0o077) !== 0) {
+      await chmod(store.dir, 0o700);
+      store.warnings.push(`state directory mode was ${(st.mode & 0o777).toString(8)}, set to 700`);
+    }
+    await mkdir(join(store.dir, 'ak'), { recursive: true, mode: 0o700 });
+    await mkdir(join(store.dir, 'keys'), { recursive: true, mode: 0o700 });
+    const removed = await store.#cleanTemp(options.tempMaxAgeMs ?? 60_000);
+    if (removed > 0) store.warnings.push(`removed ${removed} leftover temp file(s) of interrupted writes`);
+    return store;
+  }
+
+  /** Creates a record; ALREADY_EXISTS when one exists (never overwrites). */
+  async create(ref: KeyRef, record: NewKeyRecord): Promise<KeyRecord> {
+    const full: KeyRecord = { ...record, uid: ref.uid, created: record.created ?? new Date() };
+    if (ref.kid !== undefined) full.kid = ref.kid;
+    const { dir, file } = this.#paths(ref);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const data = new TextEncoder().encode(JSON.stringify(serialize(full)) + '\n');
+    const tmp = join(dir, `${TEMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}`);
+    try {
+      const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      try {
+        await link(tmp, file);
+      } catch (e) {
+        if (errno(e) === 'EEXIST') throw new AttestorError('ALREADY_EXISTS', `${describe(ref)} already exists`);
+        throw e;
+      }
+    } finally {
+      await unlink(tmp).catch(() => undefined);
+    }
+    await fsyncDir(dir);
+    return full;
+  }
+
+  /** Reads a record: NOT_FOUND when absent, DATA_LOSS when the file is not a valid record. */
+  async get(ref: KeyRef): Promise<KeyRecord> {
+    const { file, name } = this.#paths(ref);
+    let text: string;
+    try {
+      const fh = await open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+      try {
+        const st = await fh.stat();
+        if (!st.isFile()) throw corrupt(name, 'not a regular file');
+        if (st.size > MAX_RECORD_BYTES) throw corrupt(name, `${st.size} bytes, larger than any key record`);
+        text = await fh.readFile('utf8');
+      } finally {
+        await fh.close();
+      }
+    } catch (e) {
+      if (e instanceof AttestorError) throw e;
+      const code = errno(e);
+      if (code === 'ENOENT') throw new AttestorError('NOT_FOUND', `${describe(ref)} does not exist`);
+      if (code === 'ELOOP') throw corrupt(name, 'is a symbolic link');
+      if (code === 'EISDIR') throw corrupt(name, 'not a regular file');
+      throw e;
+    }
+    return parseRecord(text, ref, name);
+  }
+
+  /** Whether a record exists (a corrupt one counts as existing). */
+  async has(ref: KeyRef): Promise<boolean> {
+    const { file } = this.#paths(ref);
+    try {
+      await lstat(file);
+      return true;
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return false;
+      throw e;
+    }
+  }
+
+  /** Removes a record; NOT_FOUND when absent. */
+  async delete(ref: KeyRef): Promise<void> {
+    const { dir, file } = this.#paths(ref);
+    try {
+      await unlink(file);
+    } catch (e) {
+      if (errno(e) === 'ENOENT') throw new AttestorError('NOT_FOUND', `${describe(ref)} does not exist`);
+      throw e;
+    }
+    await fsyncDir(dir);
+  }
+
+  /** The kids of uid's keys, sorted. */
+  async listKeys(uid: string): Promise<string[]> {
+    checkId('uid', uid);
+    const dir = this.#contained(join(this.dir, 'keys', uid));
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return [];
+      throw e;
+    }
+    return names
+      .filter((n) => !n.startsWith('.') && n.endsWith('.json'))
+      .map((n) => n.slice(0, -'.json'.length))
+      .sort();
+  }
+
+  #paths(ref: KeyRef): { dir: string; file: string; name: string } {
+    checkId('uid', ref.uid);
+    if (ref.kid === undefined) {
+      const name = `ak/${ref.uid}.json`;
+      return { dir: this.#contained(join(this.dir, 'ak')), file: this.#contained(join(this.dir, name)), name };
+    }
+    checkId('kid', ref.kid);
+    const name = `keys/${ref.uid}/${ref.kid}.json`;
+    return { dir: this.#contained(join(this.dir, 'keys', ref.uid)), file: this.#contained(join(this.dir, name)), name };
+  }
+
+  /** Defence in depth behind the id checks: a path must stay inside the store. */
+  #contained(path: string): string {
+    const full = resolve(path);
+    const rel = relative(this.dir, full);
+    if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) {
+      throw new AttestorError('INVALID_ARGUMENT', 'uid/kid resolves outside the key store');
+    }
+    return full;
+  }
+
+  async #cleanTemp(maxAgeMs: number): Promise<number> {
+    const dirs = [join(this.dir, 'ak')];
+    for (const uid of await readdir(join(this.dir, 'keys')).catch(() => [] as string[])) {
+      if (!uid.startsWith('.')) dirs.push(join(this.dir, 'keys', uid));
+    }
+    dirs.push(join(this.dir, 'keys'));
+    let removed = 0;
+    const now = Date.now();
+    for (const dir of dirs) {
+      for (const name of await readdir(dir).catch(() => [] as string[])) {
+        if (!name.startsWith(TEMP_PREFIX)) continue;
+        const path = join(dir, name);
+        const st = await lstat(path).catch(() => null);
+        if (st === null || !st.isFile() || now - st.mtimeMs < maxAgeMs) continue;
+        await unlink(path).then(
+          () => removed++,
+          () => undefined,
+        );
+      }
+    }
+    return removed;
+  }
+}
+
+function describe(ref: KeyRef): string {
+  return ref.kid === undefined ? `the AK of uid "${ref.uid}"` : `key "${ref.kid}" of uid "${ref.uid}"`;
+}
+
+function corrupt(name: string, problem: string): AttestorError {
+  return new AttestorError(
+    'DATA_LOSS',
+    `key record ${name} in the state directory is unreadable (${problem}); the key is lost: remove the file and create the key again`,
+  );
+}
+
+function errno(e: unknown): string | undefined {
+  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+const b64 = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
+const b64OrNull = (b: Uint8Array | null): string | null => (b === null ? null : b64(b));
+
+function serialize(r: KeyRecord): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    format: FORMAT,
+    uid: r.uid,
+    ...(r.kid === undefined ? {} : { kid: r.kid }),
+    keyType: r.keyType,
+    parent: r.parent,
+    created: r.created.toISOString(),
+    public: b64(r.public),
+    private: b64(r.private),
+  };
+  if (r.evidence !== undefined) {
+    out['evidence'] = {
+      createData: b64OrNull(r.evidence.createData),
+      createAttestation: b64OrNull(r.evidence.createAttestation),
+      createSignature: b64OrNull(r.evidence.createSignature),
+    };
+  }
+  if (r.pcrPolicy !== undefined) out['pcrPolicy'] = { hash: r.pcrPolicy.hash, pcrs: [...r.pcrPolicy.pcrs] };
+  return out;
+}
+
+function parseRecord(text: string, ref: KeyRef, name: string): KeyRecord {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw corrupt(name, text.length === 0 ? 'empty file' : 'truncated or not JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw corrupt(name, 'not a JSON object');
+  const o = v as Record<string, unknown>;
+  if (o['format'] !== FORMAT) throw corrupt(name, `format is not ${FORMAT}`);
+  if (o['uid'] !== ref.uid || o['kid'] !== ref.kid) throw corrupt(name, 'uid/kid inside do not match the file name');
+  const keyType = o['keyType'];
+  if (keyType !== 'rsa' && keyType !== 'ecc') throw corrupt(name, 'bad keyType');
+  const parent = o['parent'];
+  if (typeof parent !== 'string' || parent === '') throw corrupt(name, 'bad parent');
+  const created = new Date(typeof o['created'] === 'string' ? o['created'] : NaN);
+  if (Number.isNaN(created.getTime())) throw corrupt(name, 'bad created time');
+  const bytes = (value: unknown, field: string, nullable: boolean): Uint8Array | null => {
+    if (value === null && nullable) return null;
+    if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value) || value.length % 4 !== 0) {
+      throw corrupt(name, `bad ${field}`);
+    }
+    return new Uint8Array(Buffer.from(value, 'base64'));
+  };
+  const pub = bytes(o['public'], 'public', false) as Uint8Array;
+  const priv = bytes(o['private'], 'private', false) as Uint8Array;
+  if (pub.length === 0 || priv.length === 0) throw corrupt(name, 'empty key blob');
+  const record: KeyRecord = { uid: ref.uid, keyType, parent, public: pub, private: priv, created };
+  if (ref.kid !== undefined) record.kid = ref.kid;
+  const ev = o['evidence'];
+  if (ev !== undefined) {
+    if (typeof ev !== 'object' || ev === null) throw corrupt(name, 'bad evidence');
+    const e = ev as Record<string, unknown>;
+    record.evidence = {
+      createData: bytes(e['createData'], 'evidence.createData', true),
+      createAttestation: bytes(e['createAttestation'], 'evidence.createAttestation', true),
+      createSignature: bytes(e['createSignature'], 'evidence.createSignature', true),
+    };
+  }
+  const pp = o['pcrPolicy'];
+  if (pp !== undefined) {
+    const p = pp as Record<string, unknown> | null;
+    const hash = p?.['hash'];
+    const pcrs = p?.['pcrs'];
+    if (typeof hash !== 'number' || !Array.isArray(pcrs) || !pcrs.every((i) => Number.isInteger(i) && i >= 0 && i < 24)) {
+      throw corrupt(name, 'bad pcrPolicy');
+    }
+    record.pcrPolicy = { hash, pcrs: pcrs as number[] };
+  }
+  return record;
+}

@@ -1,0 +1,144 @@
+// A small Prometheus registry (text exposition format 0.0.4) for the attestor's own metrics.
+
+/** Label names -> values of one series. */
+type Labels = Record<string, string>;
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+function formatLabels(labels: Labels, extra?: [string, string]): string {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
+  if (extra !== undefined) parts.push(`${extra[0]}="${escapeLabel(extra[1])}"`);
+  return parts.length === 0 ? '' : `{${parts.join(',')}}`;
+}
+
+function formatNumber(n: number): string {
+  if (n === Infinity) return '+Inf';
+  if (n === -Infinity) return '-Inf';
+  return String(n);
+}
+
+function keyOf(names: readonly string[], labels: Labels): string {
+  return names.map((n) => labels[n] ?? '').join('\u0000');
+}
+
+/** A counter with a fixed set of label names. */
+export class Counter {
+  readonly #series = new Map<string, { labels: Labels; value: number }>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly string[],
+  ) {}
+
+  inc(labels: Labels, by = 1): void {
+    const key = keyOf(this.labelNames, labels);
+    const s = this.#series.get(key);
+    if (s) s.value += by;
+    else this.#series.set(key, { labels: pick(this.labelNames, labels), value: by });
+  }
+
+  /** Current value of one series (0 when never incremented). */
+  get(labels: Labels): number {
+    return this.#series.get(keyOf(this.labelNames, labels))?.value ?? 0;
+  }
+
+  render(): string {
+    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
+    for (const s of this.#series.values()) out.push(`${this.name}${formatLabels(s.labels)} ${formatNumber(s.value)}`);
+    return out.join('\n') + '\n';
+  }
+}
+
+/** A histogram (cumulative buckets, sum, count) with a fixed set of label names. */
+export class Histogram {
+  readonly #series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
+  readonly buckets: readonly number[];
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly string[],
+    buckets: readonly number[],
+  ) {
+    this.buckets = [...buckets].sort((a, b) => a - b);
+  }
+
+  observe(labels: Labels, value: number): void {
+    const key = keyOf(this.labelNames, labels);
+    let s = this.#series.get(key);
+    if (!s) {
+      s = { labels: pick(this.labelNames, labels), counts: this.buckets.map(() => 0), sum: 0, count: 0 };
+      this.#series.set(key, s);
+    }
+    for (let i = 0; i < this.buckets.length; i++) if (value <= (this.buckets[i] as number)) (s.counts[i] as number)++;
+    s.sum += value;
+    s.count++;
+  }
+
+  /** Number of observations of one series. */
+  count(labels: Labels): number {
+    return this.#series.get(keyOf(this.labelNames, labels))?.count ?? 0;
+  }
+
+  render(): string {
+    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    for (const s of this.#series.values()) {
+      this.buckets.forEach((b, i) => out.push(`${this.name}_bucket${formatLabels(s.labels, ['le', formatNumber(b)])} ${s.counts[i]}`));
+      out.push(`${this.name}_bucket${formatLabels(s.labels, ['le', '+Inf'])} ${s.count}`);
+      out.push(`${this.name}_sum${formatLabels(s.labels)} ${formatNumber(s.sum)}`);
+      out.push(`${this.name}_count${formatLabels(s.labels)} ${s.count}`);
+    }
+    return out.join('\n') + '\n';
+  }
+}
+
+function pick(names: readonly string[], labels: Labels): Labels {
+  const out: Labels = {};
+  for (const n of names) out[n] = labels[n] ?? '';
+  return out;
+}
+
+const RPC_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const TPM_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/** What a backend may record into: TPM command latencies. */
+export interface TpmMetrics {
+  /** Records one TPM command (e.g. "TPM2_Quote") that took `seconds`. */
+  observeTpmCommand(command: string, seconds: number): void;
+}
+
+/** The attestor's metrics, served on /metrics. */
+export class AttestorMetrics implements TpmMetrics {
+  readonly rpcRequests = new Counter('tpmds_rpc_requests_total', 'gRPC requests by method and status code.', ['method', 'code']);
+  readonly rpcDuration = new Histogram('tpmds_rpc_duration_seconds', 'gRPC request latency by method.', ['method'], RPC_BUCKETS);
+  readonly tpmCommandDuration = new Histogram(
+    'tpmds_tpm_command_duration_seconds',
+    'TPM command latency by command.',
+    ['command'],
+    TPM_BUCKETS,
+  );
+  readonly #startTime = Date.now() / 1000;
+
+  /** Records one finished RPC. */
+  observeRpc(method: string, code: string, seconds: number): void {
+    this.rpcRequests.inc({ method, code });
+    this.rpcDuration.observe({ method }, seconds);
+  }
+
+  observeTpmCommand(command: string, seconds: number): void {
+    this.tpmCommandDuration.observe({ command }, seconds);
+  }
+
+  /** Prometheus text exposition of every metric. */
+  render(): string {
+    return [
+      this.rpcRequests.render(),
+      this.rpcDuration.render(),
+      this.tpmCommandDuration.render(),
+      '# HELP tpmds_start_time_seconds Start time of the attestor since the Unix epoch.\n' +
+        '# TYPE tpmds_start_time_seconds gauge\n' +
+        `tpmds_start_time_seconds ${this.#startTime}\n`,
+    ].join('');
+  }
+}
