@@ -107,7 +107,8 @@ export function verifyQuote(akPub: TPMT_PUBLIC, attestBytes: Uint8Array, sig: TP
       const desc = [...banks].map(([h, s]) => `${algName(h)}:[${[...s].sort((a, b) => a - b).join(',')}]`).join(' ') || 'nothing';
       throw new AttestationError('pcrSelection', `quote covers ${desc}; ${algName(expect.pcrs.hashAlg)}:[${want.join(',')}] expected`);
     }
-    const digest = pcrValuesDigest(sig.sigAlg === TPM_ALG.NULL ? akPub.nameAlg : (sig as { hash: number }).hash, expect.pcrs.values);
+    // TPM2_Quote hashes the PCRs with the signing scheme's hash (Part 3, 18.4.1)
+    const digest = pcrValuesDigest('hash' in sig ? sig.hash : akPub.nameAlg, expect.pcrs.values);
     if (!bytesEqual(digest, quote.attested.pcrDigest)) {
       throw new AttestationError('pcrDigest', `pcrDigest ${toHex(quote.attested.pcrDigest)} does not match the PCR values (${toHex(digest)})`);
     }
