@@ -9,7 +9,7 @@
 import net from 'node:net';
 import { TpmTransportError } from '../errors/index.js';
 import { TPM_RC } from '../errors/rc.js';
-import { FrameAssembler, QueuedTransport, responseCode, type TransportOptions } from './base.js';
+import { QueuedTransport, responseCode, type TransportOptions } from './base.js';
 
 export type SocketAddress = { host: string; port: number } | { path: string };
 
@@ -33,10 +33,24 @@ function connectError(a: SocketAddress, e: unknown): TpmTransportError {
   return new TpmTransportError(`cannot connect to ${where}: ${(e as Error)?.message ?? String(e)}`, code);
 }
 
-/** One request/response over a fresh or kept socket. */
-class Channel {
+/** How long a complete message is, given its first bytes (undefined: need more bytes). */
+export type FrameLength = (buf: Uint8Array) => number | undefined;
+
+/** A raw TPM response: its header's size field. */
+export const tpmFrame: FrameLength = (b) => {
+  if (b.length < 6) return undefined;
+  const size = new DataView(b.buffer, b.byteOffset).getUint32(2);
+  if (size < 10 || size > 1 << 20) throw new TpmTransportError(`malformed response from the TPM: size field ${size}`);
+  return size;
+};
+/** Exactly `n` bytes (control-channel results). */
+export const fixedFrame = (n: number): FrameLength => (b) => (b.length >= n ? n : undefined);
+
+/** One request/response at a time over a kept socket (reconnecting when it was closed). */
+export class Channel {
   private sock: net.Socket | undefined;
-  private pending: { asm: FrameAssembler | undefined; fixed: number; got: Uint8Array[]; len: number; resolve: (b: Uint8Array) => void; reject: (e: Error) => void } | undefined;
+  private buffered: Uint8Array = new Uint8Array(0);
+  private pending: { frame: FrameLength; resolve: (b: Uint8Array) => void; reject: (e: Error) => void } | undefined;
 
   constructor(
     private readonly addr: SocketAddress,
@@ -59,15 +73,10 @@ class Channel {
         s.removeAllListeners('error');
         s.setNoDelay(true);
         s.on('data', (d) => this.onData(new Uint8Array(d.buffer, d.byteOffset, d.length)));
-        // Events of a socket already given up on (after a timeout or a bad frame) must not fail the
-        // request that is now pending on its successor.
-        s.on('error', (e) => {
-          if (this.sock === s) this.fail(new TpmTransportError(`connection to ${describe(this.addr)} failed: ${e.message}`, (e as NodeJS.ErrnoException).code));
-        });
+        s.on('error', (e) => this.fail(new TpmTransportError(`connection to ${describe(this.addr)} failed: ${e.message}`, (e as NodeJS.ErrnoException).code)));
         s.on('close', () => {
-          if (this.sock !== s) return;
-          this.sock = undefined;
-          this.fail(new TpmTransportError(`${describe(this.addr)} closed the connection mid-response`, 'EPIPE'));
+          if (this.sock === s) this.sock = undefined;
+          this.fail(new TpmTransportError(`${describe(this.addr)} closed the connection mid-response (${this.buffered.length} bytes received)`, 'EPIPE'));
         });
         resolve(s);
       });
@@ -77,65 +86,48 @@ class Channel {
   private onData(d: Uint8Array): void {
     const p = this.pending;
     if (!p) return; // unsolicited bytes are ignored
+    const next = new Uint8Array(this.buffered.length + d.length);
+    next.set(this.buffered);
+    next.set(d, this.buffered.length);
+    this.buffered = next;
     try {
-      if (p.asm) {
-        p.asm.push(d.slice());
-        const f = p.asm.take();
-        if (f) this.finish(f);
-      } else {
-        p.got.push(d.slice());
-        p.len += d.length;
-        if (p.len >= p.fixed) {
-          const out = new Uint8Array(p.len);
-          let at = 0;
-          for (const c of p.got) (out.set(c, at), (at += c.length));
-          this.finish(out.subarray(0, p.fixed));
-        }
-      }
+      const n = p.frame(this.buffered);
+      if (n === undefined || this.buffered.length < n) return;
+      if (this.buffered.length > n) throw new TpmTransportError(`${describe(this.addr)} sent ${this.buffered.length - n} byte(s) more than one message`);
+      const msg = this.buffered;
+      this.buffered = new Uint8Array(0);
+      this.pending = undefined;
+      p.resolve(msg);
     } catch (e) {
       this.fail(e as Error);
-      this.drop();
+      this.sock?.destroy();
     }
-  }
-
-  private finish(b: Uint8Array): void {
-    const p = this.pending!;
-    this.pending = undefined;
-    p.resolve(b);
   }
 
   private fail(e: Error): void {
     const p = this.pending;
     this.pending = undefined;
+    this.buffered = new Uint8Array(0);
     p?.reject(e);
   }
 
-  /** Send `data` in one write; resolve with a TPM frame (fixedLength undefined) or exactly `fixedLength` bytes. */
-  async request(data: Uint8Array, fixedLength?: number): Promise<Uint8Array> {
+  /** Send `data` in one write and resolve with one complete message as `frame` delimits it. */
+  async request(data: Uint8Array, frame: FrameLength = tpmFrame): Promise<Uint8Array> {
     if (!this.sock) this.sock = await this.connect();
     const sock = this.sock;
     return new Promise<Uint8Array>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.fail(new TpmTransportError(`no response from ${describe(this.addr)} within ${this.timeoutMs} ms`, 'ETIMEDOUT'));
-        this.drop();
+        sock.destroy();
       }, this.timeoutMs);
+      this.buffered = new Uint8Array(0);
       this.pending = {
-        asm: fixedLength === undefined ? new FrameAssembler() : undefined,
-        fixed: fixedLength ?? 0,
-        got: [],
-        len: 0,
+        frame,
         resolve: (b) => (clearTimeout(timer), resolve(b)),
         reject: (e) => (clearTimeout(timer), reject(e)),
       };
       sock.write(data);
     });
-  }
-
-  /** Abandon the current socket (its state is unknown); the next request connects afresh. */
-  private drop(): void {
-    const s = this.sock;
-    this.sock = undefined;
-    s?.destroy();
   }
 
   close(): void {
@@ -147,36 +139,68 @@ class Channel {
   }
 }
 
+/** Microsoft TPM simulator platform commands (TPM 2.0 reference simulator, TpmTcpProtocol.h). */
+export const MSSIM = { SIGNAL_POWER_ON: 1, SIGNAL_POWER_OFF: 2, SEND_COMMAND: 8, SIGNAL_NV_ON: 11, SESSION_END: 20 } as const;
+
+/** An MS-simulator response: u32 size || response || u32 0. */
+const mssimFrame: FrameLength = (b) => (b.length < 4 ? undefined : 8 + new DataView(b.buffer, b.byteOffset).getUint32(0));
+
+export interface SwtpmTransportOptions extends TransportOptions {
+  /** The control channel (swtpm) or platform channel (mssim); default port+1 or `<path>.ctrl`. */
+  ctrl?: SocketAddress;
+  /** 'raw' TPM framing (swtpm, /dev/tpmrm0 style, the default) or Microsoft-simulator framing ('mssim'). */
+  framing?: 'raw' | 'mssim';
+}
+
+/**
+ * A TPM simulator on a socket: swtpm (raw framing, control channel) or the
+ * Microsoft/IBM reference simulator (`mssim`: MS framing, platform channel).
+ */
 export class SwtpmTransport extends QueuedTransport {
   private readonly data: Channel;
   private readonly ctrlAddr: SocketAddress;
+  private readonly framing: 'raw' | 'mssim';
 
   constructor(
     readonly address: SocketAddress,
-    opts: TransportOptions & { ctrl?: SocketAddress } = {},
+    opts: SwtpmTransportOptions = {},
   ) {
     super(opts);
     this.data = new Channel(address, this.timeoutMs);
+    this.framing = opts.framing ?? 'raw';
     this.ctrlAddr = opts.ctrl ?? ('path' in address ? { path: `${address.path}.ctrl` } : { host: address.host, port: address.port + 1 });
   }
 
   /** Connect (and power on / start up the TPM if it needs it). */
-  static async open(address: SocketAddress, opts: TransportOptions & { ctrl?: SocketAddress } = {}): Promise<SwtpmTransport> {
+  static async open(address: SocketAddress, opts: SwtpmTransportOptions = {}): Promise<SwtpmTransport> {
     const t = new SwtpmTransport(address, opts);
     await t.send(GET_RANDOM_1);
     return t;
   }
 
+  /** One command, framed for the simulator. */
+  private async roundTrip(command: Uint8Array): Promise<Uint8Array> {
+    if (this.framing === 'raw') return this.data.request(command);
+    const msg = new Uint8Array(9 + command.length);
+    const dv = new DataView(msg.buffer);
+    dv.setUint32(0, MSSIM.SEND_COMMAND);
+    dv.setUint8(4, 0); // locality 0
+    dv.setUint32(5, command.length);
+    msg.set(command, 9);
+    const r = await this.data.request(msg, mssimFrame);
+    return r.slice(4, r.length - 4);
+  }
+
   protected async exchange(command: Uint8Array): Promise<Uint8Array> {
-    let rsp = await this.data.request(command);
+    let rsp = await this.roundTrip(command);
     const cc = new DataView(command.buffer, command.byteOffset).getUint32(6);
     if (cc === CC_STARTUP) return rsp;
     let rc = responseCode(rsp);
     if (rc === TPM_RC.FAILURE) {
       // Either this command genuinely failed, or the TPM is not powered on: a probe tells which.
-      const probe = responseCode(await this.data.request(GET_RANDOM_1));
+      const probe = responseCode(await this.roundTrip(GET_RANDOM_1));
       if (probe === TPM_RC.FAILURE) {
-        await this.control(SWTPM_CTRL.INIT, Uint8Array.from([0, 0, 0, 0]));
+        await this.powerOn();
         rc = TPM_RC.INITIALIZE;
       } else if (probe === TPM_RC.INITIALIZE) {
         rc = TPM_RC.INITIALIZE;
@@ -185,16 +209,25 @@ export class SwtpmTransport extends QueuedTransport {
       }
     }
     if (rc === TPM_RC.INITIALIZE) {
-      const s = responseCode(await this.data.request(STARTUP_CLEAR));
+      const s = responseCode(await this.roundTrip(STARTUP_CLEAR));
       if (s !== 0 && s !== TPM_RC.INITIALIZE) throw new TpmTransportError(`TPM2_Startup(CLEAR) failed with 0x${s.toString(16)}`);
-      rsp = await this.data.request(command);
+      rsp = await this.roundTrip(command);
     }
     return rsp;
   }
 
+  private async powerOn(): Promise<void> {
+    if (this.framing === 'raw') {
+      await this.control(SWTPM_CTRL.INIT, Uint8Array.from([0, 0, 0, 0]));
+    } else {
+      await this.control(MSSIM.SIGNAL_POWER_ON);
+      await this.control(MSSIM.SIGNAL_NV_ON);
+    }
+  }
+
   /**
-   * Send a control-channel command (big-endian u32 code + payload); resolves
-   * with the u32 result. The control channel is a separate short-lived connection.
+   * Send a control/platform-channel command (big-endian u32 code + payload);
+   * resolves with the u32 result. Uses a separate short-lived connection.
    */
   async control(code: number, payload: Uint8Array = new Uint8Array(0)): Promise<number> {
     const ch = new Channel(this.ctrlAddr, this.timeoutMs);
@@ -202,9 +235,9 @@ export class SwtpmTransport extends QueuedTransport {
       const msg = new Uint8Array(4 + payload.length);
       new DataView(msg.buffer).setUint32(0, code);
       msg.set(payload, 4);
-      const r = await ch.request(msg, 4);
+      const r = await ch.request(msg, fixedFrame(4));
       const res = new DataView(r.buffer, r.byteOffset).getUint32(0);
-      if (res !== 0) throw new TpmTransportError(`swtpm control command ${code} failed with 0x${res.toString(16)}`);
+      if (res !== 0) throw new TpmTransportError(`simulator control command ${code} failed with 0x${res.toString(16)}`);
       return res;
     } finally {
       ch.close();
