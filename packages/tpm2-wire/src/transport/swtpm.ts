@@ -73,9 +73,14 @@ export class Channel {
         s.removeAllListeners('error');
         s.setNoDelay(true);
         s.on('data', (d) => this.onData(new Uint8Array(d.buffer, d.byteOffset, d.length)));
-        s.on('error', (e) => this.fail(new TpmTransportError(`connection to ${describe(this.addr)} failed: ${e.message}`, (e as NodeJS.ErrnoException).code)));
+        // Events of a socket already given up on (after a timeout or a bad frame) must not fail the
+        // request that is by then pending on its successor.
+        s.on('error', (e) => {
+          if (this.sock === s) this.fail(new TpmTransportError(`connection to ${describe(this.addr)} failed: ${e.message}`, (e as NodeJS.ErrnoException).code));
+        });
         s.on('close', () => {
-          if (this.sock === s) this.sock = undefined;
+          if (this.sock !== s) return;
+          this.sock = undefined;
           this.fail(new TpmTransportError(`${describe(this.addr)} closed the connection mid-response (${this.buffered.length} bytes received)`, 'EPIPE'));
         });
         resolve(s);
@@ -100,7 +105,7 @@ export class Channel {
       p.resolve(msg);
     } catch (e) {
       this.fail(e as Error);
-      this.sock?.destroy();
+      this.drop();
     }
   }
 
@@ -118,7 +123,7 @@ export class Channel {
     return new Promise<Uint8Array>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.fail(new TpmTransportError(`no response from ${describe(this.addr)} within ${this.timeoutMs} ms`, 'ETIMEDOUT'));
-        sock.destroy();
+        this.drop();
       }, this.timeoutMs);
       this.buffered = new Uint8Array(0);
       this.pending = {
@@ -128,6 +133,13 @@ export class Channel {
       };
       sock.write(data);
     });
+  }
+
+  /** Abandon the current socket (its state is unknown); the next request connects afresh. */
+  private drop(): void {
+    const s = this.sock;
+    this.sock = undefined;
+    s?.destroy();
   }
 
   close(): void {
