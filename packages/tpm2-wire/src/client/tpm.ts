@@ -136,7 +136,10 @@ export class Tpm {
   }
   /** TPM properties from `first` (default: all fixed and variable ones), as a map TPM_PT -> value. */
   async getProperties(first: number = TPM_PT.FAMILY_INDICATOR): Promise<Map<number, number>> {
-    const list = await this.collect(TPM_CAP.TPM_PROPERTIES, first, (d) => (d.capability === TPM_CAP.TPM_PROPERTIES ? d.tpmProperties : []), (p) => p.property);
+    const pick = (d: ResponseOf<typeof TPM2.GetCapability>['capabilityData']) => (d.capability === TPM_CAP.TPM_PROPERTIES ? d.tpmProperties : []);
+    const list = await this.collect(TPM_CAP.TPM_PROPERTIES, first, pick, (p) => p.property);
+    // A TPM answers one property group per call (libtpms ends PT_FIXED with moreData NO): read PT_VAR separately.
+    if (first < TPM_PT.PERMANENT) list.push(...(await this.collect(TPM_CAP.TPM_PROPERTIES, TPM_PT.PERMANENT, pick, (p) => p.property)));
     return new Map(list.map((p) => [p.property, p.value]));
   }
   /** One TPM property, or undefined if the TPM does not report it. */
