@@ -1,0 +1,4 @@
+/** @tpmds/verifier — client library and CLI that drive and check a tpmds attestor. */
+export * from './cli/cli.js';
+export * from './cli/command.js';
+export * from './cli/flags.js';
