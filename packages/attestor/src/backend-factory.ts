@@ -1,10 +1,15 @@
-// Builds the backend main.ts serves. The real TPM backend is not wired in yet: until it is,
-// only the fake (TPMDS_FAKE_BACKEND=1, for tests and development) can be started.
+// Builds the backend main.ts serves: the TPM backend on --tpm, or (TPMDS_FAKE_BACKEND=1, for
+// tests and development only) an in-memory fake.
 import type { AttestorBackend } from './backend.js';
 import type { AttestorConfig } from './config.js';
 import { FakeBackend } from './fake-backend.js';
 import type { Logger } from './log.js';
 import type { TpmMetrics } from './metrics.js';
+import { readFile } from 'node:fs/promises';
+import { commandName } from '@tpmds/tpm2-wire';
+import { KeyStore } from './keystore.js';
+import { TpmBackend } from './tpm-backend.js';
+import { AttestorTpm } from './tpm/attestor-tpm.js';
 
 /** No backend can be built for this configuration. */
 export class BackendUnavailableError extends Error {
@@ -33,7 +38,26 @@ export async function createBackend(
       metrics,
     });
   }
-  throw new BackendUnavailableError(
-    `TPM backend not yet available in this build (--tpm ${config.tpm}); set TPMDS_FAKE_BACKEND=1 for the in-memory fake used in tests`,
-  );
+  let store: KeyStore;
+  try {
+    store = await KeyStore.open(config.stateDir);
+  } catch (e) {
+    throw new BackendUnavailableError(`--state-dir ${config.stateDir}: ${(e as Error).message}`);
+  }
+  for (const w of store.warnings) logger.warn(w, { stateDir: config.stateDir });
+  const tpm = new AttestorTpm(config.tpm, {
+    onCommand: (cc, ms) => metrics.observeTpmCommand(commandName(cc), ms / 1000),
+  });
+  return new TpmBackend(tpm, store, {
+    readEventLog: async () => {
+      try {
+        return new Uint8Array(await readFile(config.eventLog));
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR') return null;
+        throw e;
+      }
+    },
+    warn: (message) => logger.warn(message, { eventLog: config.eventLog }),
+  });
 }

@@ -4,31 +4,13 @@
  */
 import {
   TPM_ALG, TPM_CC, TPM_RC, TPMT_PUBLIC, TPMT_SIGNATURE, TpmAuthError, TpmDecodeError, TpmError, commandName,
-  marshal, pcrPolicyStep, publicToSpkiDer, signatureToDer, unmarshal, type PolicyStep,
+  marshal, pcrPolicyStep, pcrSelection, publicToSpkiDer, signatureToDer, unmarshal, type PolicyStep,
 } from '@tpmds/tpm2-wire';
 import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/verifier/formats';
 import { AttestorError } from './errors.js';
 import type { AttestorBackend, CheckedEncryptedCredential, EKCertResult, KeyType, NewKeyResult } from './backend.js';
-import { AttestorTpm, TpmFlowError, type WrappedKey } from './tpm/attestor-tpm.js';
-
-/** What the backend keeps per uid (AK) and per uid/kid (keys). */
-export interface StoredAk {
-  key: WrappedKey;
-  params: AttestationParameters;
-}
-export interface StoredKey {
-  key: WrappedKey;
-  /** PCR policy of an imported key bound to PCRs (empty otherwise). */
-  pcrs?: { hash: number; pcrs: Map<number, Uint8Array> };
-}
-
-/** The storage the backend needs; `create*` must fail with ALREADY_EXISTS when the record exists. */
-export interface BackendStore {
-  getAk(uid: string): Promise<StoredAk | undefined>;
-  createAk(uid: string, ak: StoredAk): Promise<void>;
-  getKey(uid: string, kid: string): Promise<StoredKey | undefined>;
-  createKey(uid: string, kid: string, key: StoredKey): Promise<void>;
-}
+import type { KeyRecord, KeyStore, NewKeyRecord } from './keystore.js';
+import { AttestorTpm, TpmFlowError, type PrimaryKind, type WrappedKey } from './tpm/attestor-tpm.js';
 
 /** Go crypto.Hash numbers of the PCR banks (go-attestation PCR.DigestAlg). */
 const GO_HASH: Readonly<Record<number, number>> = { [TPM_ALG.SHA1]: 3, [TPM_ALG.SHA256]: 5, [TPM_ALG.SHA384]: 6, [TPM_ALG.SHA512]: 7 };
@@ -41,11 +23,20 @@ export interface TpmBackendOptions {
 }
 
 export class TpmBackend implements AttestorBackend {
+  private warnedNoEventLog = false;
+
   constructor(
     private readonly tpm: AttestorTpm,
-    private readonly store: BackendStore,
+    private readonly store: KeyStore,
     private readonly opts: TpmBackendOptions,
   ) {}
+
+  /** The record of `uid`'s AK or `uid/kid`'s key, or undefined. */
+  private async record(uid: string, kid?: string): Promise<KeyRecord | undefined> {
+    const ref = kid === undefined ? { uid } : { uid, kid };
+    if (!(await this.store.has(ref))) return undefined;
+    return this.store.get(ref);
+  }
 
   async getEKCert(keyType: KeyType): Promise<EKCertResult> {
     return this.guard('GetEKCert', async () => {
@@ -56,12 +47,12 @@ export class TpmBackend implements AttestorBackend {
 
   async getAK(uid: string, keyType: KeyType): Promise<AttestationParameters> {
     return this.guard('GetAK', async () => {
-      const existing = await this.store.getAk(uid);
+      const existing = await this.record(uid);
       if (existing) {
-        if (existing.key.keyType !== keyType) {
-          throw new AttestorError('ALREADY_EXISTS', `uid ${uid} already has an ${existing.key.keyType.toUpperCase()} AK; it cannot also get an ${keyType.toUpperCase()} one`);
+        if (existing.keyType !== keyType) {
+          throw new AttestorError('ALREADY_EXISTS', `uid ${uid} already has an ${existing.keyType.toUpperCase()} AK; it cannot also get an ${keyType.toUpperCase()} one`);
         }
-        return existing.params;
+        return akParams(existing);
       }
       const ak = await this.tpm.createAk(keyType);
       const params: AttestationParameters = {
@@ -72,23 +63,20 @@ export class TpmBackend implements AttestorBackend {
         createSignature: marshal(TPMT_SIGNATURE, ak.createSignature),
       };
       try {
-        await this.store.createAk(uid, { key: ak.key, params });
+        await this.store.create({ uid }, toRecord(ak.key, { createData: params.createData, createAttestation: params.createAttestation, createSignature: params.createSignature }));
         return params;
       } catch (e) {
         // A concurrent GetAK for the same uid won: return its AK (GetAK is idempotent).
-        if (e instanceof AttestorError && e.code === 'ALREADY_EXISTS') {
-          const winner = await this.store.getAk(uid);
-          if (winner) return winner.params;
-        }
+        if (e instanceof AttestorError && e.code === 'ALREADY_EXISTS') return akParams(await this.store.get({ uid }));
         throw e;
       }
     });
   }
 
-  private async ak(uid: string): Promise<StoredAk> {
-    const ak = await this.store.getAk(uid);
+  private async ak(uid: string): Promise<WrappedKey> {
+    const ak = await this.record(uid);
     if (!ak) throw new AttestorError('NOT_FOUND', `uid ${uid} has no AK: call GetAK first`);
-    return ak;
+    return fromRecord(ak);
   }
 
   async attest(uid: string, credential: CheckedEncryptedCredential): Promise<Uint8Array> {
@@ -96,19 +84,23 @@ export class TpmBackend implements AttestorBackend {
       const ak = await this.ak(uid);
       const secret = credential.secret.subarray(2);
       const ekType = ekTypeOfSecret(secret, 'Attest encryptedCredentials.Secret');
-      return this.tpm.activateCredential(ak.key, ekType, credential.credential.subarray(2), secret);
+      return this.tpm.activateCredential(ak, ekType, credential.credential.subarray(2), secret);
     });
   }
 
   async quote(uid: string, nonce: Uint8Array): Promise<PlatformParameters> {
     return this.guard('Quote', async () => {
       const ak = await this.ak(uid);
-      const banks = await this.tpm.quote(ak.key, nonce);
+      const banks = await this.tpm.quote(ak, nonce);
       let eventLog = await this.opts.readEventLog();
-      if (eventLog === null) eventLog = new Uint8Array(0);
+      if (eventLog === null) {
+        if (!this.warnedNoEventLog) this.opts.warn?.('no firmware event log: quotes are sent with an empty one');
+        this.warnedNoEventLog = true;
+        eventLog = new Uint8Array(0);
+      }
       return {
         tpmVersion: 2,
-        public: ak.key.public,
+        public: ak.public,
         quotes: banks.map((b) => ({ version: 2, quote: b.attestBytes, signature: marshal(TPMT_SIGNATURE, b.signature) })),
         pcrs: banks.flatMap((b) => [...b.pcrs].sort(([x], [y]) => x - y).map(([index, digest]) => ({ index, digest, digestAlg: GO_HASH[b.hashAlg] ?? 0 }))),
         eventLog,
@@ -132,13 +124,14 @@ export class TpmBackend implements AttestorBackend {
         throw new AttestorError('INVALID_ARGUMENT', 'ImportSigningKey: publicArea is not an RSA or ECC key');
       }
       if (!(publicArea.objectAttributes & (1 << 18))) throw new AttestorError('INVALID_ARGUMENT', 'ImportSigningKey: the key does not have the sign attribute');
-      if (await this.store.getKey(uid, kid)) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
+      if (await this.store.has({ uid, kid })) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
       const ekType = ekTypeOfSecret(blob.encryptedSeed, 'ImportSigningKey encryptedSeed');
       const key = await this.tpm.importKey(ekType, { publicArea, duplicate: blob.duplicate, encryptedSeed: blob.encryptedSeed });
       // Prove the import worked before storing it: sign the uid.
       const sig = await this.tpm.sign(key, new TextEncoder().encode(uid), policy);
-      const stored: StoredKey = blob.pcrs ? { key, pcrs: blob.pcrs } : { key };
-      await this.store.createKey(uid, kid, stored);
+      const record = toRecord(key, undefined);
+      if (blob.pcrs && blob.pcrs.pcrs.size > 0) record.pcrPolicy = { hash: blob.pcrs.hash, pcrs: [...blob.pcrs.pcrs.keys()].sort((a, b) => a - b) };
+      await this.store.create({ uid, kid }, record);
       return signatureBytes(sig);
     });
   }
@@ -146,23 +139,21 @@ export class TpmBackend implements AttestorBackend {
   async newKey(uid: string, kid: string, keyType: KeyType): Promise<NewKeyResult> {
     return this.guard('NewKey', async () => {
       const ak = await this.ak(uid);
-      if (await this.store.getKey(uid, kid)) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
-      const { key, certify } = await this.tpm.createKey(ak.key, keyType);
-      await this.store.createKey(uid, kid, { key });
-      const pub = unmarshal(TPMT_PUBLIC, key.public);
-      return {
-        publicKey: publicToSpkiDer(pub),
-        certification: { public: key.public, createData: null, createAttestation: certify.attestBytes, createSignature: marshal(TPMT_SIGNATURE, certify.signature) },
-      };
+      if (await this.store.has({ uid, kid })) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
+      const { key, certify } = await this.tpm.createKey(ak, keyType);
+      const certification = { public: key.public, createData: null, createAttestation: certify.attestBytes, createSignature: marshal(TPMT_SIGNATURE, certify.signature) };
+      await this.store.create({ uid, kid }, toRecord(key, certification));
+      return { publicKey: publicToSpkiDer(unmarshal(TPMT_PUBLIC, key.public)), certification };
     });
   }
 
   async sign(uid: string, kid: string, data: Uint8Array): Promise<Uint8Array> {
     return this.guard('Sign', async () => {
-      const rec = await this.store.getKey(uid, kid);
+      const rec = await this.record(uid, kid);
       if (!rec) throw new AttestorError('NOT_FOUND', `no key ${uid}/${kid}`);
-      const policy: PolicyStep[] = rec.pcrs ? [pcrPolicyStep({ hashAlg: rec.pcrs.hash, values: rec.pcrs.pcrs })] : [];
-      return signatureBytes(await this.tpm.sign(rec.key, data, policy));
+      // A PCR-bound key: PolicyPCR over the recorded selection with the PCRs' current values.
+      const policy: PolicyStep[] = rec.pcrPolicy ? [{ type: 'PolicyPCR', selection: pcrSelection(rec.pcrPolicy.hash, rec.pcrPolicy.pcrs), pcrDigest: new Uint8Array(0) }] : [];
+      return signatureBytes(await this.tpm.sign(fromRecord(rec), data, policy));
     });
   }
 
@@ -182,6 +173,33 @@ export class TpmBackend implements AttestorBackend {
       throw mapError(rpc, e);
     }
   }
+}
+
+/** TPM2B form (u16 size prefix), as the key store keeps public and private blobs. */
+function sized(b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(b.length + 2);
+  new DataView(out.buffer).setUint16(0, b.length);
+  out.set(b, 2);
+  return out;
+}
+
+function toRecord(key: WrappedKey, evidence: { createData: Uint8Array | null; createAttestation: Uint8Array | null; createSignature: Uint8Array | null } | undefined): NewKeyRecord {
+  const r: NewKeyRecord = { keyType: key.keyType, parent: key.parent, public: sized(key.public), private: sized(key.private) };
+  if (evidence) r.evidence = evidence;
+  return r;
+}
+
+const PARENTS: readonly string[] = ['srk', 'ek-rsa', 'ek-ecc'];
+
+function fromRecord(r: KeyRecord): WrappedKey {
+  if (!PARENTS.includes(r.parent)) throw new AttestorError('DATA_LOSS', `key record ${r.uid}${r.kid ? `/${r.kid}` : ''} names an unknown parent ${JSON.stringify(r.parent)}`);
+  return { keyType: r.keyType, public: r.public.subarray(2), private: r.private.subarray(2), parent: r.parent as PrimaryKind };
+}
+
+function akParams(r: KeyRecord): AttestationParameters {
+  const e = r.evidence;
+  if (!e?.createData || !e.createAttestation || !e.createSignature) throw new AttestorError('DATA_LOSS', `the AK record of ${r.uid} lacks its creation evidence`);
+  return { public: r.public.subarray(2), useTCSDActivationFormat: false, createData: e.createData, createAttestation: e.createAttestation, createSignature: e.createSignature };
 }
 
 function signatureBytes(sig: TPMT_SIGNATURE): Uint8Array {

@@ -32,10 +32,10 @@ export interface WrappedKey {
   /** TPM2B_PRIVATE contents, wrapped by the parent. */
   private: Uint8Array;
   /** Which primary key wraps it. */
-  parent: 'srk' | 'ek-rsa' | 'ek-ecc';
-  /** Name of that parent when the key was made (to detect a changed SRK/EK). */
-  parentName: Uint8Array;
+  parent: PrimaryKind;
 }
+
+export type PrimaryKind = 'srk' | 'ek-rsa' | 'ek-ecc';
 
 export interface CreatedAk {
   key: WrappedKey;
@@ -58,7 +58,7 @@ interface PrimarySpec {
   type: number;
 }
 
-const PRIMARIES: Record<WrappedKey['parent'], PrimarySpec> = {
+const PRIMARIES: Record<PrimaryKind, PrimarySpec> = {
   'ek-rsa': { hierarchy: TPM_RH.ENDORSEMENT, persistent: PERSISTENT_HANDLE.ekRsa, template: ekTemplateRsa2048, type: TPM_ALG.RSA },
   'ek-ecc': { hierarchy: TPM_RH.ENDORSEMENT, persistent: PERSISTENT_HANDLE.ekEcc, template: ekTemplateEccP256, type: TPM_ALG.ECC },
   srk: { hierarchy: TPM_RH.OWNER, persistent: PERSISTENT_HANDLE.srk, template: srkTemplateEccP256, type: 0 },
@@ -85,7 +85,7 @@ export class AttestorTpm {
   private connecting: Promise<Tpm> | undefined;
   private tail: Promise<unknown> = Promise.resolve();
   /** Primary keys: the persistent handle when the TPM has one, else a saved context (re-created after a TPM reset). */
-  private readonly primaries = new Map<WrappedKey['parent'], { persistent?: number; context?: TPMS_CONTEXT; public: TPMT_PUBLIC; name: Uint8Array }>();
+  private readonly primaries = new Map<PrimaryKind, { persistent?: number; context?: TPMS_CONTEXT; public: TPMT_PUBLIC; name: Uint8Array }>();
   private banks: number[] | undefined;
   private closed = false;
 
@@ -152,7 +152,7 @@ export class AttestorTpm {
   }
 
   /** Load (or create once and re-use) a primary key for the duration of one flow. */
-  private async primary(tpm: Tpm, which: WrappedKey['parent']): Promise<LoadedPrimary> {
+  private async primary(tpm: Tpm, which: PrimaryKind): Promise<LoadedPrimary> {
     const spec = PRIMARIES[which];
     const known = this.primaries.get(which);
     if (known?.persistent !== undefined) return { handle: known.persistent, public: known.public, name: known.name, transient: false };
@@ -210,15 +210,19 @@ export class AttestorTpm {
   private async loadKey(tpm: Tpm, key: WrappedKey): Promise<{ handle: number; parent: LoadedPrimary }> {
     const parent = await this.primary(tpm, key.parent);
     try {
-      if (!bytesEqual(parent.name, key.parentName)) {
-        throw new TpmFlowError('FAILED_PRECONDITION', `the key's parent (${key.parent}) is no longer the key it was made under (the TPM was cleared or the ${key.parent} replaced)`);
-      }
       const pub = unmarshal(TPM2B_PUBLIC, concatSized(key.public));
       let session: Session | undefined;
       try {
         if (key.parent !== 'srk') session = await this.ekPolicySession(tpm);
-        const loaded = await tpm.load(parent.handle, key.private, pub, session ? { sessions: [session] } : {});
-        return { handle: loaded.handle, parent };
+        try {
+          const loaded = await tpm.load(parent.handle, key.private, pub, session ? { sessions: [session] } : {});
+          return { handle: loaded.handle, parent };
+        } catch (e) {
+          if (e instanceof TpmError && (e.is(TPM_RC.INTEGRITY) || e.is(TPM_RC.BINDING) || e.is(TPM_RC.VALUE))) {
+            throw new TpmFlowError('FAILED_PRECONDITION', `a stored key no longer loads under its parent (${key.parent}): the TPM was cleared or the ${key.parent} replaced`, e);
+          }
+          throw e;
+        }
       } finally {
         await this.flush(tpm, session?.handle);
       }
@@ -250,7 +254,7 @@ export class AttestorTpm {
         ak = (await tpm.load(srk.handle, c.private, c.public)).handle;
         const cert = await tpm.certifyCreation(ak, ak, c.creationHash, c.creationTicket);
         return {
-          key: { keyType, public: marshalPublic(c.public), private: c.private, parent: 'srk', parentName: srk.name },
+          key: { keyType, public: marshalPublic(c.public), private: c.private, parent: 'srk' },
           createData: rawOf(c.creationData),
           createAttestation: cert.attestBytes,
           createSignature: cert.signature,
@@ -349,7 +353,7 @@ export class AttestorTpm {
       enc = await this.encryptingSession(tpm, ek);
       const priv = await tpm.import(ek.handle, blob.publicArea, blob.duplicate, blob.encryptedSeed, { sessions: [policy, enc] });
       const keyType: KeyType = blob.publicArea.type === TPM_ALG.ECC ? 'ecc' : 'rsa';
-      return { key: { keyType, public: marshalPublic(blob.publicArea), private: priv, parent: which, parentName: ek.name }, ek };
+      return { key: { keyType, public: marshalPublic(blob.publicArea), private: priv, parent: which }, ek };
     } catch (e) {
       await this.flush(tpm, ek);
       throw e;
@@ -369,7 +373,7 @@ export class AttestorTpm {
         k = (await tpm.load(srk.handle, c.private, c.public)).handle;
         akHandle = (await tpm.load(srk.handle, ak.private, unmarshal(TPM2B_PUBLIC, concatSized(ak.public)))).handle;
         const certify = await tpm.certify(k, akHandle);
-        return { key: { keyType, public: marshalPublic(c.public), private: c.private, parent: 'srk', parentName: srk.name }, certify };
+        return { key: { keyType, public: marshalPublic(c.public), private: c.private, parent: 'srk' }, certify };
       } finally {
         await this.flush(tpm, k, akHandle, srk);
       }
