@@ -49,7 +49,11 @@ const PCR_SELECT: Codec<Uint8Array> = {
     if (v.length > 32) throw new TpmEncodeError(`pcrSelect is ${v.length} bytes; at most 32 allowed`);
     w.u8(v.length).bytes(v);
   },
-  decode: (r) => r.bytesN(r.u8('sizeofSelect'), 'pcrSelect'),
+  decode(r) {
+    const n = r.u8('sizeofSelect');
+    if (n > 32) r.fail(`TPMS_PCR_SELECT.sizeofSelect ${n} exceeds its maximum 32`, 'TPMS_PCR_SELECT');
+    return r.bytesN(n, 'pcrSelect');
+  },
 };
 export const TPMS_PCR_SELECTION = struct('TPMS_PCR_SELECTION', { hash: TPMI_ALG_HASH, pcrSelect: PCR_SELECT });
 export type TPMS_PCR_SELECTION = Infer<typeof TPMS_PCR_SELECTION>;
