@@ -2,6 +2,8 @@
 // that run an attestor in-process.
 export type { AttestorBackend, CheckedEncryptedCredential, EKCertResult, KeyType, NewKeyResult } from './backend.js';
 export { BackendUnavailableError, createBackend } from './backend-factory.js';
+export type { ProgramIo } from './cli.js';
+export { runAttestor } from './cli.js';
 export type { AttestorConfig, LogLevel, ParsedArgs } from './config.js';
 export { FLAGS, defaultConfig, envName, helpText, parseArgs, validateConfig } from './config.js';
 export type { AttestorErrorCode } from './errors.js';

@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { ConfigError } from '../src/errors.js';
+import { FLAGS, defaultConfig, envName, helpText, parseArgs } from '../src/config.js';
+import type { AttestorConfig } from '../src/config.js';
+
+const run = (argv: string[], env: Record<string, string> = {}): AttestorConfig => {
+  const r = parseArgs(argv, env, '1.2.3');
+  assert.equal(r.kind, 'run');
+  return (r as { config: AttestorConfig }).config;
+};
+
+function configError(argv: string[], env: Record<string, string> = {}): ConfigError {
+  try {
+    parseArgs(argv, env, '1.2.3');
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    assert.ok(e.message.startsWith(`${e.flag}: `), e.message);
+    return e;
+  }
+  assert.fail(`expected a ConfigError for ${argv.join(' ')}`);
+}
+
+describe('attestor config', () => {
+  it('has the contract defaults', () => {
+    const c = run(['--insecure']);
+    assert.deepEqual(c, {
+      listen: '0.0.0.0:50051',
+      tpm: 'device:/dev/tpmrm0',
+      stateDir: '/var/lib/tpmds',
+      eventLog: '/sys/kernel/security/tpm0/binary_bios_measurements',
+      insecure: true,
+      healthListen: '0.0.0.0:8080',
+      logLevel: 'info',
+    });
+    assert.deepEqual({ ...defaultConfig(), insecure: true }, c);
+  });
+
+  it('reads every flag as --flag VALUE and --flag=VALUE', () => {
+    const c = run([
+      '--listen', 'unix:/run/tpmds.sock',
+      '--tpm=swtpm:port=2321',
+      '--state-dir', '/tmp/s',
+      '--event-log=/tmp/log',
+      '--tls-cert', '/c.pem',
+      '--tls-key', '/k.pem',
+      '--client-ca', '/ca.pem',
+      '--health-listen', '[::1]:9000',
+      '--log-level=debug',
+    ]);
+    assert.deepEqual(c, {
+      listen: 'unix:/run/tpmds.sock',
+      tpm: 'swtpm:port=2321',
+      stateDir: '/tmp/s',
+      eventLog: '/tmp/log',
+      tlsCert: '/c.pem',
+      tlsKey: '/k.pem',
+      clientCa: '/ca.pem',
+      insecure: false,
+      healthListen: '[::1]:9000',
+      logLevel: 'debug',
+    });
+  });
+
+  it('reads every flag from TPMDS_<NAME>, and a command-line flag wins', () => {
+    assert.deepEqual(
+      FLAGS.map((f) => envName(f.flag)),
+      ['TPMDS_LISTEN', 'TPMDS_TPM', 'TPMDS_STATE_DIR', 'TPMDS_EVENT_LOG', 'TPMDS_TLS_CERT', 'TPMDS_TLS_KEY', 'TPMDS_CLIENT_CA', 'TPMDS_INSECURE', 'TPMDS_HEALTH_LISTEN', 'TPMDS_LOG_LEVEL'],
+    );
+    const env = {
+      TPMDS_LISTEN: '127.0.0.1:1234',
+      TPMDS_TPM: 'swtpm:path=/s',
+      TPMDS_STATE_DIR: '/env/state',
+      TPMDS_EVENT_LOG: '/env/log',
+      TPMDS_INSECURE: 'true',
+      TPMDS_HEALTH_LISTEN: '127.0.0.1:8081',
+      TPMDS_LOG_LEVEL: 'warn',
+    };
+    const c = run([], env);
+    assert.equal(c.listen, '127.0.0.1:1234');
+    assert.equal(c.tpm, 'swtpm:path=/s');
+    assert.equal(c.stateDir, '/env/state');
+    assert.equal(c.eventLog, '/env/log');
+    assert.equal(c.insecure, true);
+    assert.equal(c.healthListen, '127.0.0.1:8081');
+    assert.equal(c.logLevel, 'warn');
+    assert.equal(run(['--listen', '127.0.0.1:99'], env).listen, '127.0.0.1:99');
+    const tls = run([], { TPMDS_TLS_CERT: '/c', TPMDS_TLS_KEY: '/k', TPMDS_CLIENT_CA: '/ca' });
+    assert.deepEqual([tls.tlsCert, tls.tlsKey, tls.clientCa, tls.insecure], ['/c', '/k', '/ca', false]);
+    assert.equal(run(['--insecure=false', '--tls-cert', '/c', '--tls-key', '/k'], { TPMDS_INSECURE: '1' }).insecure, false);
+    assert.equal(run(['--insecure'], { TPMDS_LOG_LEVEL: '' }).logLevel, 'info', 'an empty variable counts as unset');
+  });
+
+  it('--help documents every flag with its env variable and default; --version prints the version', () => {
+    const r = parseArgs(['--listen', 'bogus', '--help'], {}, '1.2.3');
+    assert.equal(r.kind, 'help');
+    const text = (r as { text: string }).text;
+    assert.equal(text, helpText('1.2.3'));
+    for (const f of FLAGS) {
+      assert.ok(text.includes(f.flag), f.flag);
+      assert.ok(text.includes(`env ${envName(f.flag)}; default: ${f.default ?? 'none'}`), f.flag);
+    }
+    for (const flag of ['--listen', '--tpm', '--state-dir', '--event-log', '--tls-cert', '--tls-key', '--client-ca', '--insecure', '--health-listen', '--log-level']) {
+      assert.ok(text.includes(flag), flag);
+    }
+    assert.ok(text.includes('0.0.0.0:50051') && text.includes('device:/dev/tpmrm0') && text.includes('/var/lib/tpmds'));
+    assert.deepEqual(parseArgs(['--version'], {}, '1.2.3'), { kind: 'version', text: 'tpmds-attestor 1.2.3' });
+    assert.equal(parseArgs(['-h'], {}, '1').kind, 'help');
+  });
+
+  it('bad values give a ConfigError naming the flag and the problem', () => {
+    const cases: [string[], Record<string, string>, string, RegExp][] = [
+      [['--insecure', '--listen', 'nonsense'], {}, '--listen', /HOST:PORT/],
+      [['--insecure', '--listen', '1.2.3.4:70000'], {}, '--listen', /out of range/],
+      [['--insecure', '--listen', 'unix:relative.sock'], {}, '--listen', /absolute path/],
+      [['--insecure', '--health-listen', ':8080x'], {}, '--health-listen', /HOST:PORT/],
+      [['--insecure', '--tpm', '/dev/tpm0'], {}, '--tpm', /device:PATH/],
+      [['--insecure', '--log-level', 'verbose'], {}, '--log-level', /debug, info, warn or error/],
+      [['--insecure', '--state-dir='], {}, '--state-dir', /empty/],
+      [['--insecure', '--listen'], {}, '--listen', /needs a value/],
+      [['--insecure', '--frobnicate'], {}, '--frobnicate', /unknown flag/],
+      [['--insecure', 'extra'], {}, 'extra', /unexpected argument/],
+      [['--insecure', '--tpm', 'a', '--tpm', 'b'], {}, '--tpm', /more than once/],
+      [['--insecure=maybe'], {}, '--insecure', /true or false/],
+      [[], { TPMDS_INSECURE: 'maybe' }, 'TPMDS_INSECURE', /true or false/],
+      [[], {}, '--tls-cert', /no TLS configured.*--insecure/],
+      [['--tls-cert', '/c'], {}, '--tls-key', /required with --tls-cert/],
+      [['--tls-key', '/k'], {}, '--tls-cert', /required with --tls-key/],
+      [['--insecure', '--client-ca', '/ca'], {}, '--client-ca', /needs --tls-cert/],
+      [['--insecure', '--tls-cert', '/c', '--tls-key', '/k'], {}, '--insecure', /cannot be combined/],
+      [['--insecure'], { TPMDS_LOG_LEVEL: 'loud' }, '--log-level', /loud/],
+    ];
+    for (const [argv, env, flag, re] of cases) {
+      const e = configError(argv, env);
+      assert.equal(e.flag, flag, `${argv.join(' ')} ${JSON.stringify(env)}: ${e.message}`);
+      assert.match(e.message, re);
+    }
+  });
+});

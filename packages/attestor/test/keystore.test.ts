@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import { AttestorError } from '../src/errors.js';
+import { KeyStore } from '../src/keystore.js';
+import type { NewKeyRecord } from '../src/keystore.js';
+import { tempDir } from './helpers.js';
+
+const record = (over: Partial<NewKeyRecord> = {}): NewKeyRecord => ({
+  keyType: 'rsa',
+  parent: 'srk-rsa',
+  public: new Uint8Array([0, 4, 1, 2, 3, 4]),
+  private: new Uint8Array([0, 3, 9, 9, 9]),
+  ...over,
+});
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof AttestorError, String(e));
+    return e.code;
+  }
+  return 'OK';
+}
+
+describe('attestor key store', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  beforeEach(() => {
+    tmp = tempDir();
+  });
+  afterEach(() => tmp.cleanup());
+
+  it('creates the state directory with mode 0700 and tightens a too-open one', async () => {
+    const dir = join(tmp.dir, 'state');
+    const store = await KeyStore.open(dir);
+    assert.equal(statSync(dir).mode & 0o777, 0o700);
+    assert.deepEqual(store.warnings, []);
+    chmodSync(dir, 0o755);
+    const again = await KeyStore.open(dir);
+    assert.equal(statSync(dir).mode & 0o777, 0o700);
+    assert.match(again.warnings[0] ?? '', /mode was 755/);
+  });
+
+  it('stores and reads back AK and key records (0600 files, TPM blobs, evidence, PCR policy)', async () => {
+    const store = await KeyStore.open(tmp.dir);
+    const created = new Date('2024-01-02T03:04:05.000Z');
+    const evidence = { createData: new Uint8Array([1]), createAttestation: new Uint8Array([2]), createSignature: null };
+    await store.create({ uid: 'pod-a' }, record({ evidence, created }));
+    await store.create({ uid: 'pod-a', kid: 'k.1' }, record({ keyType: 'ecc', parent: 'ek-ecc', pcrPolicy: { hash: 11, pcrs: [0, 7] } }));
+    const ak = await store.get({ uid: 'pod-a' });
+    assert.deepEqual(ak, { uid: 'pod-a', ...record(), evidence, created });
+    const key = await store.get({ uid: 'pod-a', kid: 'k.1' });
+    assert.equal(key.kid, 'k.1');
+    assert.equal(key.keyType, 'ecc');
+    assert.deepEqual(key.pcrPolicy, { hash: 11, pcrs: [0, 7] });
+    assert.equal(statSync(join(tmp.dir, 'ak/pod-a.json')).mode & 0o777, 0o600);
+    assert.equal(statSync(join(tmp.dir, 'keys/pod-a/k.1.json')).mode & 0o777, 0o600);
+    assert.deepEqual(await store.listKeys('pod-a'), ['k.1']);
+    assert.equal(await store.has({ uid: 'pod-a' }), true);
+    assert.equal(await store.has({ uid: 'pod-b' }), false);
+    // A new instance (an attestor restart) reads the same records.
+    assert.deepEqual(await (await KeyStore.open(tmp.dir)).get({ uid: 'pod-a' }), ak);
+  });
+
+  it('create never overwrites (ALREADY_EXISTS); get/delete of a missing record is NOT_FOUND', async () => {
+    const store = await KeyStore.open(tmp.dir);
+    await store.create({ uid: 'u' }, record());
+    assert.equal(await code(store.create({ uid: 'u' }, record({ parent: 'other' }))), 'ALREADY_EXISTS');
+    assert.equal((await store.get({ uid: 'u' })).parent, 'srk-rsa');
+    assert.equal(await code(store.get({ uid: 'v' })), 'NOT_FOUND');
+    assert.equal(await code(store.get({ uid: 'u', kid: 'k' })), 'NOT_FOUND');
+    assert.equal(await code(store.delete({ uid: 'v' })), 'NOT_FOUND');
+    await store.delete({ uid: 'u' });
+    assert.equal(await code(store.get({ uid: 'u' })), 'NOT_FOUND');
+  });
+
+  it('of many concurrent creates of one record exactly one wins, and no temp file is left', async () => {
+    const a = await KeyStore.open(tmp.dir);
+    const b = await KeyStore.open(tmp.dir);
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => code((i % 2 ? a : b).create({ uid: 'race', kid: 'k' }, record({ parent: `p${i}` })))),
+    );
+    assert.equal(results.filter((r) => r === 'OK').length, 1);
+    assert.equal(results.filter((r) => r === 'ALREADY_EXISTS').length, 19);
+    const winner = results.indexOf('OK');
+    assert.equal((await a.get({ uid: 'race', kid: 'k' })).parent, `p${winner}`);
+    assert.deepEqual(readdirSync(join(tmp.dir, 'keys/race')), ['k.json']);
+  });
+
+  it('rejects ids that could escape the store (INVALID_ARGUMENT) before touching the disk', async () => {
+    const store = await KeyStore.open(tmp.dir);
+    for (const ref of [{ uid: '../x' }, { uid: '..' }, { uid: 'a/b' }, { uid: '' }, { uid: 'ok', kid: '../../etc/passwd' }, { uid: 'ok', kid: '.tmp-1' }]) {
+      assert.equal(await code(store.create(ref, record())), 'INVALID_ARGUMENT', JSON.stringify(ref));
+      assert.equal(await code(store.get(ref)), 'INVALID_ARGUMENT', JSON.stringify(ref));
+    }
+    assert.deepEqual(readdirSync(tmp.dir).sort(), ['ak', 'keys']);
+  });
+
+  describe('crash safety', () => {
+    it('a leftover temp file is never read as a key and is removed at the next open', async () => {
+      const store = await KeyStore.open(tmp.dir);
+      const tmpFile = join(tmp.dir, 'ak', '.tmp-999-abcdef');
+      writeFileSync(tmpFile, '{"format":"tpmds.key/v1","uid":"ghost"');
+      const old = new Date(Date.now() - 3600_000);
+      utimesSync(tmpFile, old, old);
+      assert.equal(await code(store.get({ uid: 'ghost' })), 'NOT_FOUND');
+      const fresh = join(tmp.dir, 'ak', '.tmp-998-012345');
+      writeFileSync(fresh, 'partial');
+      const reopened = await KeyStore.open(tmp.dir);
+      assert.match(reopened.warnings.join(';'), /removed 1 leftover temp file/);
+      assert.deepEqual(readdirSync(join(tmp.dir, 'ak')), ['.tmp-998-012345'], 'a recent temp file (maybe another writer) is kept');
+      await KeyStore.open(tmp.dir, { tempMaxAgeMs: 0 });
+      assert.deepEqual(readdirSync(join(tmp.dir, 'ak')), []);
+    });
+
+    it('a truncated, empty or foreign record is DATA_LOSS with a clear message, not a crash', async () => {
+      const store = await KeyStore.open(tmp.dir);
+      await store.create({ uid: 'cut' }, record());
+      const file = join(tmp.dir, 'ak/cut.json');
+      const full = readFileSync(file, 'utf8');
+      truncateSync(file, Math.floor(full.length / 2));
+      await assert.rejects(store.get({ uid: 'cut' }), (e: unknown) => {
+        assert.ok(e instanceof AttestorError);
+        assert.equal(e.code, 'DATA_LOSS');
+        assert.match(e.message, /key record ak\/cut\.json .* unreadable \(truncated or not JSON\).*remove the file/);
+        return true;
+      });
+      truncateSync(file, 0);
+      assert.equal(await code(store.get({ uid: 'cut' })), 'DATA_LOSS');
+      writeFileSync(file, full.replace('"uid":"cut"', '"uid":"other"'));
+      assert.equal(await code(store.get({ uid: 'cut' })), 'DATA_LOSS');
+      writeFileSync(file, full.replace(/"private":"[^"]*"/, '"private":"!!"'));
+      assert.equal(await code(store.get({ uid: 'cut' })), 'DATA_LOSS');
+      writeFileSync(file, JSON.stringify({ hello: 1 }));
+      assert.equal(await code(store.get({ uid: 'cut' })), 'DATA_LOSS');
+      // still exists: a create does not silently replace it
+      assert.equal(await code(store.create({ uid: 'cut' }, record())), 'ALREADY_EXISTS');
+    });
+
+    it('a symlink or directory in place of a record is refused', async () => {
+      const store = await KeyStore.open(tmp.dir);
+      writeFileSync(join(tmp.dir, 'elsewhere.json'), '{}');
+      symlinkSync(join(tmp.dir, 'elsewhere.json'), join(tmp.dir, 'ak/link.json'));
+      assert.equal(await code(store.get({ uid: 'link' })), 'DATA_LOSS');
+      mkdirSync(join(tmp.dir, 'ak/dir.json'));
+      assert.equal(await code(store.get({ uid: 'dir' })), 'DATA_LOSS');
+    });
+  });
+});
