@@ -1,0 +1,103 @@
+// GetEKCert: the EK public key, its certificate, and the chain to the manufacturer's roots
+// (TCG EK Credential Profile 2.x).
+import { type KeyObject, createPublicKey } from 'node:crypto';
+import {
+  certificateMatchesPublic, ekTemplateEccP256, ekTemplateRsa2048, keyObjectToPublic, objectName, parseCertificate,
+  verifyCertificateChain, type ParsedCertificate, type TPMT_PUBLIC,
+} from '@tpmds/tpm2-wire';
+import { CheckList, errorText, type StepResult } from './checks.js';
+import { describeKeyObject, hex, keyObjectTypeMismatch, type KeyType } from './keys.js';
+
+/** Trust anchors and untrusted chain certificates for the EK certificate (DER). */
+export interface EkOptions {
+  /** Trust anchors (every one is trusted); empty: the chain is not checked (a warning). */
+  roots: readonly Uint8Array[];
+  /** Untrusted intermediate certificates. */
+  intermediates: readonly Uint8Array[];
+  keyType: KeyType;
+  /** Validate the chain at this time (default now). */
+  at?: Date;
+}
+
+/** What a verified GetEKCert yields. */
+export interface EkValue {
+  /** The EK as a TPMT_PUBLIC: the SPKI key in the TCG EK template (L-1 RSA-2048 / L-2 P-256). */
+  ekPublic: TPMT_PUBLIC;
+  ekKey: KeyObject;
+  certificate?: ParsedCertificate;
+}
+
+/**
+ * The EK public area of a PKIX SubjectPublicKeyInfo: the key in the TCG EK template of its type,
+ * so the nameAlg and symmetric parameters used by MakeCredential and Import are the EK's.
+ */
+export function ekPublicFromSpki(spkiDer: Uint8Array, keyType: KeyType): TPMT_PUBLIC {
+  const key = createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' });
+  return keyObjectToPublic(key, keyType === 'ecc' ? ekTemplateEccP256() : ekTemplateRsa2048());
+}
+
+/**
+ * Verifies a GetEKCert response: the SPKI decodes and is the requested key type; the
+ * certificate decodes, certifies this very key (compared by key material), and chains to one
+ * of `opts.roots` through `opts.intermediates`. Without roots the chain is not checked (a
+ * warning); a missing certificate fails when roots are given.
+ */
+export async function verifyEk(resp: { ekPub: Uint8Array; ekCert: Uint8Array }, opts: EkOptions): Promise<StepResult<EkValue>> {
+  const c = new CheckList();
+  const key = c.attempt(
+    'ek.public',
+    () => createPublicKey({ key: Buffer.from(resp.ekPub), format: 'der', type: 'spki' }),
+    (k) => `EK public key decodes (${describeKeyObject(k)})`,
+  );
+  let ekPublic: TPMT_PUBLIC | undefined;
+  if (key !== undefined) {
+    const mismatch = keyObjectTypeMismatch(key, opts.keyType);
+    if (mismatch !== undefined) {
+      c.fail('ek.keyType', mismatch);
+    } else {
+      ekPublic = c.attempt(
+        'ek.keyType',
+        () => keyObjectToPublic(key, opts.keyType === 'ecc' ? ekTemplateEccP256() : ekTemplateRsa2048()),
+        (p) => `${describeKeyObject(key)} as requested; name in the TCG EK template ${hex(objectName(p))}`,
+      );
+    }
+  }
+
+  let certificate: ParsedCertificate | undefined;
+  if (resp.ekCert.length === 0) {
+    if (opts.roots.length > 0) c.fail('ek.certificate', 'the TPM has no EK certificate for this key; it cannot be chained to --ek-roots');
+    else c.warn('ek.certificate', 'the TPM has no EK certificate for this key');
+  } else {
+    certificate = c.attempt(
+      'ek.certificate',
+      () => parseCertificate(resp.ekCert),
+      (p) => `subject "${p.subject}", issuer "${p.issuer}", serial ${p.serialNumber}, valid ${p.notBefore.toISOString()} to ${p.notAfter.toISOString()}`,
+    );
+  }
+  if (certificate !== undefined && ekPublic !== undefined) {
+    let matches = false;
+    let why = 'the certificate is for another key than the EK';
+    try {
+      matches = certificateMatchesPublic(resp.ekCert, ekPublic);
+    } catch (e) {
+      why = `the certificate's key cannot be compared: ${errorText(e)}`;
+    }
+    c.expect('ek.certificate.key', matches, 'the certificate is for this EK (same key material)', why);
+  }
+  if (certificate !== undefined) {
+    if (opts.roots.length === 0) {
+      c.warn('ek.certificate.chain', 'no --ek-roots given, chain not checked');
+    } else {
+      const r = await verifyCertificateChain(resp.ekCert, opts.roots, opts.intermediates, opts.at ? { at: opts.at } : {});
+      c.expect(
+        'ek.certificate.chain',
+        r.ok,
+        `chains to one of ${opts.roots.length} root(s)${opts.intermediates.length > 0 ? ` through ${opts.intermediates.length} intermediate(s) given` : ''}`,
+        `does not chain to --ek-roots: ${r.error ?? 'unknown reason'}`,
+      );
+    }
+  }
+  const value: EkValue | undefined =
+    ekPublic !== undefined && key !== undefined ? { ekPublic, ekKey: key, ...(certificate ? { certificate } : {}) } : undefined;
+  return c.result(value);
+}

@@ -1,0 +1,248 @@
+// Quote: go-attestation PlatformParameters (FORMATS.md "PlatformParameters"): every quote
+// verified with the AK, the PCR values it covers, the event log replayed against them,
+// expected PCR values, and the Secure Boot state the (verified) log records.
+import {
+  TPMS_ATTEST, TPM_ALG, TPM_ST, bankName, bytesEqual, comparePcrs, describeMismatch, eventLogFacts, indicesOf, objectName,
+  parseEventLog, toHex, unmarshal, verifyQuote, type EventLogFacts, type SecureBootFact, type TPMT_PUBLIC,
+} from '@tpmds/tpm2-wire';
+import { GoCryptoHash, decodePlatformParameters, requireBytes, type PlatformParameters } from '../formats/index.js';
+import { CheckList, errorText, type StepResult } from './checks.js';
+import { decodePublicArea, decodeSignature } from './keys.js';
+
+/** PCR values by bank (TPM_ALG_ID) and index. */
+export type PcrBankValues = Map<number, Map<number, Uint8Array>>;
+/** Expected PCR values: bank (TPM_ALG_ID) -> index -> lowercase hex. */
+export type ExpectedPcrs = Map<number, Map<number, string>>;
+
+/** Options of {@link verifyPlatform}. */
+export interface PlatformOptions {
+  /** The AK from GetAK (verified there); the quotes must be signed by it. */
+  akPublic: TPMT_PUBLIC;
+  /** The nonce sent in the QuoteRequest. */
+  nonce: Uint8Array;
+  expectedPcrs?: ExpectedPcrs;
+  /** Fail (instead of warning) when the event log is empty. */
+  expectEventLog?: boolean;
+}
+
+/** What a verified Quote yields. */
+export interface PlatformValue {
+  /** PCR values covered by a verified quote, per bank. */
+  pcrs: PcrBankValues;
+  /** Secure Boot state from the event log, when the log replays to the verified PCRs. */
+  secureBoot?: SecureBootFact;
+  /** Facts of the verified event log. */
+  facts?: EventLogFacts;
+  /** Number of events in the log (0 when empty). */
+  eventCount: number;
+  params: PlatformParameters;
+}
+
+/** Go `crypto.Hash` (PCR.DigestAlg) -> TPM_ALG_ID. */
+const GO_HASH_TO_ALG: ReadonlyMap<number, number> = new Map([
+  [GoCryptoHash.SHA1, TPM_ALG.SHA1],
+  [GoCryptoHash.SHA256, TPM_ALG.SHA256],
+  [GoCryptoHash.SHA384, TPM_ALG.SHA384],
+  [GoCryptoHash.SHA512, TPM_ALG.SHA512],
+]);
+const DIGEST_SIZE: ReadonlyMap<number, number> = new Map([
+  [TPM_ALG.SHA1, 20],
+  [TPM_ALG.SHA256, 32],
+  [TPM_ALG.SHA384, 48],
+  [TPM_ALG.SHA512, 64],
+]);
+const ALL_PCRS = Array.from({ length: 24 }, (_, i) => i).join(',');
+
+/** A usage error in a `--expect-pcr` value. */
+export class ExpectPcrError extends Error {
+  override readonly name = 'ExpectPcrError';
+}
+
+/**
+ * Parses `--expect-pcr IDX:HEX`: PCR index 0-23 and its value in hex; the bank follows from
+ * the length (40 hex digits sha1, 64 sha256, 96 sha384, 128 sha512). Throws ExpectPcrError.
+ */
+export function parseExpectPcr(text: string): { bank: number; index: number; hex: string } {
+  const m = /^(\d{1,2}):(?:0x)?([0-9a-fA-F]+)$/.exec(text.trim());
+  if (m === null) throw new ExpectPcrError(`--expect-pcr ${JSON.stringify(text)}: expected IDX:HEX, e.g. 16:${'0'.repeat(64)}`);
+  const index = Number(m[1]);
+  if (index > 23) throw new ExpectPcrError(`--expect-pcr ${JSON.stringify(text)}: PCR index ${index} is not 0-23`);
+  const hex = m[2]!.toLowerCase();
+  const bank = [...DIGEST_SIZE].find(([, size]) => size * 2 === hex.length)?.[0];
+  if (bank === undefined) {
+    throw new ExpectPcrError(`--expect-pcr ${JSON.stringify(text)}: ${hex.length} hex digits fit no bank (40 sha1, 64 sha256, 96 sha384, 128 sha512)`);
+  }
+  return { bank, index, hex };
+}
+
+/** Collects parsed `--expect-pcr` values into a map; a PCR given twice with different values is an error. */
+export function expectedPcrMap(values: readonly string[]): ExpectedPcrs {
+  const out: ExpectedPcrs = new Map();
+  for (const v of values) {
+    const { bank, index, hex } = parseExpectPcr(v);
+    const m = out.get(bank) ?? new Map<number, string>();
+    const prev = m.get(index);
+    if (prev !== undefined && prev !== hex) throw new ExpectPcrError(`--expect-pcr gives two values for ${bankName(bank)} PCR ${index}`);
+    m.set(index, hex);
+    out.set(bank, m);
+  }
+  return out;
+}
+
+function indexList(indices: Iterable<number>): string {
+  return [...indices].sort((a, b) => a - b).join(',');
+}
+
+/**
+ * Verifies a QuoteResponse.platformAttestation: each quote's signature with `opts.akPublic`,
+ * tag QUOTE, magic, extraData == nonce, selection == the PCR values of that bank (all 24), and
+ * pcrDigest (with `verifyQuote`); every bank's PCR values are covered by a quote; then the event
+ * log is replayed against the verified PCRs, `expectedPcrs` are compared, and the Secure Boot
+ * state is read from the log. An empty log is a warning unless `expectEventLog`.
+ */
+export function verifyPlatform(platformJson: Uint8Array, opts: PlatformOptions): StepResult<PlatformValue> {
+  const c = new CheckList();
+  const params = c.attempt('quote.decode', () => decodePlatformParameters(platformJson), (p) => `PlatformParameters decode: ${p.quotes?.length ?? 0} quote(s), ${p.pcrs?.length ?? 0} PCR value(s)`);
+  if (params === undefined) return c.result();
+
+  // The AK the quotes claim: informational, the quotes are verified with the AK from GetAK.
+  if (params.public === null || params.public.length === 0) {
+    c.warn('quote.ak', 'PlatformParameters.Public is empty; the quotes are verified with the AK from GetAK');
+  } else {
+    let same = false;
+    let why = 'PlatformParameters.Public is another key than the AK from GetAK';
+    try {
+      same = bytesEqual(objectName(decodePublicArea(params.public)), objectName(opts.akPublic));
+    } catch (e) {
+      why = `PlatformParameters.Public does not decode: ${errorText(e)}`;
+    }
+    c.expect('quote.ak', same, 'PlatformParameters.Public is the AK from GetAK', why);
+  }
+
+  // PCR values by bank.
+  const provided: PcrBankValues = new Map();
+  const pcrProblems: string[] = [];
+  for (const [i, p] of (params.pcrs ?? []).entries()) {
+    const alg = GO_HASH_TO_ALG.get(p.digestAlg);
+    if (alg === undefined) {
+      pcrProblems.push(`PCRs[${i}]: unknown DigestAlg ${p.digestAlg}`);
+      continue;
+    }
+    if (!Number.isInteger(p.index) || p.index < 0 || p.index > 23) {
+      pcrProblems.push(`PCRs[${i}]: index ${p.index} is not 0-23`);
+      continue;
+    }
+    const size = DIGEST_SIZE.get(alg)!;
+    if (p.digest === null || p.digest.length !== size) {
+      pcrProblems.push(`PCRs[${i}]: ${bankName(alg)} PCR ${p.index} is ${p.digest?.length ?? 0} bytes; ${size} expected`);
+      continue;
+    }
+    const bank = provided.get(alg) ?? new Map<number, Uint8Array>();
+    if (bank.has(p.index)) {
+      pcrProblems.push(`PCRs[${i}]: ${bankName(alg)} PCR ${p.index} given twice`);
+      continue;
+    }
+    bank.set(p.index, p.digest);
+    provided.set(alg, bank);
+  }
+  c.expect(
+    'quote.pcrs',
+    pcrProblems.length === 0 && provided.size > 0,
+    `PCR values of ${[...provided].map(([alg, m]) => `${bankName(alg)} (${m.size})`).join(', ')}`,
+    pcrProblems.length > 0 ? pcrProblems.join('; ') : 'no PCR values',
+  );
+
+  // Quotes.
+  const verified: PcrBankValues = new Map();
+  const quotes = params.quotes ?? [];
+  if (quotes.length === 0) c.fail('quote.quotes', 'no quotes in PlatformParameters');
+  for (const [i, q] of quotes.entries()) {
+    let bank: number | undefined;
+    let attestBytes: Uint8Array;
+    try {
+      attestBytes = requireBytes(q.quote, `Quotes[${i}].Quote`);
+      const att = unmarshal(TPMS_ATTEST, attestBytes);
+      if (att.type !== TPM_ST.ATTEST_QUOTE) throw new Error(`Quotes[${i}] is a TPMS_ATTEST of type 0x${att.type.toString(16)}, not a quote`);
+      const banks = att.attested.pcrSelect.filter((s) => s.pcrSelect.some((b) => b !== 0));
+      if (banks.length === 0) {
+        c.warn(`quote[${i}]`, 'empty PCR selection (a bank that is not allocated); skipped');
+        continue;
+      }
+      if (banks.length > 1) throw new Error(`Quotes[${i}] covers ${banks.length} banks; one bank per quote expected`);
+      bank = banks[0]!.hash;
+    } catch (e) {
+      c.fail(`quote[${i}]`, errorText(e));
+      continue;
+    }
+    const name = `quote.${bankName(bank)}`;
+    const values = provided.get(bank);
+    if (values === undefined) {
+      c.fail(name, `the quote covers ${bankName(bank)} but no PCR values of that bank were sent`);
+      continue;
+    }
+    try {
+      const sig = decodeSignature(requireBytes(q.signature, `Quotes[${i}].Signature`));
+      const att = verifyQuote(opts.akPublic, attestBytes, sig, { nonce: opts.nonce, pcrs: { hashAlg: bank, values } });
+      const covered = indexList(indicesOf(att.attested.pcrSelect[0]!.pcrSelect));
+      if (covered !== ALL_PCRS) {
+        c.fail(name, `the quote verifies but covers PCRs ${covered} only; all of 0-23 expected`);
+      } else {
+        c.pass(name, `signed by the AK; tag ATTEST_QUOTE, magic, nonce, selection ${bankName(bank)} PCRs 0-23, pcrDigest ${toHex(att.attested.pcrDigest)}`);
+      }
+      verified.set(bank, values);
+    } catch (e) {
+      c.fail(name, errorText(e));
+    }
+  }
+  for (const bank of provided.keys()) {
+    const quoted = c.checks.some((k) => k.name === `quote.${bankName(bank)}`);
+    if (!quoted) c.fail(`quote.${bankName(bank)}`, `PCR values of ${bankName(bank)} were sent but no quote covers them`);
+  }
+
+  // Expected PCR values (--expect-pcr).
+  for (const [bank, want] of opts.expectedPcrs ?? new Map<number, Map<number, string>>()) {
+    for (const [index, hex] of [...want].sort((a, b) => a[0] - b[0])) {
+      const name = `quote.expectPcr.${bankName(bank)}.${index}`;
+      const got = verified.get(bank)?.get(index);
+      if (got === undefined) {
+        c.fail(name, verified.has(bank) ? `PCR ${index} is not in the verified ${bankName(bank)} quote` : `no verified quote of the ${bankName(bank)} bank`);
+      } else {
+        c.expect(name, toHex(got) === hex, `${bankName(bank)} PCR ${index} = ${hex}`, `${bankName(bank)} PCR ${index} is ${toHex(got)}; ${hex} expected`);
+      }
+    }
+  }
+
+  // The event log, replayed against the verified PCRs.
+  let secureBoot: SecureBootFact | undefined;
+  let facts: EventLogFacts | undefined;
+  let eventCount = 0;
+  const logBytes = params.eventLog ?? new Uint8Array(0);
+  if (logBytes.length === 0) {
+    if (opts.expectEventLog) c.fail('eventlog', 'the attestor sent no event log');
+    else c.warn('eventlog', 'the attestor sent no event log (swtpm and VMs without measured boot have none): the PCR values are not explained by a log, Secure Boot state unknown');
+  } else {
+    const log = c.attempt('eventlog.parse', () => parseEventLog(logBytes), (l) => `${l.format} event log, ${l.events.length} events, banks ${l.banks.map(bankName).join(', ')}`);
+    if (log !== undefined) {
+      eventCount = log.events.length;
+      const cmp = comparePcrs(log, verified);
+      const notes = [...cmp.replay.warnings, ...cmp.workarounds.map((w) => `${bankName(w.bank)} PCR ${w.pcr}: ${w.workaround}`)];
+      if (cmp.replay.unsupportedBanks.length > 0) notes.push(`banks not replayed: ${cmp.replay.unsupportedBanks.map(bankName).join(', ')}`);
+      if (cmp.mismatched.length > 0) {
+        c.fail('eventlog.replay', `the log does not replay to the quoted PCRs: ${cmp.mismatched.map(describeMismatch).join('; ')}`);
+      } else if (cmp.matched.length === 0) {
+        c.fail('eventlog.replay', `no PCR of the log could be compared with a verified quote (log banks ${log.banks.map(bankName).join(', ')}, quoted ${[...verified.keys()].map(bankName).join(', ') || 'none'})`);
+      } else {
+        const byBank = new Map<number, number[]>();
+        for (const m of cmp.matched) byBank.set(m.bank, [...(byBank.get(m.bank) ?? []), m.pcr]);
+        const matched = [...byBank].map(([b, pcrs]) => `${bankName(b)} PCRs ${indexList(pcrs)}`).join(', ');
+        c.pass('eventlog.replay', `the log replays to the quoted values of ${matched}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`);
+        facts = eventLogFacts(log);
+        secureBoot = facts.secureBoot;
+        const sb = `Secure Boot ${secureBoot.state}: ${secureBoot.reason}`;
+        if (secureBoot.state === 'unknown') c.warn('eventlog.secureBoot', sb);
+        else c.pass('eventlog.secureBoot', sb);
+      }
+    }
+  }
+  return c.result({ pcrs: verified, ...(secureBoot ? { secureBoot } : {}), ...(facts ? { facts } : {}), eventCount, params });
+}
