@@ -146,9 +146,11 @@ export function algName(alg: number): string {
   return `0x${alg.toString(16).padStart(4, '0')}`;
 }
 
-/** Hash algorithm ID from a name such as "sha256" or "SHA-256"; undefined if unknown. */
+/** Hash algorithm ID from a name such as "sha256", "SHA-384", "sha3-256" or "sm3"; undefined if unknown. */
 export function hashAlgFromName(name: string): number | undefined {
-  const n = name.toUpperCase().replace('-', '').replace('SHA3', 'SHA3_');
-  const alg = (TPM_ALG as Record<string, number>)[n === 'SM3' ? 'SM3_256' : n];
+  const n = name.trim().toUpperCase().replace(/_/g, '-');
+  const sha3 = /^SHA3-(\d+)$/.exec(n);
+  const key = sha3 ? `SHA3_${sha3[1]}` : n === 'SM3' || n === 'SM3-256' ? 'SM3_256' : n.replace(/-/g, '');
+  const alg = (TPM_ALG as Record<string, number>)[key];
   return alg !== undefined && HASH_SIZE[alg] !== undefined ? alg : undefined;
 }
