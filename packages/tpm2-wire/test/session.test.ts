@@ -158,6 +158,20 @@ function sessionTests(swtpm: () => SwtpmInstance) {
     });
   }
 
+  for (const [label, hashAlg] of [['SHA-1', TPM_ALG.SHA1], ['SHA-384', TPM_ALG.SHA384]] as const) {
+    it(`a bound and salted ${label} session (nonces, KDFa and HMACs with that hash) authorizes and encrypts`, async () => {
+      const s = (await tpm.startAuthSession({ hashAlg, salt: { handle: EK_P256_HANDLE }, bind: keyRef() })).with(TPMA_SESSION.decrypt);
+      assert.equal(s.nonceTPM.length, hashAlg === TPM_ALG.SHA1 ? 20 : 48);
+      rec.clear();
+      const message = randomBytes(40);
+      const digest = sha256(message);
+      const sig = await tpm.sign(keyRef(), digest, { sessions: [s] });
+      assert.ok(verifySignature(key.public, message, sig));
+      assert.equal(rec.contains(digest), false);
+      await tpm.flushContext(s.handle);
+    });
+  }
+
   it('clearing continueSession closes the session: the handle is gone afterwards', async () => {
     const s = await tpm.startAuthSession();
     await signAndCheck(s);
