@@ -2,3 +2,6 @@
 export * from './cli/cli.js';
 export * from './cli/command.js';
 export * from './cli/flags.js';
+export * from './verify/index.js';
+export * from './proto/index.js';
+export * from './formats/index.js';

@@ -19,4 +19,4 @@ export { SIGNING_KEY_FORBIDDEN_ATTRIBUTES, SIGNING_KEY_REQUIRED_ATTRIBUTES, veri
 export { verifySign } from './sign.js';
 export type { RunOptions, RunReport, StepName, StepReport, VerifierRpc } from './run.js';
 export { STEPS, STEP_DEPENDENCIES, importKidFor, rpcErrorText, runAll, stepReport, stepsWithDependencies } from './run.js';
-export { formatChecks, formatReport, formatStep } from './report.js';
+export { formatChecks, formatHeader, formatReport, formatStep, formatVerdict } from './report.js';

@@ -98,7 +98,7 @@ export interface RunReport {
   importKid: string;
   keyType: KeyType;
   steps: StepReport[];
-  /** Names of the failed checks (and skipped steps), in order. */
+  /** Names of the failed checks, and "<step> (not run)" for steps skipped, in order. */
   failed: string[];
   warnings: string[];
   /** Verified facts (only what the checks established). */
@@ -123,7 +123,9 @@ export function importKidFor(kid: string): string {
 export function rpcErrorText(e: unknown): string {
   const err = e as { code?: unknown; details?: unknown };
   if (typeof err?.code === 'number' && Status[err.code] !== undefined) {
-    return `${Status[err.code]}: ${typeof err.details === 'string' && err.details !== '' ? err.details : errorText(e)}`;
+    const details = typeof err.details === 'string' && err.details !== '' ? err.details : errorText(e);
+    // grpc-js appends an empty "Resolution note: " to connection failures.
+    return `${Status[err.code]}: ${details.replace(/\.? ?Resolution note: ?$/, '')}`;
   }
   return errorText(e);
 }
@@ -168,7 +170,7 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
   let akPublic: TPMT_PUBLIC | undefined;
   let pcrs: PcrBankValues | undefined;
   let newKey: KeyObject | undefined;
-  let unreachable: string | undefined;
+  let unreachable = false;
 
   const runners: Record<StepName, (checks: Check[]) => Promise<void>> = {
     health: async (checks) => {
@@ -177,7 +179,7 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
         status = await client.healthCheck('verifier.Verifier', call());
       } catch (e) {
         const code = rpcCode(e);
-        if (code === Status.UNAVAILABLE || code === Status.DEADLINE_EXCEEDED) unreachable = rpcErrorText(e);
+        if (code === Status.UNAVAILABLE || code === Status.DEADLINE_EXCEEDED) unreachable = true;
         checks.push({ name: 'health', ok: false, detail: `health check failed: ${rpcErrorText(e)}` });
         return;
       }
@@ -301,8 +303,8 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
   for (const step of steps) {
     const checks: Check[] = [];
     let skipped: string | undefined;
-    if (unreachable !== undefined) {
-      skipped = `not run: the target is unreachable (${unreachable})`;
+    if (unreachable) {
+      skipped = 'not run: the target is unreachable (see health)';
     } else {
       try {
         await runners[step](checks);
@@ -316,7 +318,7 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
     opts.onStep?.(entry);
   }
   for (const s of report.steps) {
-    if (s.skipped) report.failed.push(`${s.step} (${s.skipped})`);
+    if (s.skipped) report.failed.push(`${s.step} (not run)`);
     for (const c of s.checks) {
       if (!c.ok) report.failed.push(c.name);
       else if (c.warning) report.warnings.push(c.name);

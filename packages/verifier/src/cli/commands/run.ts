@@ -1,0 +1,40 @@
+/**
+ * `tpmds-verifier run`: the whole flow against an attestor (ARCHITECTURE.md, "packages/verifier —
+ * the CLI"): health, EK certificate, AK, Attest, Quote, ImportBlob, ImportSigningKey, NewKey, Sign,
+ * every payload verified; a readable report or one JSON document; exit 0 only when all passed.
+ */
+import { STEPS } from '../../verify/index.js';
+import type { Command } from '../command.js';
+import { flagsForSteps, runSteps } from './attestor-steps.js';
+
+export const runCommand: Command = {
+  name: 'run',
+  summary: 'walk an attestor through every RPC and verify each answer',
+  usage: '--target HOST:PORT [--ca FILE | --insecure] [--client-cert F --client-key F] [--ek-roots FILE]... [--ek-intermediates FILE]... [--expect-pcr IDX:HEX]... [--uid U] [--kid K] [--key-type rsa|ecc] [--json]',
+  description: [
+    'Steps, in order, each with named checks:',
+    '  health              grpc.health.v1 says "verifier.Verifier" is SERVING',
+    '  ek                  GetEKCert: the EK is the requested type, its certificate is for this key and',
+    '                      chains to --ek-roots (through --ek-intermediates)',
+    '  ak                  GetAK: CertifyCreation by the AK itself (signature, magic, creationHash, name),',
+    '                      a restricted signing key that never leaves the TPM',
+    '  attest              Attest: a credential made here for the EK and the AK name comes back activated',
+    '  quote               Quote with a fresh nonce: every bank\'s quote signed by the AK over all PCRs,',
+    '                      the event log replays to them, --expect-pcr values, Secure Boot state',
+    '  import-blob         ImportBlob: a fresh secret sealed to the EK comes back; sealed to the quoted',
+    '                      sha256 PCRs 0 and 7 too, and a blob bound to other values is refused',
+    '  import-signing-key  ImportSigningKey: a key made here, wrapped for the EK, signs the uid',
+    '  new-key             NewKey: TPM2_Certify by the AK, attributes, the PEM key is the certified key',
+    '  sign                Sign: the signature verifies with the new key',
+    '',
+    'Without --ek-roots the EK chain is not checked (a warning). An empty event log is a warning.',
+    'uid and kid default to fresh random UUIDs; ImportSigningKey stores its key as "<kid>-import".',
+    'No secret is printed: sealed and activated secrets are reported as matching or not.',
+    '',
+    'Exit status: 0 when every check passed, 1 when a check failed (the report says which and why),',
+    '2 for a usage error (unknown flag, missing --target, --ca with --insecure, ...).',
+  ].join('\n'),
+  flags: flagsForSteps(STEPS),
+  positionals: { min: 0, max: 0, names: '' },
+  run: (args, io) => runSteps(args, io, STEPS),
+};
