@@ -23,6 +23,7 @@ import {
 import { randomBytes } from 'node:crypto';
 import { readFile, lstat, unlink } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
+import { createSecureContext } from 'node:tls';
 import type { AttestorBackend, CheckedEncryptedCredential } from './backend.js';
 import type { AttestorConfig } from './config.js';
 import { validateConfig } from './config.js';
@@ -186,9 +187,8 @@ async function serverCredentials(config: AttestorConfig): Promise<grpc.ServerCre
     throw new ConfigError('--client-ca', 'no PEM CERTIFICATE in the file');
   }
   // Let Node check that the pair loads (and matches) now, not at the first handshake.
-  const tls = await import('node:tls');
   try {
-    tls.createSecureContext({ cert, key, ...(ca ? { ca } : {}) });
+    createSecureContext({ cert, key, ...(ca ? { ca } : {}) });
   } catch (e) {
     throw new ConfigError('--tls-key', `the certificate and key do not load as a pair: ${errorText(e)}`);
   }
