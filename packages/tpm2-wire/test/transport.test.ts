@@ -128,11 +128,12 @@ describe('transport: device errors', () => {
   });
 
   it('no permission: EACCES, says which group the user needs (run as an unprivileged user)', async function () {
+    this.timeout(30_000);
     const file = join(dir, 'tpm0');
     writeFileSync(file, '');
     chmodSync(file, 0o600);
-    const code = `import { openTpm } from ${JSON.stringify(new URL('../src/index.ts', import.meta.url).href)};
-      try { await openTpm(${JSON.stringify(`device:${file}`)}); console.log('{"opened":true}'); }
+    const code = `import { openTransport } from ${JSON.stringify(new URL('../src/transport/address.ts', import.meta.url).href)};
+      try { await openTransport(${JSON.stringify(`device:${file}`)}); console.log('{"opened":true}'); }
       catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })); }`;
     let out: string;
     if (process.getuid?.() === 0) {
