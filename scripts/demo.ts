@@ -1,77 +1,114 @@
 /**
- * tpmds demo: starts a provisioned swtpm (EK certificates from a local CA) as
- * the embedded TPM, then shows what the stack does with it, as a readable report.
- * Run with `pnpm demo` (after `bash scripts/setup.sh`).
+ * tpmds demo, end to end: a freshly provisioned swtpm is the node's TPM (EK
+ * certificates from a local CA, a firmware event log written and measured into
+ * its PCRs), `tpmds-attestor` serves it over gRPC, and `tpmds-verifier run`
+ * proves everything from the outside — for an RSA and an ECC identity.
+ *
+ *   bash scripts/setup.sh && pnpm demo
  */
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
-  TPM_ALG, TPM_PT, TPM_RH, algName, certificateMatchesPublic, ekTemplateEccP256, ekTemplateRsa2048, hash,
-  openTpm, parseCertificate, pemToDers, publicToKeyObject, signatureToDer, signingKeyTemplate, srkTemplateEccP256,
-  toHex, verifyCertificateChain, verifySignature,
+  EV, TPM_ALG, TPM_PT, algName, buildEventLog, concatBytes, hash, openTpm, parseEventLog, parseGuid, toHex, utf8,
 } from '@tpmds/tpm2-wire';
+import { Logger, createBackend, defaultConfig, startAttestor, AttestorMetrics } from '@tpmds/attestor';
 import { startSwtpm } from '../packages/tpm2-wire/test/fixtures/swtpm.js';
 
-let failures = 0;
-const line = (ok: boolean, what: string, detail = '') => {
-  if (!ok) failures++;
-  console.log(`  ${ok ? 'ok  ' : 'FAIL'} ${what}${detail ? ` — ${detail}` : ''}`);
-};
+const verifierBin = fileURLToPath(new URL('../packages/verifier/bin/tpmds-verifier.js', import.meta.url));
 
-console.log('tpmds demo: starting swtpm with a freshly provisioned TPM (EK certificates from a local CA)...');
+/** UEFI_VARIABLE_DATA (PFP 10.4.6) for the SecureBoot variable. */
+function secureBootVariable(enabled: boolean): Uint8Array {
+  const name = 'SecureBoot';
+  const nameBytes = new Uint8Array(name.length * 2);
+  for (let i = 0; i < name.length; i++) nameBytes[2 * i] = name.charCodeAt(i);
+  const sizes = new Uint8Array(16);
+  const dv = new DataView(sizes.buffer);
+  dv.setBigUint64(0, BigInt(name.length), true);
+  dv.setBigUint64(8, 1n, true);
+  return concatBytes(parseGuid('8be4df61-93ca-11d2-aa0d-00e098032b8c'), sizes, nameBytes, Uint8Array.of(enabled ? 1 : 0));
+}
+
+/** A small but realistic UEFI boot: S-CRTM, Secure Boot on, separators, one boot application. */
+function bootEvents() {
+  const separator = new Uint8Array(4);
+  const bootApp = concatBytes(new Uint8Array(24), new Uint8Array(8)); // UEFI_IMAGE_LOAD_EVENT with no device path
+  return [
+    { pcr: 0, type: EV.EV_S_CRTM_VERSION, data: utf8('tpmds demo firmware 1.0\0') },
+    { pcr: 7, type: EV.EV_EFI_VARIABLE_DRIVER_CONFIG, data: secureBootVariable(true) },
+    ...[0, 1, 2, 3, 4, 5, 6, 7].map((pcr) => ({ pcr, type: EV.EV_SEPARATOR, data: separator })),
+    { pcr: 4, type: EV.EV_EFI_ACTION, data: utf8('Calling EFI Application from Boot Option') },
+    {
+      pcr: 4, type: EV.EV_EFI_BOOT_SERVICES_APPLICATION, data: bootApp,
+      digests: new Map([[TPM_ALG.SHA1, hash(TPM_ALG.SHA1, utf8('shimx64.efi'))], [TPM_ALG.SHA256, hash(TPM_ALG.SHA256, utf8('shimx64.efi'))]]),
+    },
+    { pcr: 5, type: EV.EV_EFI_ACTION, data: utf8('Exit Boot Services Invocation') },
+  ];
+}
+
+function runVerifier(args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [verifierBin, ...args], { stdio: 'inherit' });
+    p.once('error', reject);
+    p.once('exit', (code) => resolve(code ?? 1));
+  });
+}
+
+const work = await mkdtemp(join(tmpdir(), 'tpmds-demo-'));
+console.log('tpmds demo\n==========\n');
+console.log('1. Starting swtpm with a freshly provisioned TPM (EK certificates from a local CA) ...');
 const sw = await startSwtpm({ transport: 'unix' });
+let attestor: Awaited<ReturnType<typeof startAttestor>> | undefined;
+let failures = 0;
 try {
+  // The "firmware": measure a boot into the PCRs and keep its event log, as a real machine's would.
   const tpm = await openTpm(sw.address);
-  try {
-    console.log(`\nTPM at ${sw.address}`);
-    const props = await tpm.getProperties();
-    const text = (pt: number) => {
-      const v = props.get(pt) ?? 0;
-      return String.fromCharCode(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255).replace(/\0/g, '');
-    };
-    const fw1 = props.get(TPM_PT.FIRMWARE_VERSION_1) ?? 0;
-    console.log(`  manufacturer ${text(TPM_PT.MANUFACTURER)}, vendor "${[TPM_PT.VENDOR_STRING_1, TPM_PT.VENDOR_STRING_2].map(text).join('')}", firmware ${fw1 >>> 16}.${fw1 & 0xffff}`);
-    console.log(`  spec level ${props.get(TPM_PT.LEVEL)}, revision ${(props.get(TPM_PT.REVISION) ?? 0) / 100}, NV buffer ${props.get(TPM_PT.NV_BUFFER_MAX)} bytes`);
-    console.log(`  active PCR banks: ${(await tpm.getActivePcrBanks()).map(algName).join(', ')}`);
+  const banks = await tpm.getActivePcrBanks();
+  const log = buildEventLog(bootEvents(), banks);
+  for (const e of parseEventLog(log).events) {
+    if (e.type === EV.EV_NO_ACTION) continue;
+    await tpm.pcrExtend(e.pcr, e.digests.map((d) => ({ hashAlg: d.alg, digest: d.digest })));
+  }
+  const pcr7 = (await tpm.readPcrs(TPM_ALG.SHA256, [7])).get(7)!;
+  const props = await tpm.getProperties();
+  await tpm.close();
+  const logPath = join(work, 'binary_bios_measurements');
+  await writeFile(logPath, log);
+  const mfr = props.get(TPM_PT.MANUFACTURER) ?? 0;
+  console.log(`   TPM ${sw.address}: manufacturer ${String.fromCharCode(mfr >>> 24, (mfr >>> 16) & 255, (mfr >>> 8) & 255)}, banks ${banks.map(algName).join(', ')}`);
+  console.log(`   measured a ${parseEventLog(log).events.length}-event boot (Secure Boot on) into the PCRs; sha256 PCR7 = ${toHex(pcr7).slice(0, 16)}…\n`);
 
-    console.log('\nEndorsement keys and certificates');
-    const roots = pemToDers(readFileSync(sw.caRootPem, 'utf8'));
-    const intermediates = pemToDers(readFileSync(sw.caIntermediatePem, 'utf8'));
-    for (const keyType of ['rsa', 'ecc'] as const) {
-      const cert = await tpm.readEkCertificate(keyType);
-      if (!cert) {
-        line(false, `${keyType.toUpperCase()} EK certificate`, 'none in NV');
-        continue;
-      }
-      const parsed = parseCertificate(cert);
-      console.log(`  ${keyType.toUpperCase()} EK certificate: issuer "${parsed.issuer}", serial ${parsed.serialNumber}`);
-      const chain = await verifyCertificateChain(cert, roots, intermediates);
-      line(chain.ok, 'certificate chains to the local CA root', chain.error ?? '');
-      const ek = await tpm.createPrimary(TPM_RH.ENDORSEMENT, keyType === 'rsa' ? ekTemplateRsa2048() : ekTemplateEccP256());
-      await tpm.flushContext(ek.handle);
-      line(certificateMatchesPublic(cert, ek.public), 'EK created from the TCG template has the certificate\'s public key', `name ${toHex(ek.name).slice(0, 20)}…`);
-    }
+  console.log('2. Starting tpmds-attestor on that TPM (plaintext, on a Unix socket: local development mode) ...');
+  const config = {
+    ...defaultConfig(),
+    listen: `unix:${join(work, 'attestor.sock')}`,
+    tpm: sw.address,
+    stateDir: join(work, 'state'),
+    eventLog: logPath,
+    insecure: true,
+    healthListen: '127.0.0.1:0',
+    logLevel: 'error' as const,
+  };
+  const logger = new Logger('error');
+  const metrics = new AttestorMetrics();
+  attestor = await startAttestor(config, await createBackend(config, metrics, logger), { logger, metrics });
+  console.log(`   listening on ${attestor.address}; health and metrics on http://${attestor.healthAddress}\n`);
 
-    console.log('\nA TPM-resident signing key');
-    const srk = await tpm.createPrimary(TPM_RH.OWNER, srkTemplateEccP256());
-    try {
-      for (const keyType of ['ecc', 'rsa'] as const) {
-        const t0 = performance.now();
-        const key = await tpm.create(srk.handle, signingKeyTemplate(keyType));
-        const loaded = await tpm.load(srk.handle, key.private, key.public);
-        const message = new TextEncoder().encode('hello from tpmds');
-        const sig = await tpm.sign(loaded.handle, hash(TPM_ALG.SHA256, message));
-        await tpm.flushContext(loaded.handle);
-        const ms = (performance.now() - t0).toFixed(0);
-        line(verifySignature(key.public, message, sig), `${keyType.toUpperCase()} key signs; the signature verifies in software`, `${ms} ms, DER ${signatureToDer(sig).length} bytes, key ${publicToKeyObject(key.public).asymmetricKeyType}`);
-      }
-    } finally {
-      await tpm.flushContext(srk.handle);
-    }
-  } finally {
-    await tpm.close();
+  for (const keyType of ['rsa', 'ecc'] as const) {
+    console.log(`3${keyType === 'rsa' ? 'a' : 'b'}. tpmds-verifier run --key-type ${keyType} (EK chain checked against the local CA, PCR7 expected)\n`);
+    const code = await runVerifier([
+      'run', '--target', attestor.address, '--insecure', '--key-type', keyType,
+      '--ek-roots', sw.caRootPem, '--ek-intermediates', sw.caIntermediatePem, '--expect-pcr', `7:${toHex(pcr7)}`,
+    ]);
+    if (code !== 0) failures++;
+    console.log('');
   }
 } finally {
+  await attestor?.close();
   await sw.stop();
+  await rm(work, { recursive: true, force: true });
 }
-console.log(failures === 0 ? '\nAll checks passed.' : `\n${failures} check(s) FAILED.`);
+console.log(failures === 0 ? 'Demo complete: every check passed for both key types.' : `Demo: ${failures} verifier run(s) FAILED.`);
 process.exitCode = failures === 0 ? 0 : 1;
