@@ -31,11 +31,19 @@ export class TpmBackend implements AttestorBackend {
     private readonly opts: TpmBackendOptions,
   ) {}
 
+  /** Records are never changed once written, so those read are kept (keys are looked up on every Sign and Quote). */
+  private readonly records = new Map<string, KeyRecord>();
+
   /** The record of `uid`'s AK or `uid/kid`'s key, or undefined. */
   private async record(uid: string, kid?: string): Promise<KeyRecord | undefined> {
+    const id = kid === undefined ? uid : `${uid}/${kid}`;
+    const cached = this.records.get(id);
+    if (cached) return cached;
     const ref = kid === undefined ? { uid } : { uid, kid };
     if (!(await this.store.has(ref))) return undefined;
-    return this.store.get(ref);
+    const r = await this.store.get(ref);
+    this.records.set(id, r);
+    return r;
   }
 
   async getEKCert(keyType: KeyType): Promise<EKCertResult> {
