@@ -6,7 +6,7 @@
  * with parameter encryption.
  */
 import {
-  PERSISTENT_HANDLE, rawBytes, TPMA_SESSION, TPM_ALG, TPM_RC, TPM_RH, Tpm, TpmError, TpmTransportError,
+  PERSISTENT_HANDLE, rawBytes, TPMA_SESSION, TPM_ALG, TPM_RC, TPM_RH, TPM_SU, Tpm, TpmError, TpmTransportError,
   akTemplate, ekTemplateEccP256, ekTemplateRsa2048, hash, openTpm, pcrSelection, signingKeyTemplate,
   srkTemplateEccP256, bytesEqual, TPM2B_PUBLIC, marshal, unmarshal,
   type Attestation, type KeyType, type Session, type TPMS_CONTEXT, type TPMT_PUBLIC, type TPMT_SIGNATURE, type PolicyStep,
@@ -126,19 +126,41 @@ export class AttestorTpm {
       } catch (e) {
         throw new TpmFlowError('UNAVAILABLE', `TPM unreachable: ${(e as Error).message}`, e);
       }
-      try {
-        return await f(tpm);
-      } catch (e) {
-        if (e instanceof TpmTransportError) {
-          this.tpm = undefined;
-          await tpm.close().catch(() => undefined);
-          throw new TpmFlowError('UNAVAILABLE', `TPM connection failed: ${e.message}`, e);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await f(tpm);
+        } catch (e) {
+          if (e instanceof TpmTransportError) {
+            this.tpm = undefined;
+            await tpm.close().catch(() => undefined);
+            throw new TpmFlowError('UNAVAILABLE', `TPM connection failed: ${e.message}`, e);
+          }
+          if (e instanceof TpmError && e.is(TPM_RC.INITIALIZE) && attempt === 1) {
+            // The TPM was reset under us (a power cycle) and the transport did not start it (device:
+            // has no simulator control channel): forget what a reset invalidates, send
+            // TPM2_Startup(CLEAR) as firmware would, and run the whole flow again (everything it had
+            // loaded is gone with the reset).
+            this.forgetVolatile();
+            try {
+              await tpm.startup(TPM_SU.CLEAR);
+            } catch (s) {
+              if (s instanceof TpmTransportError) {
+                this.tpm = undefined;
+                await tpm.close().catch(() => undefined);
+                throw new TpmFlowError('UNAVAILABLE', `TPM connection failed: ${s.message}`, s);
+              }
+              if (!(s instanceof TpmError && s.is(TPM_RC.INITIALIZE))) {
+                throw new TpmFlowError('UNAVAILABLE', `the TPM was reset and TPM2_Startup failed: ${(s as Error).message}`, s);
+              }
+            }
+            continue;
+          }
+          if (e instanceof TpmError && e.is(TPM_RC.INITIALIZE)) {
+            this.forgetVolatile();
+            throw new TpmFlowError('UNAVAILABLE', 'the TPM was reset and is not started (TPM_RC_INITIALIZE); retry', e);
+          }
+          throw e;
         }
-        if (e instanceof TpmError && e.is(TPM_RC.INITIALIZE)) {
-          // The TPM was reset under us (and the transport could not start it): forget what we knew.
-          this.forgetVolatile();
-        }
-        throw e;
       }
     };
     const p = this.tail.then(run, run);
