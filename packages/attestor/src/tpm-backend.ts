@@ -56,12 +56,7 @@ export class TpmBackend implements AttestorBackend {
   async getAK(uid: string, keyType: KeyType): Promise<AttestationParameters> {
     return this.guard('GetAK', async () => {
       const existing = await this.record(uid);
-      if (existing) {
-        if (existing.keyType !== keyType) {
-          throw new AttestorError('ALREADY_EXISTS', `uid ${uid} already has an ${existing.keyType.toUpperCase()} AK; it cannot also get an ${keyType.toUpperCase()} one`);
-        }
-        return akParams(existing);
-      }
+      if (existing) return sameTypeAk(existing, uid, keyType);
       const ak = await this.tpm.createAk(keyType);
       const params: AttestationParameters = {
         public: ak.key.public,
@@ -74,8 +69,9 @@ export class TpmBackend implements AttestorBackend {
         await this.store.create({ uid }, toRecord(ak.key, { createData: params.createData, createAttestation: params.createAttestation, createSignature: params.createSignature }));
         return params;
       } catch (e) {
-        // A concurrent GetAK for the same uid won: return its AK (GetAK is idempotent).
-        if (e instanceof AttestorError && e.code === 'ALREADY_EXISTS') return akParams(await this.store.get({ uid }));
+        // A concurrent GetAK for the same uid won: return its AK (GetAK is idempotent), unless it
+        // made an AK of the other type.
+        if (e instanceof AttestorError && e.code === 'ALREADY_EXISTS') return sameTypeAk(await this.store.get({ uid }), uid, keyType);
         throw e;
       }
     });
@@ -202,6 +198,14 @@ const PARENTS: readonly string[] = ['srk', 'ek-rsa', 'ek-ecc'];
 function fromRecord(r: KeyRecord): WrappedKey {
   if (!PARENTS.includes(r.parent)) throw new AttestorError('DATA_LOSS', `key record ${r.uid}${r.kid ? `/${r.kid}` : ''} names an unknown parent ${JSON.stringify(r.parent)}`);
   return { keyType: r.keyType, public: r.public.subarray(2), private: r.private.subarray(2), parent: r.parent as PrimaryKind };
+}
+
+/** The uid's existing AK when it is of the requested type; ALREADY_EXISTS otherwise. */
+function sameTypeAk(r: KeyRecord, uid: string, keyType: KeyType): AttestationParameters {
+  if (r.keyType !== keyType) {
+    throw new AttestorError('ALREADY_EXISTS', `uid ${uid} already has an ${r.keyType.toUpperCase()} AK; it cannot also get an ${keyType.toUpperCase()} one`);
+  }
+  return akParams(r);
 }
 
 function akParams(r: KeyRecord): AttestationParameters {
