@@ -172,6 +172,12 @@ export class SwtpmTransport extends QueuedTransport {
   private readonly data: Channel;
   private readonly ctrlAddr: SocketAddress;
   private readonly framing: 'raw' | 'mssim';
+  private startupCount = 0;
+
+  /** How many times this transport started the TPM itself (see Transport.startups). */
+  get startups(): number {
+    return this.startupCount;
+  }
 
   constructor(
     readonly address: SocketAddress,
@@ -223,6 +229,7 @@ export class SwtpmTransport extends QueuedTransport {
     if (rc === TPM_RC.INITIALIZE) {
       const s = responseCode(await this.roundTrip(STARTUP_CLEAR));
       if (s !== 0 && s !== TPM_RC.INITIALIZE) throw new TpmTransportError(`TPM2_Startup(CLEAR) failed with 0x${s.toString(16)}`);
+      this.startupCount++;
       rsp = await this.roundTrip(command);
     }
     return rsp;

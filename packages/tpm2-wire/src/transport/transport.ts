@@ -4,4 +4,10 @@ export interface Transport {
   send(command: Uint8Array): Promise<Uint8Array>;
   /** Close the connection; pending commands fail. */
   close(): Promise<void>;
+  /**
+   * Set by transports that start the TPM themselves when they find it reset or powered off
+   * (swtpm: TPM2_Startup after TPM_RC_INITIALIZE): how many times they did. Objects and sessions
+   * loaded before this count changed are gone, even though no command reported an error.
+   */
+  readonly startups?: number;
 }
