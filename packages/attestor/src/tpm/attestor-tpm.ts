@@ -126,46 +126,56 @@ export class AttestorTpm {
       } catch (e) {
         throw new TpmFlowError('UNAVAILABLE', `TPM unreachable: ${(e as Error).message}`, e);
       }
+      // A TPM reset (power cycle) during a flow invalidates every handle it holds. The device
+      // transport reports it (TPM_RC_INITIALIZE: we send TPM2_Startup ourselves); the swtpm transport
+      // starts the TPM by itself and only counts it (Transport.startups), so later commands of the
+      // flow may even reach objects loaded after the reset under the same handle numbers. Either
+      // way the flow runs once more from the start (flows change no persistent TPM state).
+      const startups = (): number => tpm.transport.startups ?? 0;
       for (let attempt = 1; ; attempt++) {
+        const before = startups();
+        let result: T;
         try {
-          return await f(tpm);
+          result = await f(tpm);
         } catch (e) {
-          if (e instanceof TpmTransportError) {
-            this.tpm = undefined;
-            await tpm.close().catch(() => undefined);
-            throw new TpmFlowError('UNAVAILABLE', `TPM connection failed: ${e.message}`, e);
-          }
-          if (e instanceof TpmError && e.is(TPM_RC.INITIALIZE) && attempt === 1) {
-            // The TPM was reset under us (a power cycle) and the transport did not start it (device:
-            // has no simulator control channel): forget what a reset invalidates, send
-            // TPM2_Startup(CLEAR) as firmware would, and run the whole flow again (everything it had
-            // loaded is gone with the reset).
-            this.forgetVolatile();
-            try {
-              await tpm.startup(TPM_SU.CLEAR);
-            } catch (s) {
-              if (s instanceof TpmTransportError) {
-                this.tpm = undefined;
-                await tpm.close().catch(() => undefined);
-                throw new TpmFlowError('UNAVAILABLE', `TPM connection failed: ${s.message}`, s);
-              }
-              if (!(s instanceof TpmError && s.is(TPM_RC.INITIALIZE))) {
-                throw new TpmFlowError('UNAVAILABLE', `the TPM was reset and TPM2_Startup failed: ${(s as Error).message}`, s);
-              }
-            }
-            continue;
-          }
-          if (e instanceof TpmError && e.is(TPM_RC.INITIALIZE)) {
-            this.forgetVolatile();
-            throw new TpmFlowError('UNAVAILABLE', 'the TPM was reset and is not started (TPM_RC_INITIALIZE); retry', e);
-          }
-          throw e;
+          if (e instanceof TpmTransportError) throw await this.dropConnection(tpm, e);
+          const initialize = e instanceof TpmError && e.is(TPM_RC.INITIALIZE);
+          if (!initialize && startups() === before) throw e;
+          this.forgetVolatile();
+          if (attempt > 1) throw new TpmFlowError('UNAVAILABLE', 'the TPM was reset during the call; retry', e);
+          if (initialize) await this.startup(tpm);
+          continue;
         }
+        if (startups() !== before) {
+          this.forgetVolatile();
+          if (attempt > 1) throw new TpmFlowError('UNAVAILABLE', 'the TPM was reset during the call; retry');
+          continue;
+        }
+        return result;
       }
     };
     const p = this.tail.then(run, run);
     this.tail = p.catch(() => undefined);
     return p;
+  }
+
+  /** Forget the connection after a transport failure (the next flow reconnects). */
+  private async dropConnection(tpm: Tpm, e: TpmTransportError): Promise<TpmFlowError> {
+    if (this.tpm === tpm) this.tpm = undefined;
+    await tpm.close().catch(() => undefined);
+    return new TpmFlowError('UNAVAILABLE', `TPM connection failed: ${e.message}`, e);
+  }
+
+  /** TPM2_Startup(CLEAR) after a reset, as firmware would (TPM_RC_INITIALIZE back means someone else did). */
+  private async startup(tpm: Tpm): Promise<void> {
+    try {
+      await tpm.startup(TPM_SU.CLEAR);
+    } catch (e) {
+      if (e instanceof TpmTransportError) throw await this.dropConnection(tpm, e);
+      if (!(e instanceof TpmError && e.is(TPM_RC.INITIALIZE))) {
+        throw new TpmFlowError('UNAVAILABLE', `the TPM was reset and TPM2_Startup failed: ${(e as Error).message}`, e);
+      }
+    }
   }
 
   private forgetVolatile(): void {
