@@ -295,3 +295,50 @@ describe('attestor e2e: a TPM power cycle on the device transport (no simulator 
     assert.deepEqual(await withTpm(swtpm.address, (tpm) => loadedHandles(tpm)), []);
   });
 });
+
+for (const transport of ['unix', 'device'] as const) {
+  describe(`attestor e2e: TPM power cycles in the middle of RPCs (${transport} transport) @swtpm`, function () {
+    this.timeout(60_000);
+    let swtpm: SwtpmInstance;
+    let dirs: ReturnType<typeof tempDir>;
+    let att: InProcessAttestor;
+
+    before(async function () {
+      this.timeout(120_000);
+      dirs = tempDir();
+      swtpm = await startSwtpm({ transport });
+      att = await startInProcess({ tpm: swtpm.address, stateDir: join(dirs.dir, 'state'), eventLog: join(dirs.dir, 'none') });
+    });
+
+    after(async function () {
+      this.timeout(30_000);
+      await att?.stop();
+      await swtpm?.stop();
+      dirs?.cleanup();
+    });
+
+    it('calls in flight when the TPM resets are run again from the start: they succeed with results that verify (at worst UNAVAILABLE), never INTERNAL', async () => {
+      // Only noDA keys are authorized here, so the abrupt cycles cannot lead to a DA lockout.
+      const ak = checkAk((await att.client.getAK({ uid: 'mid', keyType: 'ecc' })).ak, 'ecc');
+      const { key } = checkNewKey(await att.client.newKey({ uid: 'mid', kid: 'k', keyType: 'ecc' }), ak, 'ecc');
+      const outcomes: PromiseSettledResult<unknown>[] = [];
+      for (let i = 0; i < 25; i++) {
+        const n = new Uint8Array([i, 1, 2]);
+        const calls = [
+          att.client.quote({ uid: 'mid', nonce: n }).then((r) => checkQuote(r.platformAttestation, ak, n, BANKS)),
+          att.client.sign({ uid: 'mid', kid: 'k', data: n }).then((r) => assert.ok(verifiesWith(key, n, r.signed), 'signature')),
+          att.client.newKey({ uid: 'mid', kid: `k${i}`, keyType: 'ecc' }).then((r) => checkNewKey(r, ak, 'ecc')),
+        ];
+        await new Promise((r) => setTimeout(r, Math.random() * 5));
+        await swtpm.powerCycle();
+        outcomes.push(...(await Promise.allSettled(calls)));
+      }
+      const failures = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => o.reason as grpc.ServiceError);
+      for (const f of failures) assert.equal(f.code, S.UNAVAILABLE, `${grpc.status[f.code] ?? ''} ${f.details ?? String(f)}`);
+      assert.ok(failures.length <= outcomes.length / 4, `${failures.length} of ${outcomes.length} calls failed`);
+      // Nothing stays loaded.
+      await att.stop();
+      assert.deepEqual(await withTpm(swtpm.address, (tpm) => loadedHandles(tpm)), []);
+    });
+  });
+}
