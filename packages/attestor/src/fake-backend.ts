@@ -87,7 +87,7 @@ export class FakeBackend implements AttestorBackend {
     const have = this.#aks.get(uid);
     if (have !== undefined) {
       if (have.keyType !== keyType) {
-        throw new AttestorError('FAILED_PRECONDITION', `uid "${uid}" already has an ${have.keyType} AK`);
+        throw new AttestorError('ALREADY_EXISTS', `uid "${uid}" already has an ${have.keyType} AK`);
       }
       return have.params;
     }
