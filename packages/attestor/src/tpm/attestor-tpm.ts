@@ -87,6 +87,7 @@ export class AttestorTpm {
   /** Primary keys: the persistent handle when the TPM has one, else a saved context (re-created after a TPM reset). */
   private readonly primaries = new Map<PrimaryKind, { persistent?: number; context?: TPMS_CONTEXT; public: TPMT_PUBLIC; name: Uint8Array }>();
   private banks: number[] | undefined;
+  private readonly ekCertificates = new Map<KeyType, Uint8Array | null>();
   private closed = false;
 
   constructor(
@@ -271,7 +272,12 @@ export class AttestorTpm {
     return this.flow(async (tpm) => {
       const ek = await this.primary(tpm, keyType === 'ecc' ? 'ek-ecc' : 'ek-rsa');
       await this.flush(tpm, ek);
-      const certificate = await tpm.readEkCertificate(keyType);
+      // NV certificates do not change while we run: read each once (a few NV_Read chunks each).
+      let certificate = this.ekCertificates.get(keyType);
+      if (certificate === undefined) {
+        certificate = await tpm.readEkCertificate(keyType);
+        this.ekCertificates.set(keyType, certificate);
+      }
       return { public: ek.public, certificate };
     });
   }
