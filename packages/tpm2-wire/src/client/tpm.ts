@@ -61,6 +61,7 @@ export interface CreateOptions extends CallOptions {
 const empty = () => new Uint8Array(0);
 const NULL_TICKET = (tag: number): TPMT_TK => ({ tag, hierarchy: TPM_RH.NULL, digest: empty() });
 
+/** A TPM: one typed async method per command (see `openTpm`). Errors are `TpmError`, `TpmTransportError`, `TpmAuthError`, `TpmDecodeError`. */
 export class Tpm {
   private nvBufferMax: number | undefined;
 

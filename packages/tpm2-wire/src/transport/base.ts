@@ -28,6 +28,7 @@ export function frameSize(buf: Uint8Array): number {
   return buf.length >= 6 ? new DataView(buf.buffer, buf.byteOffset).getUint32(2) : -1;
 }
 
+/** Base of the transports: subclasses provide `exchange` (one command, one response) and `shutdown`. */
 export abstract class QueuedTransport implements Transport {
   private tail: Promise<unknown> = Promise.resolve();
   protected closed = false;

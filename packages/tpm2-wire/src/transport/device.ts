@@ -6,6 +6,7 @@ import { promises as fsp, constants as fsc } from 'node:fs';
 import { TpmTransportError } from '../errors/index.js';
 import { FrameAssembler, QueuedTransport, type TransportOptions } from './base.js';
 
+/** A TPM character device (`/dev/tpmrm0`, `/dev/tpm0`, a pty): one write per command, reads until the response is complete. */
 export class DeviceTransport extends QueuedTransport {
   private fh: fsp.FileHandle | undefined;
   private readonly buf = new Uint8Array(8192);

@@ -200,11 +200,12 @@ function decodeFields(fields: Fields, r: Reader, out: Record<string, unknown>): 
   for (const k of Object.keys(fields)) out[k] = fields[k]!.decode(r);
 }
 
-/** A structure: fields in declaration order. */
+/** A structure codec, exposing its fields (execute() looks at the first one for parameter encryption). */
 export interface StructCodec<T> extends Codec<T> {
   readonly fields: Fields;
 }
 
+/** A structure: fields in declaration order. */
 export function struct<F extends Fields>(name: string, fields: F): StructCodec<Simplify<StructOf<F>>> {
   return {
     name,
