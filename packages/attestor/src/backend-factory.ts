@@ -58,6 +58,7 @@ export async function createBackend(
         throw e;
       }
     },
-    warn: (message) => logger.warn(message, { eventLog: config.eventLog }),
+    warn: (message) => logger.warn(message, { tpm: config.tpm, eventLog: config.eventLog }),
+    info: (message) => logger.info(message, { tpm: config.tpm }),
   });
 }

@@ -18,8 +18,9 @@ const GO_HASH: Readonly<Record<number, number>> = { [TPM_ALG.SHA1]: 3, [TPM_ALG.
 export interface TpmBackendOptions {
   /** Reads the firmware event log (a missing log returns null and is logged as a warning by the caller). */
   readEventLog: () => Promise<Uint8Array | null>;
-  /** Warnings that are not errors (missing event log). */
+  /** Warnings that are not errors (missing event log, TPM not reachable). */
   warn?: (message: string) => void;
+  info?: (message: string) => void;
 }
 
 export class TpmBackend implements AttestorBackend {
@@ -161,8 +162,16 @@ export class TpmBackend implements AttestorBackend {
     });
   }
 
-  ready(): Promise<boolean> {
-    return this.tpm.ready();
+  private lastNotReady: string | undefined;
+
+  /** Whether the TPM answers; a change (unreachable, reachable again) is logged once, with the reason. */
+  async ready(): Promise<boolean> {
+    const ok = await this.tpm.ready();
+    const reason = this.tpm.notReadyReason;
+    if (!ok && reason !== this.lastNotReady) this.opts.warn?.(`TPM not ready: ${reason}`);
+    if (ok && this.lastNotReady !== undefined) this.opts.info?.('TPM reachable again');
+    this.lastNotReady = ok ? undefined : reason;
+    return ok;
   }
 
   close(): Promise<void> {

@@ -95,12 +95,17 @@ export class AttestorTpm {
     private readonly opts: AttestorTpmOptions = {},
   ) {}
 
+  /** Why the last readiness check failed (safe to log), or undefined when it passed. */
+  notReadyReason: string | undefined;
+
   /** Connect now (and check the TPM answers). */
   async ready(): Promise<boolean> {
     try {
       await this.flow((tpm) => tpm.getRandom(1));
+      this.notReadyReason = undefined;
       return true;
-    } catch {
+    } catch (e) {
+      this.notReadyReason = (e as Error).message;
       return false;
     }
   }
