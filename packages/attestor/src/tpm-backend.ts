@@ -4,7 +4,8 @@
  */
 import {
   TPM_ALG, TPM_CC, TPM_RC, TPMT_PUBLIC, TPMT_SIGNATURE, TpmAuthError, TpmDecodeError, TpmError, commandName,
-  marshal, pcrPolicyStep, pcrSelection, publicToSpkiDer, signatureToDer, unmarshal, type PolicyStep,
+  TPM2B_PRIVATE, TPM2B_PUBLIC, marshal, pcrPolicyStep, pcrSelection, publicAreaBytes, publicToSpkiDer, signatureToDer, unmarshal,
+  type PolicyStep,
 } from '@tpmds/tpm2-wire';
 import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/verifier/formats';
 import { AttestorError } from './errors.js';
@@ -60,7 +61,7 @@ export class TpmBackend implements AttestorBackend {
       if (existing) return sameTypeAk(existing, uid, keyType);
       const ak = await this.tpm.createAk(keyType);
       const params: AttestationParameters = {
-        public: ak.key.public,
+        public: publicAreaBytes(ak.key.public),
         useTCSDActivationFormat: false,
         createData: ak.createData,
         createAttestation: ak.createAttestation,
@@ -105,7 +106,7 @@ export class TpmBackend implements AttestorBackend {
       }
       return {
         tpmVersion: 2,
-        public: ak.public,
+        public: publicAreaBytes(ak.public),
         quotes: banks.map((b) => ({ version: 2, quote: b.attestBytes, signature: marshal(TPMT_SIGNATURE, b.signature) })),
         pcrs: banks.flatMap((b) => [...b.pcrs].sort(([x], [y]) => x - y).map(([index, digest]) => ({ index, digest, digestAlg: GO_HASH[b.hashAlg] ?? 0 }))),
         eventLog,
@@ -146,9 +147,9 @@ export class TpmBackend implements AttestorBackend {
       const ak = await this.ak(uid);
       if (await this.store.has({ uid, kid })) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
       const { key, certify } = await this.tpm.createKey(ak, keyType);
-      const certification = { public: key.public, createData: null, createAttestation: certify.attestBytes, createSignature: marshal(TPMT_SIGNATURE, certify.signature) };
+      const certification = { public: publicAreaBytes(key.public), createData: null, createAttestation: certify.attestBytes, createSignature: marshal(TPMT_SIGNATURE, certify.signature) };
       await this.store.create({ uid, kid }, toRecord(key, certification));
-      return { publicKey: publicToSpkiDer(unmarshal(TPMT_PUBLIC, key.public)), certification };
+      return { publicKey: publicToSpkiDer(key.public), certification };
     });
   }
 
@@ -188,16 +189,8 @@ export class TpmBackend implements AttestorBackend {
   }
 }
 
-/** TPM2B form (u16 size prefix), as the key store keeps public and private blobs. */
-function sized(b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(b.length + 2);
-  new DataView(out.buffer).setUint16(0, b.length);
-  out.set(b, 2);
-  return out;
-}
-
 function toRecord(key: WrappedKey, evidence: { createData: Uint8Array | null; createAttestation: Uint8Array | null; createSignature: Uint8Array | null } | undefined): NewKeyRecord {
-  const r: NewKeyRecord = { keyType: key.keyType, parent: key.parent, public: sized(key.public), private: sized(key.private) };
+  const r: NewKeyRecord = { keyType: key.keyType, parent: key.parent, public: marshal(TPM2B_PUBLIC, key.public), private: marshal(TPM2B_PRIVATE, key.private) };
   if (evidence) r.evidence = evidence;
   return r;
 }
@@ -206,7 +199,11 @@ const PARENTS: readonly string[] = ['srk', 'ek-rsa', 'ek-ecc'];
 
 function fromRecord(r: KeyRecord): WrappedKey {
   if (!PARENTS.includes(r.parent)) throw new AttestorError('DATA_LOSS', `key record ${r.uid}${r.kid ? `/${r.kid}` : ''} names an unknown parent ${JSON.stringify(r.parent)}`);
-  return { keyType: r.keyType, public: r.public.subarray(2), private: r.private.subarray(2), parent: r.parent as PrimaryKind };
+  try {
+    return { keyType: r.keyType, public: unmarshal(TPM2B_PUBLIC, r.public), private: unmarshal(TPM2B_PRIVATE, r.private), parent: r.parent as PrimaryKind };
+  } catch (e) {
+    throw new AttestorError('DATA_LOSS', `key record ${r.uid}${r.kid ? `/${r.kid}` : ''} does not hold a TPM2B_PUBLIC and TPM2B_PRIVATE: ${(e as Error).message}`);
+  }
 }
 
 /** The uid's existing AK when it is of the requested type; ALREADY_EXISTS otherwise. */
@@ -220,7 +217,7 @@ function sameTypeAk(r: KeyRecord, uid: string, keyType: KeyType): AttestationPar
 function akParams(r: KeyRecord): AttestationParameters {
   const e = r.evidence;
   if (!e?.createData || !e.createAttestation || !e.createSignature) throw new AttestorError('DATA_LOSS', `the AK record of ${r.uid} lacks its creation evidence`);
-  return { public: r.public.subarray(2), useTCSDActivationFormat: false, createData: e.createData, createAttestation: e.createAttestation, createSignature: e.createSignature };
+  return { public: publicAreaBytes(fromRecord(r).public), useTCSDActivationFormat: false, createData: e.createData, createAttestation: e.createAttestation, createSignature: e.createSignature };
 }
 
 function signatureBytes(sig: TPMT_SIGNATURE): Uint8Array {

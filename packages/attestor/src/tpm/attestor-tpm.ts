@@ -8,7 +8,7 @@
 import {
   PERSISTENT_HANDLE, rawBytes, TPMA_SESSION, TPM_ALG, TPM_RC, TPM_RH, TPM_SU, Tpm, TpmError, TpmTransportError,
   akTemplate, ekTemplateEccP256, ekTemplateRsa2048, hash, openTpm, pcrSelection, signingKeyTemplate,
-  srkTemplateEccP256, bytesEqual, TPM2B_PUBLIC, marshal, unmarshal,
+  srkTemplateEccP256, bytesEqual,
   type Attestation, type KeyType, type Session, type TPMS_CONTEXT, type TPMT_PUBLIC, type TPMT_SIGNATURE, type PolicyStep,
 } from '@tpmds/tpm2-wire';
 
@@ -27,8 +27,8 @@ export class TpmFlowError extends Error {
 /** A TPM-wrapped key: what the key store keeps (never plaintext key material). */
 export interface WrappedKey {
   keyType: KeyType;
-  /** TPMT_PUBLIC bytes. */
-  public: Uint8Array;
+  /** The public area (decoded from the TPM's bytes, which it keeps: see `rawBytes`). */
+  public: TPMT_PUBLIC;
   /** TPM2B_PRIVATE contents, wrapped by the parent. */
   private: Uint8Array;
   /** Which primary key wraps it. */
@@ -248,12 +248,11 @@ export class AttestorTpm {
   private async loadKey(tpm: Tpm, key: WrappedKey): Promise<{ handle: number; parent: LoadedPrimary }> {
     const parent = await this.primary(tpm, key.parent);
     try {
-      const pub = unmarshal(TPM2B_PUBLIC, concatSized(key.public));
       let session: Session | undefined;
       try {
         if (key.parent !== 'srk') session = await this.ekPolicySession(tpm);
         try {
-          const loaded = await tpm.load(parent.handle, key.private, pub, session ? { sessions: [session] } : {});
+          const loaded = await tpm.load(parent.handle, key.private, key.public, session ? { sessions: [session] } : {});
           return { handle: loaded.handle, parent };
         } catch (e) {
           if (e instanceof TpmError && (e.is(TPM_RC.INTEGRITY) || e.is(TPM_RC.BINDING) || e.is(TPM_RC.VALUE))) {
@@ -297,7 +296,7 @@ export class AttestorTpm {
         ak = (await tpm.load(srk.handle, c.private, c.public)).handle;
         const cert = await tpm.certifyCreation(ak, ak, c.creationHash, c.creationTicket);
         return {
-          key: { keyType, public: marshalPublic(c.public), private: c.private, parent: 'srk' },
+          key: { keyType, public: c.public, private: c.private, parent: 'srk' },
           createData: rawOf(c.creationData),
           createAttestation: cert.attestBytes,
           createSignature: cert.signature,
@@ -396,7 +395,7 @@ export class AttestorTpm {
       enc = await this.encryptingSession(tpm, ek);
       const priv = await tpm.import(ek.handle, blob.publicArea, blob.duplicate, blob.encryptedSeed, { sessions: [policy, enc] });
       const keyType: KeyType = blob.publicArea.type === TPM_ALG.ECC ? 'ecc' : 'rsa';
-      return { key: { keyType, public: marshalPublic(blob.publicArea), private: priv, parent: which }, ek };
+      return { key: { keyType, public: blob.publicArea, private: priv, parent: which }, ek };
     } catch (e) {
       await this.flush(tpm, ek);
       throw e;
@@ -414,9 +413,9 @@ export class AttestorTpm {
       try {
         const c = await tpm.create(srk.handle, signingKeyTemplate(keyType));
         k = (await tpm.load(srk.handle, c.private, c.public)).handle;
-        akHandle = (await tpm.load(srk.handle, ak.private, unmarshal(TPM2B_PUBLIC, concatSized(ak.public)))).handle;
+        akHandle = (await tpm.load(srk.handle, ak.private, ak.public)).handle;
         const certify = await tpm.certify(k, akHandle);
-        return { key: { keyType, public: marshalPublic(c.public), private: c.private, parent: 'srk' }, certify };
+        return { key: { keyType, public: c.public, private: c.private, parent: 'srk' }, certify };
       } finally {
         await this.flush(tpm, k, akHandle, srk);
       }
@@ -454,18 +453,6 @@ export class AttestorTpm {
     this.tpm = undefined;
     await t?.close();
   }
-}
-
-function marshalPublic(pub: TPMT_PUBLIC): Uint8Array {
-  // TPM2B_PUBLIC without its size: the exact TPMT_PUBLIC bytes (those received when it came from the TPM).
-  return marshal(TPM2B_PUBLIC, pub).subarray(2);
-}
-
-function concatSized(tpmtPublic: Uint8Array): Uint8Array {
-  const out = new Uint8Array(tpmtPublic.length + 2);
-  new DataView(out.buffer).setUint16(0, tpmtPublic.length);
-  out.set(tpmtPublic, 2);
-  return out;
 }
 
 function rawOf(v: object): Uint8Array {
