@@ -13,6 +13,7 @@ import {
   encodePlatformParameters,
   encodePublicKeyPem,
 } from '@tpmds/verifier/formats';
+import { TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, unmarshal, type Codec } from '@tpmds/tpm2-wire';
 import type { ImportBlob } from '@tpmds/verifier/formats';
 import {
   MalformedRequest,
@@ -364,22 +365,22 @@ function checkEncryptedCredential(bytes: Uint8Array): CheckedEncryptedCredential
     if (e instanceof FormatError) throw new AttestorError('INVALID_ARGUMENT', `encryptedCredentials: ${e.message}`);
     throw e;
   }
-  const tpm2b = (value: Uint8Array | null, field: string, what: string): Uint8Array => {
+  const tpm2b = (value: Uint8Array | null, field: string, codec: Codec<Uint8Array>): Uint8Array => {
     if (value === null || value.length === 0) {
       throw new AttestorError('INVALID_ARGUMENT', `encryptedCredentials: EncryptedCredential.${field} is missing`);
     }
-    if (value.length < 2 || ((value[0] as number) << 8) + (value[1] as number) !== value.length - 2) {
-      throw new AttestorError(
-        'INVALID_ARGUMENT',
-        `encryptedCredentials: EncryptedCredential.${field} is not a ${what} (its u16 size prefix does not match its length)`,
-      );
+    let contents: Uint8Array;
+    try {
+      contents = unmarshal(codec, value);
+    } catch (e) {
+      throw new AttestorError('INVALID_ARGUMENT', `encryptedCredentials: EncryptedCredential.${field} is not a ${codec.name} (with its u16 size): ${(e as Error).message}`);
     }
-    if (value.length === 2) throw new AttestorError('INVALID_ARGUMENT', `encryptedCredentials: EncryptedCredential.${field} is empty`);
+    if (contents.length === 0) throw new AttestorError('INVALID_ARGUMENT', `encryptedCredentials: EncryptedCredential.${field} is empty`);
     return value;
   };
   return {
-    credential: tpm2b(decoded.credential, 'Credential', 'TPM2B_ID_OBJECT'),
-    secret: tpm2b(decoded.secret, 'Secret', 'TPM2B_ENCRYPTED_SECRET'),
+    credential: tpm2b(decoded.credential, 'Credential', TPM2B_ID_OBJECT),
+    secret: tpm2b(decoded.secret, 'Secret', TPM2B_ENCRYPTED_SECRET),
   };
 }
 

@@ -4,7 +4,7 @@
  */
 import {
   TPM_ALG, TPM_CC, TPM_RC, TPMT_PUBLIC, TPMT_SIGNATURE, TpmAuthError, TpmDecodeError, TpmError, commandName,
-  TPM2B_PRIVATE, TPM2B_PUBLIC, marshal, pcrPolicyStep, pcrSelection, publicAreaBytes, publicToSpkiDer, signatureToDer, unmarshal,
+  TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, TPM2B_PRIVATE, TPM2B_PUBLIC, marshal, pcrPolicyStep, pcrSelection, publicAreaBytes, publicToSpkiDer, signatureToDer, unmarshal, unmarshalExact,
   type PolicyStep,
 } from '@tpmds/tpm2-wire';
 import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/verifier/formats';
@@ -88,9 +88,9 @@ export class TpmBackend implements AttestorBackend {
   async attest(uid: string, credential: CheckedEncryptedCredential): Promise<Uint8Array> {
     return this.guard('Attest', async () => {
       const ak = await this.ak(uid);
-      const secret = credential.secret.subarray(2);
+      const secret = unmarshal(TPM2B_ENCRYPTED_SECRET, credential.secret);
       const ekType = ekTypeOfSecret(secret, 'Attest encryptedCredentials.Secret');
-      return this.tpm.activateCredential(ak, ekType, credential.credential.subarray(2), secret);
+      return this.tpm.activateCredential(ak, ekType, unmarshal(TPM2B_ID_OBJECT, credential.credential), secret);
     });
   }
 
@@ -238,7 +238,7 @@ function ekTypeOfSecret(secret: Uint8Array, what: string): KeyType {
 function decodeBlob(blob: ImportBlob): { publicArea: TPMT_PUBLIC; policy: PolicyStep[] } {
   let publicArea: TPMT_PUBLIC;
   try {
-    publicArea = unmarshal(TPMT_PUBLIC, blob.publicArea);
+    publicArea = unmarshalExact(TPMT_PUBLIC, blob.publicArea);
   } catch (e) {
     throw new AttestorError('INVALID_ARGUMENT', `publicArea is not a TPMT_PUBLIC: ${(e as Error).message}`);
   }

@@ -12,7 +12,7 @@ import {
   TPMT_PUBLIC,
   buildEventLog,
   certificateMatchesPublic,
-  concatBytes,
+  TPMS_ECC_POINT,
   createImportBlob,
   ekTemplateEccP256,
   ekTemplateRsa2048,
@@ -44,7 +44,6 @@ import {
   extendLog,
   importBlobBytes,
   loadedHandles,
-  sized,
   startInProcess,
   tempDir,
   verifiesWith,
@@ -431,5 +430,5 @@ function importBlobParts(ek: TPMT_PUBLIC, payload: ImportPayload, opts: ImportBl
 
 /** A marshalled TPMS_ECC_POINT. */
 function eccPoint(x: Uint8Array, y: Uint8Array): Uint8Array {
-  return concatBytes(sized(x), sized(y));
+  return marshal(TPMS_ECC_POINT, { x, y });
 }

@@ -17,6 +17,8 @@ import {
   TPM_ECC,
   TPMT_PUBLIC,
   TPMT_SIGNATURE,
+  TPM2B_ENCRYPTED_SECRET,
+  TPM2B_ID_OBJECT,
   bytesEqual,
   createImportBlob,
   ekTemplateEccP256,
@@ -271,16 +273,9 @@ export function checkAk(akJson: Uint8Array, keyType: KeyType): CheckedAk {
 /** An AttestRequest.encryptedCredentials payload: offline MakeCredential to `ekPub` for `akName`. */
 export function encryptedCredential(ekPub: TPMT_PUBLIC, akName: Uint8Array, secret: Uint8Array): Uint8Array {
   const made = makeCredential(ekPub, akName, secret);
-  return encodeEncryptedCredential({ credential: sized(made.credentialBlob), secret: sized(made.encryptedSecret) });
+  return encodeEncryptedCredential({ credential: marshal(TPM2B_ID_OBJECT, made.credentialBlob), secret: marshal(TPM2B_ENCRYPTED_SECRET, made.encryptedSecret) });
 }
 
-export function sized(b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(b.length + 2);
-  out[0] = b.length >> 8;
-  out[1] = b.length & 0xff;
-  out.set(b, 2);
-  return out;
-}
 
 /** go-tpm-tools ImportBlob protobuf bytes: createImportBlob to `ekPub`. */
 export function importBlobBytes(ekPub: TPMT_PUBLIC, payload: ImportPayload, opts: ImportBlobOptions = {}): Uint8Array {

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import {
-  TpmDecodeError, TpmEncodeError, fromHex, toHex, marshal, unmarshal, rawBytes, struct, tagged, tpm2b, sized, sizedOrEmpty,
+  TpmDecodeError, TpmEncodeError, fromHex, toHex, marshal, unmarshal, unmarshalExact, rawBytes, concatBytes, ekTemplateRsa2048, struct, tagged, tpm2b, sized, sizedOrEmpty,
   list, fixedBytes, yesNo, u8, u16, u32, u64, bytes32, mapped, lazy, empty, Reader,
   TPM2B_PUBLIC, TPMT_PUBLIC, TPMS_CAPABILITY_DATA, TPMT_SIGNATURE, TPMS_ATTEST, TPM_ALG, TPMA_OBJECT,
   type TPMT_PUBLIC as TPMT_PUBLIC_T,
@@ -215,5 +215,18 @@ describe('codec: structures, lists and tagged unions', () => {
     const r = new Reader(fromHex('0000'), 40);
     const e = decodeError(() => SizedPoint.decode(r));
     assert.equal(e.offset, 42);
+  });
+});
+
+describe('unmarshalExact', () => {
+  it('decodes a bare structure, keeps its exact bytes and freezes it; trailing bytes are a decode error', () => {
+    const pub = ekTemplateRsa2048();
+    const bytes = marshal(TPMT_PUBLIC, pub);
+    const v = unmarshalExact(TPMT_PUBLIC, bytes);
+    assert.deepEqual(rawBytes(v), bytes);
+    assert.ok(Object.isFrozen(v));
+    assert.deepEqual(marshal(TPM2B_PUBLIC, v).subarray(2), bytes, 'a sized encoding reuses the kept bytes');
+    assert.throws(() => unmarshalExact(TPMT_PUBLIC, concatBytes(bytes, Uint8Array.of(0))), TpmDecodeError);
+    assert.throws(() => unmarshalExact(TPMT_PUBLIC, bytes.subarray(0, 10)), TpmDecodeError);
   });
 });

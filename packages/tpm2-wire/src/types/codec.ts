@@ -129,19 +129,33 @@ function deepFreeze(v: unknown): void {
 
 /**
  * The exact bytes (without the u16 size) a structure was decoded from, if it
- * came out of a `sized()` codec; names and hashes are computed over these.
+ * came out of a `sized()` codec or `unmarshalExact`; names and hashes are
+ * computed over these.
  */
 export function rawBytes(value: object): Uint8Array | undefined {
   return (value as { [RAW]?: Uint8Array })[RAW];
 }
 
-function decodeSizedBody<T extends object>(name: string, inner: Codec<T>, r: Reader, n: number): T {
-  const sub = r.sub(n, name);
-  const v = inner.decode(sub);
-  sub.done(name);
-  Object.defineProperty(v, RAW, { value: sub.bytes.slice(), enumerable: false });
+/** Decode all of `r`, freeze the value and remember the exact bytes (see `rawBytes`). */
+function decodeKeepingBytes<T extends object>(name: string, inner: Codec<T>, r: Reader): T {
+  const v = inner.decode(r);
+  r.done(name);
+  Object.defineProperty(v, RAW, { value: r.bytes.slice(), enumerable: false });
   deepFreeze(v);
   return v;
+}
+
+function decodeSizedBody<T extends object>(name: string, inner: Codec<T>, r: Reader, n: number): T {
+  return decodeKeepingBytes(name, inner, r.sub(n, name));
+}
+
+/**
+ * Like `unmarshal`, for a structure that arrives without its TPM2B size (a
+ * TPMT_PUBLIC in go-attestation JSON or a go-tpm-tools ImportBlob): the value
+ * is frozen and keeps its exact bytes, as if it came out of `sized()`.
+ */
+export function unmarshalExact<T extends object>(codec: Codec<T>, bytes: Uint8Array): T {
+  return decodeKeepingBytes(codec.name, codec, new Reader(bytes));
 }
 
 function encodeSizedBody<T extends object>(name: string, inner: Codec<T>, w: Writer, v: T): void {

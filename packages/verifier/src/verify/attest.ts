@@ -1,7 +1,7 @@
 // Attest: credential activation. MakeCredential is done here, in software, for the EK and the
 // AK's name; only the TPM holding that EK, with that AK loaded, can give the secret back.
 import { createHash, randomBytes } from 'node:crypto';
-import { makeCredential, objectName, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
+import { TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, makeCredential, marshal, objectName, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
 import { encodeEncryptedCredential } from '../formats/index.js';
 import { CheckList, type StepResult } from './checks.js';
 import { secretsEqual } from './keys.js';
@@ -14,15 +14,6 @@ export interface Challenge {
   secret: Uint8Array;
 }
 
-/** A u16 size prefix in front of `b` (TPM2B form). */
-function tpm2b(b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(b.length + 2);
-  out[0] = b.length >> 8;
-  out[1] = b.length & 0xff;
-  out.set(b, 2);
-  return out;
-}
-
 /**
  * TPM2_MakeCredential in software (as go-attestation's ActivationParameters.Generate): a fresh
  * 32-byte secret for the AK's name, protected by the EK (`ekPublic` in the TCG EK template, see
@@ -30,7 +21,7 @@ function tpm2b(b: Uint8Array): Uint8Array {
  */
 export function makeChallenge(ekPublic: TPMT_PUBLIC, akPublic: TPMT_PUBLIC, secret: Uint8Array = new Uint8Array(randomBytes(32))): Challenge {
   const made = makeCredential(ekPublic, objectName(akPublic), secret);
-  const encryptedCredentials = encodeEncryptedCredential({ credential: tpm2b(made.credentialBlob), secret: tpm2b(made.encryptedSecret) });
+  const encryptedCredentials = encodeEncryptedCredential({ credential: marshal(TPM2B_ID_OBJECT, made.credentialBlob), secret: marshal(TPM2B_ENCRYPTED_SECRET, made.encryptedSecret) });
   return { encryptedCredentials, secret };
 }
 

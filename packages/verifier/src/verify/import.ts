@@ -1,10 +1,10 @@
 // ImportBlob and ImportSigningKey: go-tpm-tools import blobs made here for the EK
 // (FORMATS.md "go-tpm-tools tpm.ImportBlob"); only that TPM can unseal or use them.
 import { type KeyObject, constants, generateKeyPairSync, verify as nodeVerify } from 'node:crypto';
-import { createImportBlob, utf8, type PcrValues, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
+import { createImportBlob, publicAreaBytes, utf8, type PcrValues, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
 import { encodeImportBlob } from '../formats/index.js';
 import { CheckList, type StepResult } from './checks.js';
-import { describeKeyObject, publicAreaBytes, secretsEqual, type KeyType } from './keys.js';
+import { describeKeyObject, secretsEqual, type KeyType } from './keys.js';
 
 function encode(blob: ReturnType<typeof createImportBlob>): Uint8Array {
   return encodeImportBlob({

@@ -2,8 +2,7 @@
 // attribute and key descriptions.
 import { type KeyObject, timingSafeEqual } from 'node:crypto';
 import {
-  TPM2B_PUBLIC, TPMA_OBJECT, TPMT_SIGNATURE, TPM_ALG, TPM_ECC, algName, marshal, toHex, unmarshal,
-  type TPMT_PUBLIC,
+  TPMA_OBJECT, TPMT_PUBLIC, TPMT_SIGNATURE, TPM_ALG, TPM_ECC, algName, toHex, unmarshal, unmarshalExact,
 } from '@tpmds/tpm2-wire';
 
 /** The key types of the gRPC contract: RSA-2048 or NIST P-256. */
@@ -19,17 +18,7 @@ export function parseKeyType(s: string): KeyType | undefined {
  * hashed over what was sent, not over a re-encoding).
  */
 export function decodePublicArea(bytes: Uint8Array): TPMT_PUBLIC {
-  const sized = new Uint8Array(bytes.length + 2);
-  if (bytes.length > 0xffff) throw new Error('TPMT_PUBLIC is longer than 65535 bytes');
-  sized[0] = bytes.length >> 8;
-  sized[1] = bytes.length & 0xff;
-  sized.set(bytes, 2);
-  return unmarshal(TPM2B_PUBLIC, sized);
-}
-
-/** The exact TPMT_PUBLIC bytes of a public area (no size prefix). */
-export function publicAreaBytes(pub: TPMT_PUBLIC): Uint8Array {
-  return marshal(TPM2B_PUBLIC, pub).subarray(2);
+  return unmarshalExact(TPMT_PUBLIC, bytes);
 }
 
 /** Decodes a TPMT_SIGNATURE. */
