@@ -30,7 +30,6 @@ import {
   encryptedCredential,
   expectStatus,
   importBlobBytes,
-  loadedHandles,
   startInProcess,
   tempDir,
   verifiesWith,
@@ -241,7 +240,7 @@ describe('attestor e2e: keys survive restarts, a TPM power cycle and a swtpm res
 
   it('after all that the TPM holds no transient objects or sessions', async () => {
     await att.stop();
-    const handles = await withTpm(tpmAddress, (tpm) => loadedHandles(tpm));
+    const handles = await withTpm(tpmAddress, (tpm) => tpm.getLoadedHandles());
     assert.deepEqual(handles.map((h) => `0x${h.toString(16)}`), []);
     await withTpm(tpmAddress, async (tpm) => {
       // The attestor made no primary key persistent on its own.
@@ -292,7 +291,7 @@ describe('attestor e2e: a TPM power cycle on the device transport (no simulator 
     assert.equal(toHex((await att.client.attest({ uid: 'dev', encryptedCredentials: encryptedCredential(ek, ak.name, secret) })).secret), toHex(secret));
     assert.doesNotMatch(att.metrics.render(), /code="(INTERNAL|UNKNOWN|UNAVAILABLE)"/);
     await att.stop();
-    assert.deepEqual(await withTpm(swtpm.address, (tpm) => loadedHandles(tpm)), []);
+    assert.deepEqual(await withTpm(swtpm.address, (tpm) => tpm.getLoadedHandles()), []);
   });
 });
 
@@ -338,7 +337,7 @@ for (const transport of ['unix', 'device'] as const) {
       assert.ok(failures.length <= outcomes.length / 4, `${failures.length} of ${outcomes.length} calls failed`);
       // Nothing stays loaded.
       await att.stop();
-      assert.deepEqual(await withTpm(swtpm.address, (tpm) => loadedHandles(tpm)), []);
+      assert.deepEqual(await withTpm(swtpm.address, (tpm) => tpm.getLoadedHandles()), []);
     });
   });
 }

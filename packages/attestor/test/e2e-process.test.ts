@@ -32,7 +32,6 @@ import {
   encryptedCredential,
   extendLog,
   importBlobBytes,
-  loadedHandles,
   spawnAttestor,
   tempDir,
   verifiesWith,
@@ -193,7 +192,7 @@ describe('tpmds-attestor binary e2e @swtpm', function () {
           assert.ok(!out.includes(form) && !att!.stderr().includes(form), 'a secret appears in the output');
         }
       }
-      assert.deepEqual(await withTpm(swtpm.address, (tpm) => loadedHandles(tpm)), [], 'no transient objects or sessions left');
+      assert.deepEqual(await withTpm(swtpm.address, (tpm) => tpm.getLoadedHandles()), [], 'no transient objects or sessions left');
     });
   });
 });

@@ -43,7 +43,6 @@ import {
   expectStatus,
   extendLog,
   importBlobBytes,
-  loadedHandles,
   startInProcess,
   tempDir,
   verifiesWith,
@@ -367,7 +366,7 @@ describe('attestor e2e: every RPC through gRPC on swtpm @swtpm', function () {
       assert.doesNotMatch(metrics, /code="(INTERNAL|UNAVAILABLE|UNKNOWN)"/, 'no RPC failed with INTERNAL or UNAVAILABLE');
       await att.stop();
 
-      const handles = await withTpm(swtpm.address, (tpm: Tpm) => loadedHandles(tpm));
+      const handles = await withTpm(swtpm.address, (tpm: Tpm) => tpm.getLoadedHandles());
       assert.deepEqual(handles.map((h) => `0x${h.toString(16)}`), [], 'no transient objects or sessions left on the TPM');
 
       att = await startInProcess({ tpm: swtpm.address, stateDir: join(dirs.dir, 'state'), eventLog: join(dirs.dir, 'no-such-log') });

@@ -372,11 +372,6 @@ export function verifiesWith(key: KeyObject, data: Uint8Array, signature: Uint8A
 
 // ---- TPM-side helpers (our own Tpm client, only while no attestor holds the connection) -------
 
-/** Transient objects and loaded/saved sessions on the TPM. */
-export async function loadedHandles(tpm: Tpm): Promise<number[]> {
-  return [...(await tpm.getHandles(0x80000000)), ...(await tpm.getHandles(0x02000000)), ...(await tpm.getHandles(0x03000000))];
-}
-
 export async function withTpm<T>(address: string, f: (tpm: Tpm) => Promise<T>): Promise<T> {
   const tpm = await openTpm(address);
   try {

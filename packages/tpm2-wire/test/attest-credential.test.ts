@@ -18,18 +18,7 @@ import {
   type Tpm,
 } from '../src/index.js';
 import { EK_P256_HANDLE, EK_RSA_HANDLE, SRK_HANDLE, withSwtpm, type SwtpmInstance } from './fixtures/swtpm.js';
-
-async function loadedHandles(tpm: Tpm): Promise<number[]> {
-  return [...(await tpm.getHandles(0x80000000)), ...(await tpm.getHandles(0x02000000)), ...(await tpm.getHandles(0x03000000))];
-}
-
-function expectRc(base: number): (e: unknown) => boolean {
-  return (e: unknown) => {
-    assert.ok(e instanceof TpmError, `expected a TpmError, got ${String(e)}`);
-    assert.equal(e.base, base, `expected base 0x${base.toString(16)}, got ${e.message}`);
-    return true;
-  };
-}
+import { expectRc } from './support/expect.js';
 
 const EKS = [['RSA-2048', EK_RSA_HANDLE], ['ECC P-256', EK_P256_HANDLE]] as const;
 
@@ -57,12 +46,12 @@ function credentialTests(swtpm: () => SwtpmInstance) {
     });
     afterEach(async () => {
       while (sessions.length > 0) await tpm.flushContext(sessions.pop()!);
-      assert.deepEqual(await loadedHandles(tpm), [ak.handle], 'only the AK stays loaded between tests');
+      assert.deepEqual(await tpm.getLoadedHandles(), [ak.handle], 'only the AK stays loaded between tests');
     });
     after(async () => {
       if (!tpm) return;
       await tpm.flushContext(ak.handle);
-      assert.deepEqual(await loadedHandles(tpm), []);
+      assert.deepEqual(await tpm.getLoadedHandles(), []);
       await tpm.close();
     });
 

@@ -26,10 +26,6 @@ import {
 } from '../src/index.js';
 import { SRK_HANDLE, withSwtpm, type SwtpmInstance } from './fixtures/swtpm.js';
 
-async function loadedHandles(tpm: Tpm): Promise<number[]> {
-  return [...(await tpm.getHandles(0x80000000)), ...(await tpm.getHandles(0x02000000)), ...(await tpm.getHandles(0x03000000))];
-}
-
 const hashOf = (alg: 'sha256' | 'sha384', b: Uint8Array) => new Uint8Array(createHash(alg).update(b).digest());
 
 /** A copy of `b` with one bit flipped at `at` (negative: from the end). */
@@ -91,7 +87,7 @@ function quoteTests(swtpm: () => SwtpmInstance) {
     });
     afterEach(async () => {
       while (transient.length > 0) await tpm.flushContext(transient.pop()!);
-      assert.deepEqual(await loadedHandles(tpm), [], 'nothing left loaded');
+      assert.deepEqual(await tpm.getLoadedHandles(), [], 'nothing left loaded');
     });
     after(async () => {
       await tpm?.close();

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
   Tpm, execute, TPM2, TpmDecodeError, TpmError, TpmAuthError, TPM_ALG, TPM_CAP, TPM_CC, TPM_PT, TPM_RH, TPM_ST, TPM_RC,
-  fromHex, toHex, objectName, srkTemplateEccP256, selectionOf, indicesOf, passwordSession, type TPMT_PUBLIC,
+  fromHex, toHex, objectName, srkTemplateEccP256, pcrSelection, indicesOf, passwordSession, type TPMT_PUBLIC,
 } from '../src/index.js';
 import { ScriptedTransport, decodeCommand, okResponse, rcResponse, getRandomResponse } from './support/fake-tpm.js';
 
@@ -102,7 +102,7 @@ describe('Tpm client against a scripted TPM', () => {
       const served = asked.slice(0, 8);
       return okResponse(TPM2.PCR_Read, {
         pcrUpdateCounter: 1,
-        pcrSelectionOut: selectionOf(TPM_ALG.SHA256, served),
+        pcrSelectionOut: pcrSelection(TPM_ALG.SHA256, served),
         pcrValues: served.map((i) => new Uint8Array(32).fill(i)),
       });
     });
@@ -113,7 +113,7 @@ describe('Tpm client against a scripted TPM', () => {
   });
 
   it('readPcrs says so when a bank is not allocated', async () => {
-    const t = new ScriptedTransport(() => okResponse(TPM2.PCR_Read, { pcrUpdateCounter: 1, pcrSelectionOut: selectionOf(TPM_ALG.SHA384, []), pcrValues: [] }));
+    const t = new ScriptedTransport(() => okResponse(TPM2.PCR_Read, { pcrUpdateCounter: 1, pcrSelectionOut: pcrSelection(TPM_ALG.SHA384, []), pcrValues: [] }));
     await assert.rejects(new Tpm(t).readPcrs(TPM_ALG.SHA384, [0]), /no PCR values for bank c: is the bank allocated\?/);
   });
 
@@ -212,12 +212,12 @@ describe('Tpm client against a scripted TPM', () => {
     assert.ok(t.closed);
   });
 
-  it('selectionOf / indicesOf', () => {
-    assert.deepEqual(selectionOf(TPM_ALG.SHA256, [0, 7, 16, 23]), [{ hash: TPM_ALG.SHA256, pcrSelect: fromHex('810081') }]);
-    assert.deepEqual(selectionOf(TPM_ALG.SHA1, []), [{ hash: TPM_ALG.SHA1, pcrSelect: fromHex('000000') }]);
-    assert.equal(selectionOf(TPM_ALG.SHA1, [31])[0]!.pcrSelect.length, 4);
-    assert.throws(() => selectionOf(TPM_ALG.SHA1, [256]), /PCR index 256 is out of range/);
-    assert.throws(() => selectionOf(TPM_ALG.SHA1, [-1]), /out of range/);
+  it('pcrSelection / indicesOf', () => {
+    assert.deepEqual(pcrSelection(TPM_ALG.SHA256, [0, 7, 16, 23]), [{ hash: TPM_ALG.SHA256, pcrSelect: fromHex('810081') }]);
+    assert.deepEqual(pcrSelection(TPM_ALG.SHA1, []), [{ hash: TPM_ALG.SHA1, pcrSelect: fromHex('000000') }]);
+    assert.equal(pcrSelection(TPM_ALG.SHA1, [31])[0]!.pcrSelect.length, 4);
+    assert.throws(() => pcrSelection(TPM_ALG.SHA1, [256]), /PCR index 256 is out of range/);
+    assert.throws(() => pcrSelection(TPM_ALG.SHA1, [-1]), /out of range/);
     assert.deepEqual(indicesOf(fromHex('810081')), [0, 7, 16, 23]);
     assert.deepEqual(indicesOf(new Uint8Array(0)), []);
     assert.equal(TPM_ST.SESSIONS, 0x8002);

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import {
   openTpm, Tpm, TpmError, TPM_ALG, TPM_CC, TPM_ECC, TPM_HT, TPM_PT, TPM_RC, TPM_RH, TPM_ST, TPMA_NV, TPMA_OBJECT,
   TPM2B_PUBLIC, marshal, rawBytes, toHex, fromHex, concatBytes, u32be, objectName, qualifiedName, nvName, hash as swHash,
-  ekTemplateRsa2048, ekTemplateEccP256, srkTemplateEccP256, signingKeyTemplate, selectionOf,
+  ekTemplateRsa2048, ekTemplateEccP256, srkTemplateEccP256, signingKeyTemplate, pcrSelection,
   type TPMT_PUBLIC, type TPMT_SIGNATURE, type TPMS_NV_PUBLIC,
 } from '../src/index.js';
 import { startSwtpm, type SwtpmInstance } from './fixtures/swtpm.js';
@@ -229,7 +229,7 @@ function commandSuite(transport: 'unix' | 'device'): void {
       assert.equal(toHex(after256), toHex(sha256(before256, d256)));
       assert.equal(toHex((await tpm.readPcrs(TPM_ALG.SHA1, [pcr])).get(pcr)!), toHex(sha1(before1, d1)));
 
-      const raw = await tpm.pcrRead(selectionOf(TPM_ALG.SHA256, [0, 16, 23]));
+      const raw = await tpm.pcrRead(pcrSelection(TPM_ALG.SHA256, [0, 16, 23]));
       assert.deepEqual(raw.pcrSelectionOut, [{ hash: TPM_ALG.SHA256, pcrSelect: fromHex('010081') }]);
       assert.equal(raw.pcrValues.length, 3);
       assert.equal(toHex(raw.pcrValues[1]!), toHex(after256));

@@ -47,10 +47,6 @@ function tool(file: string, args: string[]): Promise<{ stdout: string; stderr: s
   });
 }
 
-async function loadedHandles(tpm: Tpm): Promise<number[]> {
-  return [...(await tpm.getHandles(0x80000000)), ...(await tpm.getHandles(0x02000000)), ...(await tpm.getHandles(0x03000000))];
-}
-
 /** tpm2-tools' credential file (tpm2_makecredential -o): magic 0xBADCC0DE, version 1, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET. */
 function parseCredentialFile(bytes: Uint8Array): { credentialBlob: Uint8Array; encryptedSecret: Uint8Array } {
   const r = new Reader(bytes);
@@ -100,7 +96,7 @@ function crosscheckTests(swtpm: () => SwtpmInstance) {
     });
     afterEach(async () => {
       const t = await client();
-      assert.deepEqual(await loadedHandles(t), [], 'no objects or sessions left loaded');
+      assert.deepEqual(await t.getLoadedHandles(), [], 'no objects or sessions left loaded');
     });
     after(async () => {
       await release();

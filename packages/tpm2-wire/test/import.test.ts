@@ -25,10 +25,6 @@ import { EK_P256_HANDLE, EK_RSA_HANDLE, withSwtpm, type SwtpmInstance } from './
 
 const PCR = 23; // resettable at locality 0
 
-async function loadedHandles(tpm: Tpm): Promise<number[]> {
-  return [...(await tpm.getHandles(0x80000000)), ...(await tpm.getHandles(0x02000000)), ...(await tpm.getHandles(0x03000000))];
-}
-
 /** Verifies a TPM signature over SHA-256(message) with a Node public key, independently of our verifySignature. */
 function verifiesWith(publicKey: KeyObject, message: Uint8Array, sig: TPMT_SIGNATURE): boolean {
   if (sig.sigAlg === TPM_ALG.RSASSA) return nodeVerify('sha256', message, publicKey, sig.sig);
@@ -56,7 +52,7 @@ function importTests(swtpm: () => SwtpmInstance) {
     });
     afterEach(async () => {
       while (cleanup.length > 0) await tpm.flushContext(cleanup.pop()!);
-      assert.deepEqual(await loadedHandles(tpm), [], 'no objects or sessions left loaded');
+      assert.deepEqual(await tpm.getLoadedHandles(), [], 'no objects or sessions left loaded');
     });
     after(async () => {
       await tpm?.close();

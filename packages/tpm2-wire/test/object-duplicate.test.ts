@@ -29,7 +29,7 @@ describe('TPM2_ObjectChangeAuth and TPM2_Duplicate @swtpm', function () {
     });
     after(async () => {
       await tpm.flushContext(srk);
-      assert.deepEqual(await tpm.getHandles(0x80000000), [], 'nothing left loaded');
+      assert.deepEqual(await tpm.getLoadedHandles(), [], 'nothing left loaded');
       await tpm.close();
     });
 
@@ -65,7 +65,9 @@ describe('TPM2_ObjectChangeAuth and TPM2_Duplicate @swtpm', function () {
       const obj = await tpm.load(srk, k.private, k.public);
       const session = await tpm.startAuthSession({ type: 'policy', symmetric: { algorithm: TPM_ALG.NULL } });
       try {
-        await tpm.policyCommandCode(session, TPM_CC.Duplicate);
+        const loaded = await tpm.getLoadedHandles();
+      for (const h of [newParent.handle, obj.handle, session.handle]) assert.ok(loaded.includes(h), `getLoadedHandles lists 0x${h.toString(16)}`);
+      await tpm.policyCommandCode(session, TPM_CC.Duplicate);
         const dup = await tpm.duplicate(obj.handle, newParent.handle, { sessions: [session] });
         assert.equal(dup.encryptionKeyOut.length, 0, 'no inner wrapper asked for');
         const sensitive = unwrapDuplicate(parent.privateKey, parentPub, k.public, dup.duplicate, dup.outSymSeed);

@@ -31,10 +31,6 @@ import { RecordingTransport } from './fixtures/recording-transport.js';
 
 const sha256 = (b: Uint8Array) => new Uint8Array(createHash('sha256').update(b).digest());
 
-async function loadedHandles(tpm: Tpm): Promise<number[]> {
-  return [...(await tpm.getHandles(0x80000000)), ...(await tpm.getHandles(0x02000000)), ...(await tpm.getHandles(0x03000000))];
-}
-
 /** Sealed data usable with the (empty) authValue: userWithAuth, noDA. */
 const SEALED_TEMPLATE: TPMT_PUBLIC = {
   type: TPM_ALG.KEYEDHASH, nameAlg: TPM_ALG.SHA256,
@@ -65,7 +61,7 @@ function encryptionTests(swtpm: () => SwtpmInstance) {
     });
     afterEach(async () => {
       while (cleanup.length > 0) await tpm.flushContext(cleanup.pop()!);
-      assert.deepEqual(await loadedHandles(tpm), [], 'no objects or sessions left loaded');
+      assert.deepEqual(await tpm.getLoadedHandles(), [], 'no objects or sessions left loaded');
     });
     after(async () => {
       await tpm?.close();

@@ -23,22 +23,11 @@ import {
   type Tpm,
 } from '../src/index.js';
 import { SRK_HANDLE, withSwtpm, type SwtpmInstance } from './fixtures/swtpm.js';
+import { expectRc } from './support/expect.js';
 
 const AUTH = new TextEncoder().encode('unseal-auth');
 const WRONG_AUTH = new TextEncoder().encode('wrong-auth');
 const RESETTABLE_PCR = 23;
-
-async function loadedHandles(tpm: Tpm): Promise<number[]> {
-  return [...(await tpm.getHandles(0x80000000)), ...(await tpm.getHandles(0x02000000)), ...(await tpm.getHandles(0x03000000))];
-}
-
-function expectRc(base: number): (e: unknown) => boolean {
-  return (e: unknown) => {
-    assert.ok(e instanceof TpmError, `expected a TpmError, got ${String(e)}`);
-    assert.equal(e.base, base, `expected base 0x${base.toString(16)}, got ${e.message}`);
-    return true;
-  };
-}
 
 /** A sealed-data (KEYEDHASH) template usable only through `authPolicy` (userWithAuth clear). */
 function sealedTemplate(authPolicy: Uint8Array): TPMT_PUBLIC {
@@ -78,7 +67,7 @@ function policyTests(swtpm: () => SwtpmInstance) {
     });
     afterEach(async () => {
       while (loaded.length > 0) await tpm.flushContext(loaded.pop()!);
-      assert.deepEqual(await loadedHandles(tpm), [], 'no objects or sessions left loaded');
+      assert.deepEqual(await tpm.getLoadedHandles(), [], 'no objects or sessions left loaded');
     });
     after(async () => {
       await tpm?.close();

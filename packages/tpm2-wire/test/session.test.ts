@@ -29,11 +29,6 @@ const KEY_AUTH = new TextEncoder().encode('sign-key-auth');
 const WRONG_AUTH = new TextEncoder().encode('not-the-auth');
 const sha256 = (b: Uint8Array) => new Uint8Array(createHash('sha256').update(b).digest());
 
-/** Transient objects and loaded HMAC/policy sessions: what must be empty after each flow (3-slot swtpm). */
-async function loadedHandles(tpm: Tpm): Promise<number[]> {
-  return [...(await tpm.getHandles(0x80000000)), ...(await tpm.getHandles(0x02000000)), ...(await tpm.getHandles(0x03000000))];
-}
-
 /** nonceCaller of the first session in a command with `handles` handles (Part 1, 18.2). */
 function commandNonce(cmd: Uint8Array, handles: number): Uint8Array {
   const dv = new DataView(cmd.buffer, cmd.byteOffset, cmd.byteLength);
@@ -88,12 +83,12 @@ function sessionTests(swtpm: () => SwtpmInstance) {
   });
   afterEach(async () => {
     tam.tamper = undefined;
-    assert.deepEqual(await loadedHandles(tpm), [key.handle], 'only the block\'s key is loaded between tests (no leaked sessions)');
+    assert.deepEqual(await tpm.getLoadedHandles(), [key.handle], 'only the block\'s key is loaded between tests (no leaked sessions)');
   });
   after(async () => {
     if (!tpm) return;
     await tpm.flushContext(key.handle);
-    assert.deepEqual(await loadedHandles(tpm), []);
+    assert.deepEqual(await tpm.getLoadedHandles(), []);
     await tpm.close();
   });
 

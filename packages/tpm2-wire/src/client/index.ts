@@ -1,1 +1,1 @@
-export { Tpm, openTpm, selectionOf, indicesOf, EK_CERT_NV_INDEX, PERSISTENT_HANDLE, type CallOptions, type CreateOptions, type CreatedObject, type KeyType, type OpenTpmOptions, type Attestation, type StartAuthSessionOptions } from './tpm.js';
+export { Tpm, openTpm, indicesOf, EK_CERT_NV_INDEX, PERSISTENT_HANDLE, type CallOptions, type CreateOptions, type CreatedObject, type KeyType, type OpenTpmOptions, type Attestation, type StartAuthSessionOptions } from './tpm.js';

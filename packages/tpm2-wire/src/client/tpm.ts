@@ -126,6 +126,14 @@ export class Tpm {
     const all = await this.collect(TPM_CAP.HANDLES, first, (d) => (d.capability === TPM_CAP.HANDLES ? d.handles : []), (h) => h);
     return all.filter((h) => h >>> 24 === ht);
   }
+  /**
+   * Handles of everything that occupies the TPM's volatile memory: loaded
+   * transient objects (0x80xxxxxx), loaded sessions (0x02xxxxxx) and saved
+   * sessions (0x03xxxxxx). Empty after a flow that flushed what it loaded.
+   */
+  async getLoadedHandles(): Promise<number[]> {
+    return [...(await this.getHandles(0x80000000)), ...(await this.getHandles(0x02000000)), ...(await this.getHandles(0x03000000))];
+  }
   /** Implemented command codes. */
   async getCommands(): Promise<number[]> {
     const all = await this.collect(TPM_CAP.COMMANDS, 0, (d) => (d.capability === TPM_CAP.COMMANDS ? d.command : []), (a) => a & 0xffff);
@@ -187,7 +195,7 @@ export class Tpm {
     const wanted = new Set(indices);
     const out = new Map<number, Uint8Array>();
     for (let round = 0; round < 32 && out.size < wanted.size; round++) {
-      const sel = selectionOf(hashAlg, [...wanted].filter((i) => !out.has(i)));
+      const sel = pcrSelection(hashAlg, [...wanted].filter((i) => !out.has(i)));
       const { pcrSelectionOut, pcrValues } = await this.pcrRead(sel);
       const got = pcrSelectionOut.find((s) => s.hash === hashAlg);
       const idx = got ? indicesOf(got.pcrSelect) : [];
@@ -540,9 +548,6 @@ function creationParams(template: TPMT_PUBLIC, o: CreateOptions) {
     creationPCR: o.creationPCR ?? [],
   };
 }
-
-/** A TPML_PCR_SELECTION for one bank (alias of the policy module's `pcrSelection`). */
-export const selectionOf = pcrSelection;
 
 /** The PCR indices set in a pcrSelect bitmap, ascending. */
 export function indicesOf(bitmap: Uint8Array): number[] {
