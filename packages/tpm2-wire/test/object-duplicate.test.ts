@@ -33,6 +33,18 @@ describe('TPM2_ObjectChangeAuth and TPM2_Duplicate @swtpm', function () {
       await tpm.close();
     });
 
+    it('getLoadedHandles lists loaded and saved sessions of both kinds, and nothing once they are flushed', async () => {
+      const policy = await tpm.startAuthSession({ type: 'policy' });
+      const hmac = await tpm.startAuthSession({});
+      assert.deepEqual((await tpm.getHandles(0x02000000)).sort(), [hmac.handle, policy.handle].sort(), 'loaded sessions');
+      const saved = await tpm.contextSave(hmac.handle);
+      assert.deepEqual(await tpm.getHandles(0x03000000), [hmac.handle], 'saved sessions');
+      assert.deepEqual((await tpm.getLoadedHandles()).sort(), [srk, hmac.handle, policy.handle].sort());
+      await tpm.flushContext(await tpm.contextLoad(saved));
+      await tpm.flushContext(policy.handle);
+      assert.deepEqual(await tpm.getLoadedHandles(), [srk]);
+    });
+
     it('ObjectChangeAuth: the new private part signs with the new auth only', async () => {
       const oldAuth = new TextEncoder().encode('old');
       const newAuth = new TextEncoder().encode('new secret');

@@ -120,11 +120,18 @@ export class Tpm {
   async getAlgorithms(): Promise<TPMS_ALG_PROPERTY[]> {
     return this.collect(TPM_CAP.ALGS, 0, (d) => (d.capability === TPM_CAP.ALGS ? d.algorithms : []), (x) => x.alg);
   }
-  /** Handles in use from `first` within its handle type (e.g. 0x81000000 for persistent objects). */
+  /**
+   * Handles in use from `first` within its range (Part 2, 7.3 TPM_HT): e.g.
+   * 0x80000000 transient objects, 0x81000000 persistent objects, 0x01000000
+   * NV indices. Sessions are listed by state, not by kind: 0x02000000 gives
+   * the loaded sessions and 0x03000000 the saved (context-saved) ones, each
+   * with HMAC (0x02…) and policy (0x03…) handles mixed.
+   */
   async getHandles(first: number): Promise<number[]> {
     const ht = first >>> 24;
+    const isSession = (t: number) => t === TPM_HT.HMAC_SESSION || t === TPM_HT.POLICY_SESSION;
     const all = await this.collect(TPM_CAP.HANDLES, first, (d) => (d.capability === TPM_CAP.HANDLES ? d.handles : []), (h) => h);
-    return all.filter((h) => h >>> 24 === ht);
+    return all.filter((h) => (isSession(ht) ? isSession(h >>> 24) : h >>> 24 === ht));
   }
   /**
    * Handles of everything that occupies the TPM's volatile memory: loaded
