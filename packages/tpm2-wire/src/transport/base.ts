@@ -75,38 +75,48 @@ export abstract class QueuedTransport implements Transport {
   }
 }
 
-/** Accumulates chunks until one complete TPM frame (header size field) is buffered. */
-export class FrameAssembler {
-  private chunks: Uint8Array[] = [];
-  private length = 0;
-  push(chunk: Uint8Array): void {
-    this.chunks.push(chunk);
-    this.length += chunk.length;
+/** How long a complete message is, given its first bytes (undefined: more bytes are needed). */
+export type FrameLength = (buf: Uint8Array) => number | undefined;
+
+/** A raw TPM response: its header's size field (absurd sizes are an error). */
+export const tpmFrame: FrameLength = (b) => {
+  const size = frameSize(b);
+  if (size < 0) return undefined;
+  if (size < 10 || size > 1 << 20) throw new TpmTransportError(`malformed response from the TPM: size field ${size}`);
+  return size;
+};
+
+/** Exactly `n` bytes (simulator control-channel results). */
+export const fixedFrame = (n: number): FrameLength => (b) => (b.length >= n ? n : undefined);
+
+/**
+ * Accumulates what a device or socket delivers until `frame` says one whole
+ * message is there; bytes beyond it are an error (one command in flight).
+ */
+export class MessageBuffer {
+  private buf: Uint8Array = new Uint8Array(0);
+
+  constructor(private readonly frame: FrameLength) {}
+
+  /** Bytes received so far for the current message. */
+  get length(): number {
+    return this.buf.length;
   }
-  /** The complete frame once available; throws if the size field is absurd. */
-  take(): Uint8Array | undefined {
-    if (this.length < 6) return undefined;
-    const buf = this.flat();
-    const size = frameSize(buf);
-    if (size < 10 || size > 1 << 20) throw new TpmTransportError(`malformed response from the TPM: size field ${size}`);
-    if (buf.length < size) return undefined;
-    if (buf.length > size) throw new TpmTransportError(`the TPM sent ${buf.length - size} byte(s) more than its response size`);
-    this.chunks = [];
-    this.length = 0;
-    return buf;
+
+  /** Add a chunk; returns the complete message once there (and starts over), else undefined. */
+  push(chunk: Uint8Array, from = 'the TPM'): Uint8Array | undefined {
+    const next = new Uint8Array(this.buf.length + chunk.length);
+    next.set(this.buf);
+    next.set(chunk, this.buf.length);
+    this.buf = next;
+    const n = this.frame(next);
+    if (n === undefined || next.length < n) return undefined;
+    this.buf = new Uint8Array(0);
+    if (next.length > n) throw new TpmTransportError(`${from} sent ${next.length - n} byte(s) more than one message`);
+    return next;
   }
-  get buffered(): number {
-    return this.length;
-  }
-  private flat(): Uint8Array {
-    if (this.chunks.length === 1) return this.chunks[0]!;
-    const out = new Uint8Array(this.length);
-    let at = 0;
-    for (const c of this.chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    this.chunks = [out];
-    return out;
+
+  reset(): void {
+    this.buf = new Uint8Array(0);
   }
 }

@@ -4,7 +4,7 @@
  */
 import { promises as fsp, constants as fsc } from 'node:fs';
 import { TpmTransportError } from '../errors/index.js';
-import { FrameAssembler, QueuedTransport, type TransportOptions } from './base.js';
+import { MessageBuffer, QueuedTransport, tpmFrame, type TransportOptions } from './base.js';
 
 /** A TPM character device (`/dev/tpmrm0`, `/dev/tpm0`, a pty): one write per command, reads until the response is complete. */
 export class DeviceTransport extends QueuedTransport {
@@ -57,13 +57,12 @@ export class DeviceTransport extends QueuedTransport {
   private async roundTrip(fh: fsp.FileHandle, command: Uint8Array): Promise<Uint8Array> {
     const { bytesWritten } = await fh.write(command, 0, command.length, null);
     if (bytesWritten !== command.length) throw new TpmTransportError(`short write to ${this.path}: ${bytesWritten} of ${command.length} bytes`);
-    const asm = new FrameAssembler();
+    const msg = new MessageBuffer(tpmFrame);
     for (;;) {
       const { bytesRead } = await fh.read(this.buf, 0, this.buf.length, null);
-      if (bytesRead === 0) throw new TpmTransportError(`${this.path} closed mid-response (${asm.buffered} bytes received)`, 'EPIPE');
-      asm.push(this.buf.slice(0, bytesRead));
-      const frame = asm.take();
-      if (frame) return frame;
+      if (bytesRead === 0) throw new TpmTransportError(`${this.path} closed mid-response (${msg.length} bytes received)`, 'EPIPE');
+      const rsp = msg.push(this.buf.subarray(0, bytesRead), this.path);
+      if (rsp) return rsp;
     }
   }
 

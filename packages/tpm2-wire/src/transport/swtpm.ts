@@ -9,7 +9,7 @@
 import net from 'node:net';
 import { TpmTransportError } from '../errors/index.js';
 import { TPM_RC } from '../errors/rc.js';
-import { QueuedTransport, responseCode, type TransportOptions } from './base.js';
+import { MessageBuffer, QueuedTransport, fixedFrame, responseCode, tpmFrame, type FrameLength, type TransportOptions } from './base.js';
 
 export type SocketAddress = { host: string; port: number } | { path: string };
 
@@ -33,24 +33,10 @@ function connectError(a: SocketAddress, e: unknown): TpmTransportError {
   return new TpmTransportError(`cannot connect to ${where}: ${(e as Error)?.message ?? String(e)}`, code);
 }
 
-/** How long a complete message is, given its first bytes (undefined: need more bytes). */
-export type FrameLength = (buf: Uint8Array) => number | undefined;
-
-/** A raw TPM response: its header's size field. */
-export const tpmFrame: FrameLength = (b) => {
-  if (b.length < 6) return undefined;
-  const size = new DataView(b.buffer, b.byteOffset).getUint32(2);
-  if (size < 10 || size > 1 << 20) throw new TpmTransportError(`malformed response from the TPM: size field ${size}`);
-  return size;
-};
-/** Exactly `n` bytes (control-channel results). */
-export const fixedFrame = (n: number): FrameLength => (b) => (b.length >= n ? n : undefined);
-
 /** One request/response at a time over a kept socket (reconnecting when it was closed). */
 export class Channel {
   private sock: net.Socket | undefined;
-  private buffered: Uint8Array = new Uint8Array(0);
-  private pending: { frame: FrameLength; resolve: (b: Uint8Array) => void; reject: (e: Error) => void } | undefined;
+  private pending: { message: MessageBuffer; resolve: (b: Uint8Array) => void; reject: (e: Error) => void } | undefined;
 
   constructor(
     private readonly addr: SocketAddress,
@@ -81,7 +67,7 @@ export class Channel {
         s.on('close', () => {
           if (this.sock !== s) return;
           this.sock = undefined;
-          this.fail(new TpmTransportError(`${describe(this.addr)} closed the connection mid-response (${this.buffered.length} bytes received)`, 'EPIPE'));
+          this.fail(new TpmTransportError(`${describe(this.addr)} closed the connection mid-response (${this.pending?.message.length ?? 0} bytes received)`, 'EPIPE'));
         });
         resolve(s);
       });
@@ -91,16 +77,9 @@ export class Channel {
   private onData(d: Uint8Array): void {
     const p = this.pending;
     if (!p) return; // unsolicited bytes are ignored
-    const next = new Uint8Array(this.buffered.length + d.length);
-    next.set(this.buffered);
-    next.set(d, this.buffered.length);
-    this.buffered = next;
     try {
-      const n = p.frame(this.buffered);
-      if (n === undefined || this.buffered.length < n) return;
-      if (this.buffered.length > n) throw new TpmTransportError(`${describe(this.addr)} sent ${this.buffered.length - n} byte(s) more than one message`);
-      const msg = this.buffered;
-      this.buffered = new Uint8Array(0);
+      const msg = p.message.push(d, describe(this.addr));
+      if (!msg) return;
       this.pending = undefined;
       p.resolve(msg);
     } catch (e) {
@@ -112,7 +91,6 @@ export class Channel {
   private fail(e: Error): void {
     const p = this.pending;
     this.pending = undefined;
-    this.buffered = new Uint8Array(0);
     p?.reject(e);
   }
 
@@ -125,9 +103,8 @@ export class Channel {
         this.fail(new TpmTransportError(`no response from ${describe(this.addr)} within ${this.timeoutMs} ms`, 'ETIMEDOUT'));
         this.drop();
       }, this.timeoutMs);
-      this.buffered = new Uint8Array(0);
       this.pending = {
-        frame,
+        message: new MessageBuffer(frame),
         resolve: (b) => (clearTimeout(timer), resolve(b)),
         reject: (e) => (clearTimeout(timer), reject(e)),
       };
