@@ -4,7 +4,7 @@
  */
 import {
   TPM_ALG, TPM_CC, TPM_RC, TPMT_PUBLIC, TPMT_SIGNATURE, TpmAuthError, TpmDecodeError, TpmError, commandName,
-  TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, TPM2B_PRIVATE, TPM2B_PUBLIC, marshal, pcrPolicyStep, pcrSelection, publicAreaBytes, publicToSpkiDer, signatureToDer, unmarshal, unmarshalExact,
+  TPMS_ECC_POINT, TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, TPM2B_PRIVATE, TPM2B_PUBLIC, marshal, pcrPolicyStep, pcrSelection, publicAreaBytes, publicToSpkiDer, signatureToDer, unmarshal, unmarshalExact,
   type PolicyStep,
 } from '@tpmds/tpm2-wire';
 import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/verifier/formats';
@@ -227,10 +227,11 @@ function signatureBytes(sig: TPMT_SIGNATURE): Uint8Array {
 /** Which EK a seed/secret was made for: an RSA-2048 OAEP ciphertext (256 bytes) or a P-256 TPMS_ECC_POINT (2+32+2+32). */
 function ekTypeOfSecret(secret: Uint8Array, what: string): KeyType {
   if (secret.length === 256) return 'rsa';
-  if (secret.length >= 4) {
-    const dv = new DataView(secret.buffer, secret.byteOffset, secret.byteLength);
-    const xl = dv.getUint16(0);
-    if (2 + xl + 2 <= secret.length && dv.getUint16(2 + xl) + 4 + xl === secret.length && xl <= 32) return 'ecc';
+  try {
+    const point = unmarshal(TPMS_ECC_POINT, secret);
+    if (point.x.length <= 32 && point.y.length <= 32) return 'ecc';
+  } catch {
+    // neither shape: said below
   }
   throw new AttestorError('INVALID_ARGUMENT', `${what} is neither an RSA-2048 ciphertext (256 bytes) nor a P-256 point (${secret.length} bytes)`);
 }
