@@ -71,13 +71,46 @@ export class Tpm {
   execute<C extends AnyCommandSpec>(spec: C, handles: Record<HandlesOf<C>, HandleRef>, params: ParamsOf<C>, opts: CallOptions = {}): Promise<ResponseOf<C>> {
     const o: ExecuteOptions = { resolveName: (h) => this.nameOf(h) };
     if (opts.sessions) o.sessions = opts.sessions;
-    return execute(this.transport, spec, handles, params, o);
+    return execute(this.transport, spec, handles, params, o).catch((e: unknown) => {
+      if (e instanceof TpmError && e.is(TPM_RC.INITIALIZE)) this.names.clear(); // reset: handles will be reused
+      throw e;
+    });
   }
 
   /** Name of a transient, persistent or NV handle, read from the TPM. */
   async nameOf(handle: number): Promise<Uint8Array> {
-    if (handle >>> 24 === TPM_HT.NV_INDEX) return (await this.nvReadPublic(handle)).nvName;
-    return (await this.readPublic(handle)).name;
+    if (handle >>> 24 === TPM_HT.NV_INDEX) return (await this.nvReadPublic(handle)).nvName; // changes when written
+    const known = this.cachedName(handle);
+    if (known) return known;
+    const name = (await this.readPublic(handle)).name;
+    this.remember(handle, name);
+    return name;
+  }
+
+  /**
+   * Names of transient and persistent objects, so a session's cpHash does not
+   * cost a ReadPublic per command. Filled by the commands that return a name,
+   * dropped on FlushContext/EvictControl, and forgotten as a whole when the
+   * transport restarted the TPM (handles are reused after a reset).
+   */
+  private readonly names = new Map<number, Uint8Array>();
+  private namesEpoch = 0;
+
+  private cachedName(handle: number): Uint8Array | undefined {
+    const epoch = this.transport.startups ?? 0;
+    if (epoch !== this.namesEpoch) {
+      this.names.clear();
+      this.namesEpoch = epoch;
+    }
+    return this.names.get(handle);
+  }
+
+  private remember(handle: number, name: Uint8Array): void {
+    const ht = handle >>> 24;
+    if (ht === TPM_HT.TRANSIENT || ht === TPM_HT.PERSISTENT) {
+      this.cachedName(handle); // settle the epoch first
+      this.names.set(handle, name);
+    }
   }
 
   // ---- start-up, testing, random ----
@@ -229,11 +262,13 @@ export class Tpm {
   async readPublic(handle: number): Promise<{ public: TPMT_PUBLIC; name: Uint8Array; qualifiedName: Uint8Array }> {
     const r = await this.execute(TPM2.ReadPublic, { objectHandle: handle }, {});
     if (!bytesEqual(objectName(r.outPublic), r.name)) throw new TpmAuthError(`TPM2_ReadPublic of 0x${handle.toString(16)}: the Name does not match the public area`);
+    this.remember(handle, r.name);
     return { public: r.outPublic, name: r.name, qualifiedName: r.qualifiedName };
   }
   /** TPM2_CreatePrimary under a hierarchy (TPM_RH.OWNER, ENDORSEMENT, ...). */
   async createPrimary(hierarchy: HandleRef, template: TPMT_PUBLIC, opts: CreateOptions = {}): Promise<CreatedObject & { handle: number; name: Uint8Array }> {
     const r = await this.execute(TPM2.CreatePrimary, { primaryHandle: hierarchy }, creationParams(template, opts), opts);
+    this.remember(r.objectHandle, r.name);
     return { handle: r.objectHandle, name: r.name, public: r.outPublic, creationData: r.creationData, creationHash: r.creationHash, creationTicket: r.creationTicket };
   }
   /** TPM2_Create: a new object under a loaded parent; returns the wrapped private part (load it with `load`). */
@@ -244,15 +279,18 @@ export class Tpm {
   /** TPM2_Load. */
   async load(parent: HandleRef, inPrivate: Uint8Array, inPublic: TPMT_PUBLIC, opts: CallOptions = {}): Promise<{ handle: number; name: Uint8Array }> {
     const r = await this.execute(TPM2.Load, { parentHandle: parent }, { inPrivate, inPublic }, opts);
+    this.remember(r.objectHandle, r.name);
     return { handle: r.objectHandle, name: r.name };
   }
   /** TPM2_LoadExternal: a public key (or a full key pair when `sensitive` is given) into `hierarchy` (NULL by default). */
   async loadExternal(inPublic: TPMT_PUBLIC, sensitive: TPMT_SENSITIVE | null = null, hierarchy: number = TPM_RH.NULL): Promise<{ handle: number; name: Uint8Array }> {
     const r = await this.execute(TPM2.LoadExternal, {}, { inPrivate: sensitive, inPublic, hierarchy });
+    this.remember(r.objectHandle, r.name);
     return { handle: r.objectHandle, name: r.name };
   }
   /** TPM2_FlushContext (transient objects and sessions). */
   async flushContext(handle: number): Promise<void> {
+    this.names.delete(handle);
     await this.execute(TPM2.FlushContext, {}, { flushHandle: handle });
   }
   /** TPM2_ContextSave. */
@@ -265,6 +303,7 @@ export class Tpm {
   }
   /** TPM2_EvictControl: make a transient object persistent at `persistentHandle`, or (given a persistent handle) evict it. */
   async evictControl(auth: HandleRef, objectHandle: HandleRef, persistentHandle: number, opts: CallOptions = {}): Promise<void> {
+    this.names.delete(persistentHandle);
     await this.execute(TPM2.EvictControl, { auth, objectHandle }, { persistentHandle }, opts);
   }
 
