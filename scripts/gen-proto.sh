@@ -4,16 +4,17 @@
 #   scripts/gen-proto.sh          (needs Debian's protoc, protobuf-compiler 3.21, and `pnpm install`)
 #
 # Outputs:
-#   packages/verifier/src/proto/gen/**.ts       message classes + grpc-js service definitions/clients
-#                                               (protoc-gen-ts 0.8.7, google-protobuf 3.21.x runtime)
-#   packages/attestor/src/gen/descriptor-set.ts the FileDescriptorSet (base64) served by gRPC reflection
+#   packages/protocol/src/proto/gen/**.ts               message classes + grpc-js service definitions/clients
+#                                                       (protoc-gen-ts 0.8.7, google-protobuf 3.21.x runtime)
+#   packages/protocol/src/proto/gen/descriptor-set.ts   the FileDescriptorSet (base64) the attestor serves
+#                                                       by gRPC reflection
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PROTO_DIR="$ROOT/proto"
-PLUGIN="$ROOT/packages/attestor/node_modules/.bin/protoc-gen-ts"
-TS_OUT="$ROOT/packages/verifier/src/proto/gen"
-DESC_OUT="$ROOT/packages/attestor/src/gen/descriptor-set.ts"
+PLUGIN="$ROOT/packages/protocol/node_modules/.bin/protoc-gen-ts"
+TS_OUT="$ROOT/packages/protocol/src/proto/gen"
+DESC_OUT="$TS_OUT/descriptor-set.ts"
 FILES=(verifier.proto tpm.proto grpc/health/v1/health.proto)
 
 command -v protoc >/dev/null || { echo "gen-proto: protoc not found (apt-get install protobuf-compiler)" >&2; exit 1; }
@@ -50,4 +51,4 @@ mkdir -p "$(dirname "$DESC_OUT")"
   echo '  "";'
 } > "$DESC_OUT"
 
-echo "gen-proto: wrote $(cd "$TS_OUT" && find . -name '*.ts' | wc -l) files under ${TS_OUT#$ROOT/} and ${DESC_OUT#$ROOT/}"
+echo "gen-proto: wrote $(cd "$TS_OUT" && find . -name '*.ts' ! -name descriptor-set.ts | wc -l) files under ${TS_OUT#$ROOT/} and ${DESC_OUT#$ROOT/}"

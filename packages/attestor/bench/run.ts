@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TPM_ALG, TPM_RH, akTemplate, hash, openTpm, pcrSelection, signingKeyTemplate, srkTemplateEccP256 } from '@tpmds/tpm2-wire';
-import { AttestorClient } from '@tpmds/verifier';
+import { AttestorClient } from '@tpmds/protocol';
 import { AttestorMetrics, Logger, createBackend, defaultConfig, startAttestor } from '../src/index.js';
 import { startSwtpm } from '../../tpm2-wire/test/fixtures/swtpm.js';
 

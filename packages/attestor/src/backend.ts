@@ -6,7 +6,7 @@ import type {
   CertificationParameters,
   ImportBlob,
   PlatformParameters,
-} from '@tpmds/verifier/formats';
+} from '@tpmds/protocol/formats';
 import type { KeyType } from './validate.js';
 
 export type { KeyType } from './validate.js';

@@ -6,7 +6,7 @@ import { createHash, generateKeyPair, randomBytes, sign as cryptoSign } from 'no
 import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/verifier/formats';
+import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/protocol/formats';
 import type { AttestorBackend, CheckedEncryptedCredential, EKCertResult, KeyType, NewKeyResult } from './backend.js';
 import { AttestorError } from './errors.js';
 import type { Logger } from './log.js';

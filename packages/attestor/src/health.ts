@@ -3,7 +3,7 @@
 // Watch sends the current state at once, then every change, and SERVICE_UNKNOWN for an
 // unknown service.
 import * as grpc from '@grpc/grpc-js';
-import { MalformedRequest, grpcpb } from '@tpmds/verifier/proto';
+import { MalformedRequest, grpcpb } from '@tpmds/protocol/proto';
 
 const pb = grpcpb.health.v1;
 type Status = grpcpb.health.v1.HealthCheckResponse.ServingStatus;

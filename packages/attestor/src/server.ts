@@ -12,15 +12,16 @@ import {
   encodeCertificationParameters,
   encodePlatformParameters,
   encodePublicKeyPem,
-} from '@tpmds/verifier/formats';
+} from '@tpmds/protocol/formats';
 import { TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, unmarshal, type Codec } from '@tpmds/tpm2-wire';
-import type { ImportBlob } from '@tpmds/verifier/formats';
+import type { ImportBlob } from '@tpmds/protocol/formats';
 import {
   MalformedRequest,
   healthServiceDefinition,
   verifierServiceDefinition,
   verifierpb,
-} from '@tpmds/verifier/proto';
+  FILE_DESCRIPTOR_SET_BASE64,
+} from '@tpmds/protocol/proto';
 import { randomBytes } from 'node:crypto';
 import { readFile, lstat, unlink } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
@@ -29,7 +30,6 @@ import type { AttestorBackend, CheckedEncryptedCredential } from './backend.js';
 import type { AttestorConfig } from './config.js';
 import { validateConfig } from './config.js';
 import { AttestorError, ConfigError, grpcStatusOf, statusName } from './errors.js';
-import { FILE_DESCRIPTOR_SET_BASE64 } from './gen/descriptor-set.js';
 import { HealthService } from './health.js';
 import { closeHttpServer, httpAddress, startHttpServer } from './http.js';
 import { Logger } from './log.js';

@@ -7,7 +7,7 @@ import {
   TPMS_ECC_POINT, TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, TPM2B_PRIVATE, TPM2B_PUBLIC, marshal, pcrPolicyStep, pcrSelection, publicAreaBytes, publicToSpkiDer, signatureToDer, unmarshal, unmarshalExact,
   type PolicyStep,
 } from '@tpmds/tpm2-wire';
-import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/verifier/formats';
+import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/protocol/formats';
 import { AttestorError } from './errors.js';
 import type { AttestorBackend, CheckedEncryptedCredential, EKCertResult, KeyType, NewKeyResult } from './backend.js';
 import type { KeyRecord, KeyStore, NewKeyRecord } from './keystore.js';

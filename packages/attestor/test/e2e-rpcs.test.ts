@@ -28,7 +28,7 @@ import {
   type ImportPayload,
   type Tpm,
 } from '@tpmds/tpm2-wire';
-import { encodeImportBlob, type ImportBlob } from '@tpmds/verifier/formats';
+import { encodeImportBlob, type ImportBlob } from '@tpmds/protocol/formats';
 import { readFile } from 'node:fs/promises';
 import { EK_P256_HANDLE, EK_RSA_HANDLE, startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import {

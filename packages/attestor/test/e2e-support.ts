@@ -50,8 +50,8 @@ import {
   encodeEncryptedCredential,
   encodeImportBlob,
   type PlatformParameters,
-} from '@tpmds/verifier/formats';
-import { AttestorClient } from '@tpmds/verifier/proto';
+} from '@tpmds/protocol/formats';
+import { AttestorClient } from '@tpmds/protocol/proto';
 import { createBackend } from '../src/backend-factory.js';
 import { defaultConfig, type AttestorConfig } from '../src/config.js';
 import { Logger } from '../src/log.js';

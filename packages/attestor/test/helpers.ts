@@ -1,6 +1,6 @@
 // Shared test helpers: an in-process attestor on a fake backend and a client for it.
 import * as grpc from '@grpc/grpc-js';
-import { AttestorClient } from '@tpmds/verifier/proto';
+import { AttestorClient } from '@tpmds/protocol/proto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

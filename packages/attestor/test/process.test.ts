@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { AttestorClient } from '@tpmds/verifier/proto';
+import { AttestorClient } from '@tpmds/protocol/proto';
 import { runAttestor } from '../src/cli.js';
 import { FLAGS, envName } from '../src/config.js';
 import { tempDir } from './helpers.js';

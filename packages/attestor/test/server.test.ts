@@ -13,9 +13,9 @@ import {
   decodePublicKeyPem,
   encodeEncryptedCredential,
   encodeImportBlob,
-} from '@tpmds/verifier/formats';
-import type { ImportBlob } from '@tpmds/verifier/formats';
-import { AttestorClient, grpcpb } from '@tpmds/verifier/proto';
+} from '@tpmds/protocol/formats';
+import type { ImportBlob } from '@tpmds/protocol/formats';
+import { AttestorClient, grpcpb } from '@tpmds/protocol/proto';
 import { AttestorError } from '../src/errors.js';
 import { FakeBackend } from '../src/fake-backend.js';
 import { MAX_MESSAGE_BYTES } from '../src/server.js';

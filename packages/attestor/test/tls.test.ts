@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { AttestorClient } from '@tpmds/verifier/proto';
+import { AttestorClient } from '@tpmds/protocol/proto';
 import { ConfigError } from '../src/errors.js';
 import { FakeBackend } from '../src/fake-backend.js';
 import { rejection, startFake, tempDir } from './helpers.js';

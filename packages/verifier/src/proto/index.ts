@@ -1,10 +1,3 @@
-// The gRPC contract (proto/verifier.proto, proto/tpm.proto, grpc.health.v1) as generated classes,
-// plus a promise-based client.
-export { verifier as verifierpb } from './gen/verifier.js';
-export { tpm as tpmpb } from './gen/tpm.js';
-export { grpc as grpcpb } from './gen/grpc/health/v1/health.js';
-export type { GetEKCertResult, HealthStatus, NewKeyResult } from './client.js';
-export { AttestorClient, healthStatusName } from './client.js';
-export { MESSAGE_SCHEMAS, MalformedRequest, healthServiceDefinition, verifierServiceDefinition } from './checked.js';
-export type { WireSchema, WireType } from './wire.js';
-export { WireFormatError, checkWire, lenFields } from './wire.js';
+// `@tpmds/verifier/proto`: the gRPC contract now lives in @tpmds/protocol (shared with the attestor);
+// re-exported here so existing imports keep working.
+export * from '@tpmds/protocol/proto';

@@ -1,7 +1,7 @@
 // GetAK: go-attestation AttestationParameters, checked as ActivationParameters.Generate does
 // (FORMATS.md "AttestationParameters"), plus the AK's type and attributes.
 import { TPMA_OBJECT, objectName, verifyCertifyCreation, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
-import { decodeAttestationParameters, requireBytes, type AttestationParameters } from '../formats/index.js';
+import { decodeAttestationParameters, requireBytes, type AttestationParameters } from '@tpmds/protocol/formats';
 import { CheckList, errorText, type StepResult } from './checks.js';
 import { attributeNames, attributeProblem, decodePublicArea, decodeSignature, describePublic, hex, keyTypeMismatch, type KeyType } from './keys.js';
 

@@ -2,7 +2,7 @@
 // AK's name; only the TPM holding that EK, with that AK loaded, can give the secret back.
 import { createHash, randomBytes } from 'node:crypto';
 import { TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, makeCredential, marshal, objectName, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
-import { encodeEncryptedCredential } from '../formats/index.js';
+import { encodeEncryptedCredential } from '@tpmds/protocol/formats';
 import { CheckList, type StepResult } from './checks.js';
 import { secretsEqual } from './keys.js';
 

@@ -2,7 +2,7 @@
 // (FORMATS.md "go-tpm-tools tpm.ImportBlob"); only that TPM can unseal or use them.
 import { type KeyObject, constants, generateKeyPairSync, verify as nodeVerify } from 'node:crypto';
 import { createImportBlob, publicAreaBytes, utf8, type PcrValues, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
-import { encodeImportBlob } from '../formats/index.js';
+import { encodeImportBlob } from '@tpmds/protocol/formats';
 import { CheckList, type StepResult } from './checks.js';
 import { describeKeyObject, secretsEqual, type KeyType } from './keys.js';
 

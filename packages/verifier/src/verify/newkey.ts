@@ -2,7 +2,7 @@
 // CertificationParameters.Verify checks it (FORMATS.md "CertificationParameters").
 import { type KeyObject, createPublicKey } from 'node:crypto';
 import { TPMA_OBJECT, objectName, publicToKeyObject, verifyCertify, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
-import { decodeCertificationParameters, decodePublicKeyPem, requireBytes } from '../formats/index.js';
+import { decodeCertificationParameters, decodePublicKeyPem, requireBytes } from '@tpmds/protocol/formats';
 import { CheckList, errorText, type StepResult } from './checks.js';
 import { attributeNames, attributeProblem, decodePublicArea, decodeSignature, describePublic, hex, keyTypeMismatch, type KeyType } from './keys.js';
 

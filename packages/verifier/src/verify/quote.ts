@@ -5,7 +5,7 @@ import {
   TPMS_ATTEST, TPM_ALG, TPM_ST, bankName, bytesEqual, comparePcrs, describeMismatch, eventLogFacts, indicesOf, objectName,
   parseEventLog, toHex, unmarshal, verifyQuote, type EventLogFacts, type SecureBootFact, type TPMT_PUBLIC,
 } from '@tpmds/tpm2-wire';
-import { GoCryptoHash, decodePlatformParameters, requireBytes, type PlatformParameters } from '../formats/index.js';
+import { GoCryptoHash, decodePlatformParameters, requireBytes, type PlatformParameters } from '@tpmds/protocol/formats';
 import { CheckList, errorText, type StepResult } from './checks.js';
 import { decodePublicArea, decodeSignature } from './keys.js';
 

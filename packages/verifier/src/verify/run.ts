@@ -3,7 +3,7 @@
 import { type KeyObject, randomBytes, randomUUID } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
 import { TPM_ALG, bankName, objectName, toHex, type PcrValues, type SecureBootFact, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
-import type { GetEKCertResult, HealthStatus, NewKeyResult } from '../proto/index.js';
+import type { GetEKCertResult, HealthStatus, NewKeyResult } from '@tpmds/protocol/proto';
 import { type Check, type StepResult, errorText } from './checks.js';
 import { verifyEk } from './ek.js';
 import { verifyAk } from './ak.js';

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { pemToDers } from '@tpmds/tpm2-wire';
-import { AttestorClient } from '../../proto/index.js';
+import { AttestorClient } from '@tpmds/protocol/proto';
 import {
   ExpectPcrError, expectedPcrMap, formatHeader, formatStep, formatVerdict, parseKeyType, runAll, stepsWithDependencies,
   type RunOptions, type StepName, type VerifierRpc,
