@@ -3,7 +3,7 @@
  * turns errors into messages on stderr and exit codes (2 for usage mistakes, 1 for failures).
  */
 import { readFileSync } from 'node:fs';
-import { EXIT, UsageError } from './command.js';
+import { EXIT, UsageError } from './exit.js';
 import type { CliIo, Command } from './command.js';
 import { HELP_FLAGS, formatFlags, parseFlags } from './flags.js';
 import { COMMANDS } from './registry.js';

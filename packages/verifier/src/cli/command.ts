@@ -26,11 +26,3 @@ export interface Command {
   /** Runs the command; resolves to the process exit code (0 success, 1 failure; 2 is for usage errors). */
   run(args: Args, io: CliIo): Promise<number>;
 }
-
-/** A mistake on the command line (unknown flag, missing value, wrong arguments): exit code 2. */
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
-
-/** Exit codes of `tpmds-verifier`. */
-export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;

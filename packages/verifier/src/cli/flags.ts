@@ -3,7 +3,7 @@
  * repeatable flags (`--ek-roots a.pem --ek-roots b.pem`), and `--` to end the flags.
  * Anything it does not know is a UsageError that names the flag.
  */
-import { UsageError } from './command.js';
+import { UsageError } from './exit.js';
 
 /** One flag a command accepts. */
 export interface FlagSpec {

@@ -13,7 +13,8 @@ import {
   ExpectPcrError, expectedPcrMap, formatHeader, formatStep, formatVerdict, parseKeyType, runAll, stepsWithDependencies,
   type RunOptions, type StepName, type VerifierRpc,
 } from '../../verify/index.js';
-import { EXIT, UsageError, type CliIo, type Command } from '../command.js';
+import type { CliIo, Command } from '../command.js';
+import { EXIT, UsageError } from '../exit.js';
 import type { Args, FlagSpec, FlagSpecs } from '../flags.js';
 
 /** Flags every attestor command takes: where the attestor is and how to talk to it. */

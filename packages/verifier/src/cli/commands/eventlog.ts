@@ -20,7 +20,7 @@ import {
   toHex,
 } from '@tpmds/tpm2-wire';
 import type { EventLog, EventLogFacts, ReplayResult } from '@tpmds/tpm2-wire';
-import { EXIT } from '../command.js';
+import { EXIT } from '../exit.js';
 import type { CliIo, Command } from '../command.js';
 import type { Args } from '../flags.js';
 
