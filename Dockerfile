@@ -14,6 +14,7 @@ WORKDIR /src
 # Dependency manifests first, so the install layer is cached across source edits.
 COPY package.json pnpm-lock.yaml pnpm-workspace.yaml tsconfig.base.json ./
 COPY packages/tpm2-wire/package.json packages/tpm2-wire/
+COPY packages/protocol/package.json packages/protocol/
 COPY packages/verifier/package.json packages/verifier/
 COPY packages/attestor/package.json packages/attestor/
 RUN pnpm install --frozen-lockfile
