@@ -44,6 +44,10 @@ export interface NewKeyResult {
  * {@link AttestorError} whose code and message go to the caller as they are; any other error is
  * answered with a bare INTERNAL and logged with an error id.
  *
+ * Every uid/kid lives in the namespace of the caller `identity` (the server authenticated it;
+ * '' for --auth none): the same uid/kid of two identities are two unrelated things, and a backend
+ * must answer for another identity's key exactly as for a key that does not exist.
+ *
  * Inputs are already validated: `uid`/`kid` match `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$` without
  * "..", `keyType` is "rsa" or "ecc" (P-256), a Quote nonce is 1-48 bytes, ImportBlobs decoded
  * with non-empty duplicate/encryptedSeed/publicArea and, when present, a PCR policy with a known
@@ -53,19 +57,19 @@ export interface AttestorBackend {
   /** The EK of `keyType` and its certificate (RSA: 0x81010001 / NV 0x01C00002; ECC: 0x81010002 / NV 0x01C0000A). */
   getEKCert(keyType: KeyType): Promise<EKCertResult>;
   /** The uid's AK, created (and certified with TPM2_CertifyCreation) on first use; later calls return the same AK. */
-  getAK(uid: string, keyType: KeyType): Promise<AttestationParameters>;
+  getAK(identity: string, uid: string, keyType: KeyType): Promise<AttestationParameters>;
   /** TPM2_ActivateCredential with the uid's AK and the EK the secret was made for; returns the secret. NOT_FOUND without an AK. */
-  attest(uid: string, credential: CheckedEncryptedCredential): Promise<Uint8Array>;
+  attest(identity: string, uid: string, credential: CheckedEncryptedCredential): Promise<Uint8Array>;
   /** One quote per active PCR bank over PCRs 0-23 with `nonce`, all PCR values, and the event log. NOT_FOUND without an AK. */
-  quote(uid: string, nonce: Uint8Array): Promise<PlatformParameters>;
+  quote(identity: string, uid: string, nonce: Uint8Array): Promise<PlatformParameters>;
   /** Import + Unseal of a sealed-data blob made for the EK; returns the unsealed bytes. */
-  importBlob(uid: string, blob: ImportBlob): Promise<Uint8Array>;
+  importBlob(identity: string, uid: string, blob: ImportBlob): Promise<Uint8Array>;
   /** Import of a signing key made for the EK, stored as uid/kid (ALREADY_EXISTS if present); returns its signature over SHA-256(uid). */
-  importSigningKey(uid: string, kid: string, blob: ImportBlob): Promise<Uint8Array>;
+  importSigningKey(identity: string, uid: string, kid: string, blob: ImportBlob): Promise<Uint8Array>;
   /** A new signing key uid/kid under the SRK, certified by the uid's AK (NOT_FOUND without an AK, ALREADY_EXISTS if present). */
-  newKey(uid: string, kid: string, keyType: KeyType): Promise<NewKeyResult>;
+  newKey(identity: string, uid: string, kid: string, keyType: KeyType): Promise<NewKeyResult>;
   /** Signature over SHA-256(data): RSA PKCS#1 v1.5, ECC ASN.1 DER ECDSA. NOT_FOUND for an unknown uid/kid. */
-  sign(uid: string, kid: string, data: Uint8Array): Promise<Uint8Array>;
+  sign(identity: string, uid: string, kid: string, data: Uint8Array): Promise<Uint8Array>;
   /** Whether the backend can serve requests now (TPM reachable, primary keys loaded). */
   ready(): boolean | Promise<boolean>;
   /** Releases the TPM; called once, after the last request finished (or the shutdown wait ran out). */

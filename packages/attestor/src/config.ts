@@ -1,5 +1,7 @@
 // tpmds-attestor flags (ARCHITECTURE.md "packages/attestor"): each also as TPMDS_<NAME>; a flag
 // given on the command line wins over the environment.
+import { AUTH_MODES, type AuthMode } from './auth/caller.js';
+import { IN_CLUSTER_CA, IN_CLUSTER_TOKEN, MAX_CACHE_SECONDS } from './auth/k8s.js';
 import { ConfigError } from './errors.js';
 
 /** Log levels, lowest first. */
@@ -26,12 +28,28 @@ export interface AttestorConfig {
   /** Plaintext HTTP address of /healthz, /readyz and /metrics. */
   healthListen: string;
   logLevel: LogLevel;
+  /** Who callers are (caller identity; keys are isolated per identity): none, mtls or k8s. */
+  auth: AuthMode;
+  /** Policy file mapping identities to the RPCs they may call (optional). */
+  allow?: string;
+  /** Kubernetes API server URL for TokenReviews (--auth k8s; in-cluster default). */
+  kubeApi?: string;
+  /** PEM CA of the API server. */
+  kubeCa: string;
+  /** The attestor's own service-account token (re-read when it changes). */
+  kubeTokenFile: string;
+  /** The audience callers' tokens must carry. */
+  tokenAudience: string;
+  /** This node's name: callers' tokens must be bound to a pod on it. */
+  nodeName?: string;
+  /** Seconds a successful TokenReview is reused (0-60). */
+  tokenCacheSeconds: number;
 }
 
 interface FlagSpec {
   flag: string;
   key: keyof AttestorConfig;
-  kind: 'string' | 'bool';
+  kind: 'string' | 'bool' | 'int';
   default?: string;
   meta: string;
   help: string;
@@ -49,6 +67,14 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: '--insecure', key: 'insecure', kind: 'bool', default: 'false', meta: '', help: 'serve plaintext gRPC without TLS: for local development only' },
   { flag: '--health-listen', key: 'healthListen', kind: 'string', default: '0.0.0.0:8080', meta: 'ADDR', help: 'plaintext HTTP HOST:PORT for /healthz, /readyz and /metrics' },
   { flag: '--log-level', key: 'logLevel', kind: 'string', default: 'info', meta: 'LEVEL', help: 'debug, info, warn or error (JSON lines on stdout)' },
+  { flag: '--auth', key: 'auth', kind: 'string', default: 'none', meta: 'MODE', help: 'who callers are; keys are kept apart per caller: none (one shared namespace; only with --insecure or --client-ca), mtls (client certificate: first URI SAN, else subject CN; needs --client-ca), k8s (service-account token in "authorization: Bearer", checked with a TokenReview)' },
+  { flag: '--allow', key: 'allow', kind: 'string', meta: 'FILE', help: 'JSON or YAML policy of which identities may call which RPCs (default: every authenticated caller may call every RPC on its own keys); needs --auth mtls or k8s' },
+  { flag: '--kube-api', key: 'kubeApi', kind: 'string', meta: 'URL', help: '--auth k8s: the Kubernetes API server (default in a pod: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)' },
+  { flag: '--kube-ca', key: 'kubeCa', kind: 'string', default: IN_CLUSTER_CA, meta: 'FILE', help: '--auth k8s: PEM CA of the API server' },
+  { flag: '--kube-token-file', key: 'kubeTokenFile', kind: 'string', default: IN_CLUSTER_TOKEN, meta: 'FILE', help: "--auth k8s: the attestor's own service-account token (allowed to create tokenreviews; re-read when it rotates)" },
+  { flag: '--token-audience', key: 'tokenAudience', kind: 'string', default: 'tpmds', meta: 'AUD', help: "--auth k8s: the audience callers' tokens must be issued for" },
+  { flag: '--node-name', key: 'nodeName', kind: 'string', meta: 'NAME', help: "--auth k8s: this node's name (downward API spec.nodeName); tokens of pods on other nodes are refused" },
+  { flag: '--token-cache-seconds', key: 'tokenCacheSeconds', kind: 'int', default: '10', meta: 'N', help: `--auth k8s: how long a successful TokenReview is reused (0-${MAX_CACHE_SECONDS}; never past the token's expiry)` },
 ];
 
 /** TPMDS_<NAME> of a flag, e.g. `--state-dir` -> `TPMDS_STATE_DIR`. */
@@ -72,7 +98,23 @@ export function defaultConfig(): AttestorConfig {
     insecure: false,
     healthListen: '0.0.0.0:8080',
     logLevel: 'info',
+    auth: 'none',
+    kubeCa: IN_CLUSTER_CA,
+    kubeTokenFile: IN_CLUSTER_TOKEN,
+    tokenAudience: 'tpmds',
+    tokenCacheSeconds: 10,
   };
+}
+
+function parseInt10(flag: string, value: string): number {
+  if (!/^\d{1,9}$/.test(value)) throw new ConfigError(flag, `expected a whole number, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+function parseValue(spec: FlagSpec, name: string, raw: string): string | boolean | number {
+  if (spec.kind === 'bool') return parseBool(name, raw);
+  if (spec.kind === 'int') return parseInt10(name, raw);
+  return raw;
 }
 
 function parseBool(flag: string, value: string): boolean {
@@ -100,11 +142,11 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   if (argv.includes('--help') || argv.includes('-h')) return { kind: 'help', text: helpText(version) };
   if (argv.includes('--version')) return { kind: 'version', text: `tpmds-attestor ${version}` };
 
-  const values: Partial<Record<keyof AttestorConfig, string | boolean>> = {};
+  const values: Partial<Record<keyof AttestorConfig, string | boolean | number>> = {};
   for (const spec of FLAGS) {
     const raw = env[envName(spec.flag)];
     if (raw === undefined || raw === '') continue;
-    values[spec.key] = spec.kind === 'bool' ? parseBool(envName(spec.flag), raw) : raw;
+    values[spec.key] = parseValue(spec, envName(spec.flag), raw);
   }
 
   const seen = new Set<string>();
@@ -130,10 +172,17 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
       value = next;
       i++;
     }
-    values[spec.key] = value;
+    values[spec.key] = parseValue(spec, name, value);
   }
 
   const config = { ...defaultConfig(), ...values } as AttestorConfig;
+  if (config.auth === 'k8s' && (config.kubeApi === undefined || config.kubeApi === '')) {
+    const host = env['KUBERNETES_SERVICE_HOST'];
+    const port = env['KUBERNETES_SERVICE_PORT'];
+    if (host !== undefined && host !== '' && port !== undefined && port !== '') {
+      config.kubeApi = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    }
+  }
   validateConfig(config);
   return { kind: 'run', config };
 }
@@ -181,6 +230,45 @@ export function validateConfig(c: AttestorConfig): void {
   if (!c.insecure && !hasCert) {
     throw new ConfigError('--tls-cert', 'no TLS configured: give --tls-cert and --tls-key (and --client-ca for mTLS), or --insecure for plaintext local development');
   }
+  validateAuth(c, hasCa);
+}
+
+function validateAuth(c: AttestorConfig, hasCa: boolean): void {
+  if (!(AUTH_MODES as readonly string[]).includes(c.auth)) {
+    throw new ConfigError('--auth', `expected none, mtls or k8s, got ${JSON.stringify(c.auth)}`);
+  }
+  if (c.auth === 'none') {
+    if (!c.insecure && !hasCa) {
+      throw new ConfigError(
+        '--auth',
+        'none lets every caller use every key, so it is allowed only with --insecure (local development) or --client-ca (only holders of a client certificate get in); ' +
+          'choose --auth k8s (service-account tokens) or --auth mtls (with --client-ca)',
+      );
+    }
+    if (c.allow !== undefined && c.allow !== '') throw new ConfigError('--allow', 'needs callers with identities: --auth mtls or --auth k8s');
+  }
+  if (c.auth === 'mtls' && !hasCa) throw new ConfigError('--auth', 'mtls needs --client-ca (the CA whose client certificates identify callers)');
+  if (c.auth === 'k8s') {
+    if (c.kubeApi === undefined || c.kubeApi === '') {
+      throw new ConfigError('--kube-api', 'not set, and not running in a pod (KUBERNETES_SERVICE_HOST/PORT are unset)');
+    }
+    let url: URL;
+    try {
+      url = new URL(c.kubeApi);
+    } catch {
+      throw new ConfigError('--kube-api', `not a URL: ${JSON.stringify(c.kubeApi)}`);
+    }
+    if (url.protocol !== 'https:') throw new ConfigError('--kube-api', `must be https:// (got ${url.protocol})`);
+    if (c.nodeName === undefined || c.nodeName === '') {
+      throw new ConfigError('--node-name', 'is required with --auth k8s (set TPMDS_NODE_NAME from the downward API field spec.nodeName)');
+    }
+    if (c.tokenAudience === '') throw new ConfigError('--token-audience', 'must not be empty');
+    if (c.kubeCa === '') throw new ConfigError('--kube-ca', 'must not be empty');
+    if (c.kubeTokenFile === '') throw new ConfigError('--kube-token-file', 'must not be empty');
+  }
+  if (!Number.isInteger(c.tokenCacheSeconds) || c.tokenCacheSeconds < 0 || c.tokenCacheSeconds > MAX_CACHE_SECONDS) {
+    throw new ConfigError('--token-cache-seconds', `must be 0 to ${MAX_CACHE_SECONDS}`);
+  }
 }
 
 /** The --help text: every flag with its environment variable and default. */
@@ -205,5 +293,7 @@ export function helpText(version: string): string {
   lines.push('');
   lines.push('gRPC serves verifier.Verifier, grpc.health.v1.Health ("", verifier.Verifier, attest.Attestor) and');
   lines.push('server reflection. Without TLS files the attestor refuses to start unless --insecure is given.');
+  lines.push('Keys and AKs are kept per caller identity (--auth): another caller\'s uid/kid looks exactly like one');
+  lines.push('that does not exist. See the attestor README, "Security model".');
   return lines.join('\n') + '\n';
 }

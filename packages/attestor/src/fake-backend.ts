@@ -82,9 +82,9 @@ export class FakeBackend implements AttestorBackend {
     return { ekPub: (await ek).spki, ekCert: null };
   }
 
-  async getAK(uid: string, keyType: KeyType): Promise<AttestationParameters> {
+  async getAK(identity: string, uid: string, keyType: KeyType): Promise<AttestationParameters> {
     await this.#enter('getAK');
-    const have = this.#aks.get(uid);
+    const have = this.#aks.get(scoped(identity, uid));
     if (have !== undefined) {
       if (have.keyType !== keyType) {
         throw new AttestorError('ALREADY_EXISTS', `uid "${uid}" already has an ${have.keyType} AK`);
@@ -98,20 +98,20 @@ export class FakeBackend implements AttestorBackend {
       createAttestation: placeholder('fake creation attestation', uid),
       createSignature: placeholder('fake creation signature', uid),
     };
-    this.#aks.set(uid, { keyType, params });
+    this.#aks.set(scoped(identity, uid), { keyType, params });
     return params;
   }
 
   /** The fake "activates" a credential by returning the Credential's contents. */
-  async attest(uid: string, credential: CheckedEncryptedCredential): Promise<Uint8Array> {
+  async attest(identity: string, uid: string, credential: CheckedEncryptedCredential): Promise<Uint8Array> {
     await this.#enter('attest');
-    this.#requireAK(uid);
+    this.#requireAK(identity, uid);
     return credential.credential.subarray(2);
   }
 
-  async quote(uid: string, nonce: Uint8Array): Promise<PlatformParameters> {
+  async quote(identity: string, uid: string, nonce: Uint8Array): Promise<PlatformParameters> {
     await this.#enter('quote');
-    const ak = this.#requireAK(uid);
+    const ak = this.#requireAK(identity, uid);
     let eventLog: Uint8Array = new Uint8Array(0);
     if (this.#opts.eventLog !== undefined) {
       try {
@@ -133,14 +133,14 @@ export class FakeBackend implements AttestorBackend {
   }
 
   /** The fake "unseals" by returning the blob's duplicate bytes. */
-  async importBlob(_uid: string, blob: ImportBlob): Promise<Uint8Array> {
+  async importBlob(_identity: string, _uid: string, blob: ImportBlob): Promise<Uint8Array> {
     await this.#enter('importBlob');
     return blob.duplicate;
   }
 
-  async importSigningKey(uid: string, kid: string, blob: ImportBlob): Promise<Uint8Array> {
+  async importSigningKey(identity: string, uid: string, kid: string, blob: ImportBlob): Promise<Uint8Array> {
     await this.#enter('importSigningKey');
-    const id = `${uid}/${kid}`;
+    const id = scoped(identity, uid, kid);
     if (this.#keys.has(id)) throw new AttestorError('ALREADY_EXISTS', `key "${kid}" of uid "${uid}" already exists`);
     const keyType: KeyType = blob.publicArea[0] === 0x00 && blob.publicArea[1] === 0x23 ? 'ecc' : 'rsa';
     const key = await softKey(keyType);
@@ -149,10 +149,10 @@ export class FakeBackend implements AttestorBackend {
     return signWith(key, new TextEncoder().encode(uid));
   }
 
-  async newKey(uid: string, kid: string, keyType: KeyType): Promise<NewKeyResult> {
+  async newKey(identity: string, uid: string, kid: string, keyType: KeyType): Promise<NewKeyResult> {
     await this.#enter('newKey');
-    this.#requireAK(uid);
-    const id = `${uid}/${kid}`;
+    this.#requireAK(identity, uid);
+    const id = scoped(identity, uid, kid);
     if (this.#keys.has(id)) throw new AttestorError('ALREADY_EXISTS', `key "${kid}" of uid "${uid}" already exists`);
     const key = await softKey(keyType);
     if (this.#keys.has(id)) throw new AttestorError('ALREADY_EXISTS', `key "${kid}" of uid "${uid}" already exists`);
@@ -160,26 +160,31 @@ export class FakeBackend implements AttestorBackend {
     return {
       publicKey: key.spki,
       certification: {
-        public: placeholder('fake key public', id),
+        public: placeholder('fake key public', `${uid}/${kid}`),
         createData: null,
-        createAttestation: placeholder('fake certify attestation', id),
-        createSignature: placeholder('fake certify signature', id),
+        createAttestation: placeholder('fake certify attestation', `${uid}/${kid}`),
+        createSignature: placeholder('fake certify signature', `${uid}/${kid}`),
       },
     };
   }
 
-  async sign(uid: string, kid: string, data: Uint8Array): Promise<Uint8Array> {
+  async sign(identity: string, uid: string, kid: string, data: Uint8Array): Promise<Uint8Array> {
     await this.#enter('sign');
-    const key = this.#keys.get(`${uid}/${kid}`);
+    const key = this.#keys.get(scoped(identity, uid, kid));
     if (key === undefined) throw new AttestorError('NOT_FOUND', `key "${kid}" of uid "${uid}" does not exist`);
     return signWith(key, data);
   }
 
-  #requireAK(uid: string): { keyType: KeyType; params: AttestationParameters } {
-    const ak = this.#aks.get(uid);
+  #requireAK(identity: string, uid: string): { keyType: KeyType; params: AttestationParameters } {
+    const ak = this.#aks.get(scoped(identity, uid));
     if (ak === undefined) throw new AttestorError('NOT_FOUND', `uid "${uid}" has no AK (call GetAK first)`);
     return ak;
   }
+}
+
+/** The map key of a uid (and kid) in an identity's namespace. */
+function scoped(identity: string, uid: string, kid?: string): string {
+  return JSON.stringify([identity, uid, kid ?? null]);
 }
 
 async function softKey(keyType: KeyType): Promise<SoftKey> {

@@ -1,21 +1,37 @@
 // Key records under --state-dir: TPM-wrapped blobs only (TPM2B_PUBLIC + TPM2B_PRIVATE, which the
 // TPM alone can load), never plaintext keys. One file per AK (ak/<uid>.json) and per key
-// (keys/<uid>/<kid>.json). Writes are atomic and exclusive: the record goes to a temp file in the
+// (keys/<uid>/<kid>.json), inside the caller identity's namespace: the store root for the empty
+// identity of --auth none (the layout of stores written before caller identity existed, read as
+// they are), else ids/<readable prefix>-<sha256 of the identity, 32 hex>/ (see namespaceDir). Writes are atomic and exclusive: the record goes to a temp file in the
 // same directory (fsync), is hard-linked to its name (fails if the name exists, so two creators
 // cannot both win), and the directory is fsynced. Temp names start with "." and can never be a
 // record name (ids start with a letter or digit).
 import { constants as fsc } from 'node:fs';
 import { chmod, link, lstat, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { AttestorError } from './errors.js';
 import type { KeyType } from './validate.js';
 import { checkId } from './validate.js';
 
-/** A record's identity: the AK of `uid`, or the key `kid` of `uid`. */
+/** A record's name: the AK of `uid`, or the key `kid` of `uid`, of caller `identity`. */
 export interface KeyRef {
+  /** The caller identity whose namespace holds the record ('' for --auth none). */
+  identity: string;
   uid: string;
   kid?: string;
+}
+
+/**
+ * The folder (relative to the store) of an identity's records: '' for the empty identity; else
+ * `ids/<prefix>-<hash>` where the hash (SHA-256, 128 bits in hex) makes it collision-free and
+ * the prefix (the identity's first 40 characters of [A-Za-z0-9._-], others as "_") readable.
+ */
+export function namespaceDir(identity: string): string {
+  if (identity === '') return '';
+  const hash = createHash('sha256').update(identity, 'utf8').digest('hex').slice(0, 32);
+  const prefix = identity.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 40).replace(/^\.+/, '_');
+  return join('ids', `${prefix}-${hash}`);
 }
 
 /** Public creation/certification evidence kept with a key (no secrets). */
@@ -30,6 +46,8 @@ export interface KeyEvidence {
 
 /** What is stored for one key. */
 export interface KeyRecord {
+  /** The caller identity that owns the key ('' for --auth none). */
+  identity: string;
   uid: string;
   /** Absent for an AK. */
   kid?: string;
@@ -48,7 +66,7 @@ export interface KeyRecord {
 }
 
 /** The input of {@link KeyStore.create}: uid/kid come from the ref, `created` defaults to now. */
-export type NewKeyRecord = Omit<KeyRecord, 'uid' | 'kid' | 'created'> & { created?: Date };
+export type NewKeyRecord = Omit<KeyRecord, 'identity' | 'uid' | 'kid' | 'created'> & { created?: Date };
 
 const FORMAT = 'tpmds.key/v1';
 const TEMP_PREFIX = '.tmp-';
@@ -86,7 +104,7 @@ export class KeyStore {
 
   /** Creates a record; ALREADY_EXISTS when one exists (never overwrites). */
   async create(ref: KeyRef, record: NewKeyRecord): Promise<KeyRecord> {
-    const full: KeyRecord = { ...record, uid: ref.uid, created: record.created ?? new Date() };
+    const full: KeyRecord = { ...record, identity: ref.identity, uid: ref.uid, created: record.created ?? new Date() };
     if (ref.kid !== undefined) full.kid = ref.kid;
     const { dir, file } = this.#paths(ref);
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -162,10 +180,10 @@ export class KeyStore {
     await fsyncDir(dir);
   }
 
-  /** The kids of uid's keys, sorted. */
-  async listKeys(uid: string): Promise<string[]> {
+  /** The kids of uid's keys in `identity`'s namespace, sorted. */
+  async listKeys(identity: string, uid: string): Promise<string[]> {
     checkId('uid', uid);
-    const dir = this.#contained(join(this.dir, 'keys', uid));
+    const dir = this.#contained(join(this.dir, namespaceDir(identity), 'keys', uid));
     let names: string[];
     try {
       names = await readdir(dir);
@@ -181,13 +199,14 @@ export class KeyStore {
 
   #paths(ref: KeyRef): { dir: string; file: string; name: string } {
     checkId('uid', ref.uid);
+    const ns = namespaceDir(ref.identity);
     if (ref.kid === undefined) {
-      const name = `ak/${ref.uid}.json`;
-      return { dir: this.#contained(join(this.dir, 'ak')), file: this.#contained(join(this.dir, name)), name };
+      const name = join(ns, `ak/${ref.uid}.json`);
+      return { dir: this.#contained(join(this.dir, ns, 'ak')), file: this.#contained(join(this.dir, name)), name };
     }
     checkId('kid', ref.kid);
-    const name = `keys/${ref.uid}/${ref.kid}.json`;
-    return { dir: this.#contained(join(this.dir, 'keys', ref.uid)), file: this.#contained(join(this.dir, name)), name };
+    const name = join(ns, `keys/${ref.uid}/${ref.kid}.json`);
+    return { dir: this.#contained(join(this.dir, ns, 'keys', ref.uid)), file: this.#contained(join(this.dir, name)), name };
   }
 
   /** Defence in depth behind the id checks: a path must stay inside the store. */
@@ -201,11 +220,17 @@ export class KeyStore {
   }
 
   async #cleanTemp(maxAgeMs: number): Promise<number> {
-    const dirs = [join(this.dir, 'ak')];
-    for (const uid of await readdir(join(this.dir, 'keys')).catch(() => [] as string[])) {
-      if (!uid.startsWith('.')) dirs.push(join(this.dir, 'keys', uid));
+    const roots = [this.dir];
+    for (const ns of await readdir(join(this.dir, 'ids')).catch(() => [] as string[])) {
+      if (!ns.startsWith('.')) roots.push(join(this.dir, 'ids', ns));
     }
-    dirs.push(join(this.dir, 'keys'));
+    const dirs: string[] = [];
+    for (const root of roots) {
+      dirs.push(join(root, 'ak'), join(root, 'keys'));
+      for (const uid of await readdir(join(root, 'keys')).catch(() => [] as string[])) {
+        if (!uid.startsWith('.')) dirs.push(join(root, 'keys', uid));
+      }
+    }
     let removed = 0;
     const now = Date.now();
     for (const dir of dirs) {
@@ -224,6 +249,7 @@ export class KeyStore {
   }
 }
 
+// The caller's own view: never names the identity (a caller only ever sees its own namespace).
 function describe(ref: KeyRef): string {
   return ref.kid === undefined ? `the AK of uid "${ref.uid}"` : `key "${ref.kid}" of uid "${ref.uid}"`;
 }
@@ -254,6 +280,7 @@ const b64OrNull = (b: Uint8Array | null): string | null => (b === null ? null : 
 function serialize(r: KeyRecord): Record<string, unknown> {
   const out: Record<string, unknown> = {
     format: FORMAT,
+    ...(r.identity === '' ? {} : { identity: r.identity }),
     uid: r.uid,
     ...(r.kid === undefined ? {} : { kid: r.kid }),
     keyType: r.keyType,
@@ -284,6 +311,7 @@ function parseRecord(text: string, ref: KeyRef, name: string): KeyRecord {
   const o = v as Record<string, unknown>;
   if (o['format'] !== FORMAT) throw corrupt(name, `format is not ${FORMAT}`);
   if (o['uid'] !== ref.uid || o['kid'] !== ref.kid) throw corrupt(name, 'uid/kid inside do not match the file name');
+  if ((o['identity'] ?? '') !== ref.identity) throw corrupt(name, 'the identity inside does not match its folder');
   const keyType = o['keyType'];
   if (keyType !== 'rsa' && keyType !== 'ecc') throw corrupt(name, 'bad keyType');
   const parent = o['parent'];
@@ -300,7 +328,7 @@ function parseRecord(text: string, ref: KeyRef, name: string): KeyRecord {
   const pub = bytes(o['public'], 'public', false) as Uint8Array;
   const priv = bytes(o['private'], 'private', false) as Uint8Array;
   if (pub.length === 0 || priv.length === 0) throw corrupt(name, 'empty key blob');
-  const record: KeyRecord = { uid: ref.uid, keyType, parent, public: pub, private: priv, created };
+  const record: KeyRecord = { identity: ref.identity, uid: ref.uid, keyType, parent, public: pub, private: priv, created };
   if (ref.kid !== undefined) record.kid = ref.kid;
   const ev = o['evidence'];
   if (ev !== undefined) {

@@ -118,6 +118,8 @@ export class AttestorMetrics implements TpmMetrics {
     ['command'],
     TPM_BUCKETS,
   );
+  /** Refused calls by why (no identity label: who was refused goes to the log, not to metrics). */
+  readonly authFailures = new Counter('tpmds_auth_failures_total', 'gRPC calls refused by caller authentication or the --allow policy, by reason.', ['reason']);
   readonly #startTime = Date.now() / 1000;
 
   /** Records one finished RPC. */
@@ -136,6 +138,7 @@ export class AttestorMetrics implements TpmMetrics {
       this.rpcRequests.render(),
       this.rpcDuration.render(),
       this.tpmCommandDuration.render(),
+      this.authFailures.render(),
       '# HELP tpmds_start_time_seconds Start time of the attestor since the Unix epoch.\n' +
         '# TYPE tpmds_start_time_seconds gauge\n' +
         `tpmds_start_time_seconds ${this.#startTime}\n`,

@@ -26,6 +26,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, lstat, unlink } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
 import { createSecureContext } from 'node:tls';
+import { AuthFailure, createCallerAuth, type Caller, type CallerAuth, type CallCredentials } from './auth/index.js';
 import type { AttestorBackend, CheckedEncryptedCredential } from './backend.js';
 import type { AttestorConfig } from './config.js';
 import { validateConfig } from './config.js';
@@ -47,6 +48,8 @@ export interface StartOptions {
   shutdownTimeoutMs?: number;
   /** How often backend.ready() is polled for the health state (default 2 s). */
   readinessPollMs?: number;
+  /** Caller authentication and policy; default: built from config.auth / config.allow. */
+  auth?: CallerAuth;
 }
 
 /** A running attestor. */
@@ -77,6 +80,11 @@ export async function startAttestor(
   const metrics = options.metrics ?? new AttestorMetrics();
   const shutdownTimeoutMs = options.shutdownTimeoutMs ?? 20_000;
   const credentials = await serverCredentials(config);
+  const auth =
+    options.auth ??
+    (await createCallerAuth(config, {
+      onTokenRefused: (reason, detail) => logger.info('the Kubernetes API server refused a caller token', { reason, detail: detail.slice(0, 300) }),
+    }));
 
   const health = new HealthService();
   const inflight = new InflightTracker();
@@ -97,7 +105,7 @@ export async function startAttestor(
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   });
-  const handlers = new VerifierHandlers(backend, logger, metrics, inflight);
+  const handlers = new VerifierHandlers(backend, auth, logger, metrics, inflight);
   server.addService(verifierServiceDefinition('server'), handlers.implementation());
   server.addService(healthServiceDefinition('server'), health.handlers());
   const descriptors = loadFileDescriptorSetFromBuffer(Buffer.from(FILE_DESCRIPTOR_SET_BASE64, 'base64'));
@@ -117,6 +125,9 @@ export async function startAttestor(
   }
   const healthAddress = httpAddress(http);
 
+  if (config.auth === 'k8s' && config.insecure) {
+    logger.warn('--auth k8s over --insecure: callers\' tokens cross the network in plaintext; use TLS outside local development', { address });
+  }
   if (config.insecure) {
     logger.warn(
       'INSECURE MODE: gRPC is served in PLAINTEXT without TLS or client authentication (--insecure). ' +
@@ -128,6 +139,8 @@ export async function startAttestor(
     address,
     healthAddress,
     tls: config.insecure ? 'off' : config.clientCa ? 'mtls' : 'tls',
+    auth: auth.authenticator.mode,
+    policy: auth.policy === null ? 'none' : (config.allow ?? 'custom'),
     tpm: config.tpm,
     stateDir: config.stateDir,
   });
@@ -252,6 +265,7 @@ type UnaryHandler = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grp
 class VerifierHandlers {
   constructor(
     private readonly backend: AttestorBackend,
+    private readonly auth: CallerAuth,
     private readonly logger: Logger,
     private readonly metrics: AttestorMetrics,
     private readonly inflight: InflightTracker,
@@ -265,54 +279,69 @@ class VerifierHandlers {
       const r = await b.getEKCert(keyType);
       return new pb.GetEKCertResponse({ ekPub: r.ekPub, ekCert: r.ekCert ?? new Uint8Array(0) });
     };
+    // Every uid/kid is looked up inside the caller's own identity: another caller's keys are
+    // unreachable and indistinguishable from keys that do not exist.
     return {
       GetEKCert: this.#unary('GetEKCert', getEKCert),
       GetEK: this.#unary('GetEK', getEKCert),
-      GetAK: this.#unary('GetAK', async (req: verifierpb.GetAKRequest) => {
+      GetAK: this.#unary('GetAK', async (req: verifierpb.GetAKRequest, caller) => {
         const uid = checkId('uid', req.uid);
         const keyType = parseKeyType(req.keyType);
-        return new pb.GetAKResponse({ ak: encodeAttestationParameters(await b.getAK(uid, keyType)) });
+        return new pb.GetAKResponse({ ak: encodeAttestationParameters(await b.getAK(caller.identity, uid, keyType)) });
       }),
-      Attest: this.#unary('Attest', async (req: verifierpb.AttestRequest) => {
+      Attest: this.#unary('Attest', async (req: verifierpb.AttestRequest, caller) => {
         const uid = checkId('uid', req.uid);
         const credential = checkEncryptedCredential(req.encryptedCredentials);
-        return new pb.AttestResponse({ secret: await b.attest(uid, credential) });
+        return new pb.AttestResponse({ secret: await b.attest(caller.identity, uid, credential) });
       }),
-      Quote: this.#unary('Quote', async (req: verifierpb.QuoteRequest) => {
+      Quote: this.#unary('Quote', async (req: verifierpb.QuoteRequest, caller) => {
         const uid = checkId('uid', req.uid);
         const nonce = checkNonce(req.nonce);
-        return new pb.QuoteResponse({ platformAttestation: encodePlatformParameters(await b.quote(uid, nonce)) });
+        return new pb.QuoteResponse({ platformAttestation: encodePlatformParameters(await b.quote(caller.identity, uid, nonce)) });
       }),
-      ImportBlob: this.#unary('ImportBlob', async (req: verifierpb.ImportBlobRequest) => {
+      ImportBlob: this.#unary('ImportBlob', async (req: verifierpb.ImportBlobRequest, caller) => {
         const uid = checkId('uid', req.uid);
         const blob = checkImportBlob('encryptedKey', req.encryptedKey);
-        return new pb.ImportBlobResponse({ decryptedKey: await b.importBlob(uid, blob) });
+        return new pb.ImportBlobResponse({ decryptedKey: await b.importBlob(caller.identity, uid, blob) });
       }),
-      ImportSigningKey: this.#unary('ImportSigningKey', async (req: verifierpb.ImportSigningKeyRequest) => {
+      ImportSigningKey: this.#unary('ImportSigningKey', async (req: verifierpb.ImportSigningKeyRequest, caller) => {
         const uid = checkId('uid', req.uid);
         const kid = checkId('kid', req.kid);
         const blob = checkImportBlob('encryptedSigningKey', req.encryptedSigningKey);
-        return new pb.ImportSigningKeyResponse({ confirmation: await b.importSigningKey(uid, kid, blob) });
+        return new pb.ImportSigningKeyResponse({ confirmation: await b.importSigningKey(caller.identity, uid, kid, blob) });
       }),
-      NewKey: this.#unary('NewKey', async (req: verifierpb.NewKeyRequest) => {
+      NewKey: this.#unary('NewKey', async (req: verifierpb.NewKeyRequest, caller) => {
         const uid = checkId('uid', req.uid);
         const kid = checkId('kid', req.kid);
         const keyType = parseKeyType(req.keyType);
-        const r = await b.newKey(uid, kid, keyType);
+        const r = await b.newKey(caller.identity, uid, kid, keyType);
         return new pb.NewKeyResponse({
           public: encodePublicKeyPem(r.publicKey),
           keyCertification: encodeCertificationParameters(r.certification),
         });
       }),
-      Sign: this.#unary('Sign', async (req: verifierpb.SignRequest) => {
+      Sign: this.#unary('Sign', async (req: verifierpb.SignRequest, caller) => {
         const uid = checkId('uid', req.uid);
         const kid = checkId('kid', req.kid);
-        return new pb.SignResponse({ signed: await b.sign(uid, kid, req.data) });
+        return new pb.SignResponse({ signed: await b.sign(caller.identity, uid, kid, req.data) });
       }),
     };
   }
 
-  #unary<Req extends object>(method: string, handle: (req: Req) => Promise<unknown>): UnaryHandler {
+  /** Who is calling (AuthFailure refuses the call), and whether the --allow policy lets them call `method`. */
+  async #caller(method: string, call: grpc.ServerUnaryCall<unknown, unknown>): Promise<Caller> {
+    const credentials: CallCredentials = {
+      authorization: call.metadata.get('authorization').map((v) => (typeof v === 'string' ? v : v.toString('latin1'))),
+      peerCertificate: peerCertificateDer(call),
+    };
+    const caller = await this.auth.authenticator.authenticate(credentials);
+    if (this.auth.policy !== null && !this.auth.policy.allows(caller.identity, method)) {
+      throw new AuthFailure('PERMISSION_DENIED', 'forbidden_by_policy', `the --allow policy does not let this caller call ${method}`);
+    }
+    return caller;
+  }
+
+  #unary<Req extends object>(method: string, handle: (req: Req, caller: Caller) => Promise<unknown>): UnaryHandler {
     return (call, callback) => {
       const start = process.hrtime.bigint();
       const done = this.inflight.begin();
@@ -333,17 +362,22 @@ class VerifierHandlers {
         done();
       };
       (async () => {
+        // Who first: a caller that is refused learns nothing about its request.
+        const caller = await this.#caller(method, call);
+        fields['auth'] = caller.mode;
+        if (caller.mode !== 'none') fields['identity'] = caller.identity.slice(0, 256);
         if (req instanceof MalformedRequest) throw new AttestorError('INVALID_ARGUMENT', req.problem);
-        return handle(req as Req);
+        return handle(req as Req, caller);
       })().then(
         (res) => {
           finish(grpc.status.OK);
           callback(null, res);
         },
         (err: unknown) => {
+          if (err instanceof AuthFailure) this.metrics.authFailures.inc({ reason: err.reason });
           if (err instanceof AttestorError) {
             const code = grpcStatusOf(err.code);
-            finish(code);
+            finish(code, err instanceof AuthFailure ? { authFailure: err.reason } : {});
             callback({ code, details: err.message });
             return;
           }
@@ -354,6 +388,12 @@ class VerifierHandlers {
       );
     };
   }
+}
+
+/** DER of the client certificate of a TLS call (grpc-js exposes Node's PeerCertificate), or null. */
+function peerCertificateDer(call: grpc.ServerUnaryCall<unknown, unknown>): Uint8Array | null {
+  const raw = call.getAuthContext()?.sslPeerCertificate?.raw;
+  return raw === undefined || raw.length === 0 ? null : new Uint8Array(raw);
 }
 
 /** Decodes AttestRequest.encryptedCredentials and checks both TPM2B size prefixes. */

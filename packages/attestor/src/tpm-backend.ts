@@ -36,12 +36,12 @@ export class TpmBackend implements AttestorBackend {
   /** Records are never changed once written, so those read are kept (keys are looked up on every Sign and Quote). */
   private readonly records = new Map<string, KeyRecord>();
 
-  /** The record of `uid`'s AK or `uid/kid`'s key, or undefined. */
-  private async record(uid: string, kid?: string): Promise<KeyRecord | undefined> {
-    const id = kid === undefined ? uid : `${uid}/${kid}`;
+  /** The record of `uid`'s AK or `uid/kid`'s key in `identity`'s namespace, or undefined. */
+  private async record(identity: string, uid: string, kid?: string): Promise<KeyRecord | undefined> {
+    const id = JSON.stringify([identity, uid, kid ?? null]);
     const cached = this.records.get(id);
     if (cached) return cached;
-    const ref = kid === undefined ? { uid } : { uid, kid };
+    const ref = kid === undefined ? { identity, uid } : { identity, uid, kid };
     if (!(await this.store.has(ref))) return undefined;
     const r = await this.store.get(ref);
     this.records.set(id, r);
@@ -55,9 +55,9 @@ export class TpmBackend implements AttestorBackend {
     });
   }
 
-  async getAK(uid: string, keyType: KeyType): Promise<AttestationParameters> {
+  async getAK(identity: string, uid: string, keyType: KeyType): Promise<AttestationParameters> {
     return this.guard('GetAK', async () => {
-      const existing = await this.record(uid);
+      const existing = await this.record(identity, uid);
       if (existing) return sameTypeAk(existing, uid, keyType);
       const ak = await this.tpm.createAk(keyType);
       const params: AttestationParameters = {
@@ -68,35 +68,35 @@ export class TpmBackend implements AttestorBackend {
         createSignature: marshal(TPMT_SIGNATURE, ak.createSignature),
       };
       try {
-        await this.store.create({ uid }, toRecord(ak.key, { createData: params.createData, createAttestation: params.createAttestation, createSignature: params.createSignature }));
+        await this.store.create({ identity, uid }, toRecord(ak.key, { createData: params.createData, createAttestation: params.createAttestation, createSignature: params.createSignature }));
         return params;
       } catch (e) {
         // A concurrent GetAK for the same uid won: return its AK (GetAK is idempotent), unless it
         // made an AK of the other type.
-        if (e instanceof AttestorError && e.code === 'ALREADY_EXISTS') return sameTypeAk(await this.store.get({ uid }), uid, keyType);
+        if (e instanceof AttestorError && e.code === 'ALREADY_EXISTS') return sameTypeAk(await this.store.get({ identity, uid }), uid, keyType);
         throw e;
       }
     });
   }
 
-  private async ak(uid: string): Promise<WrappedKey> {
-    const ak = await this.record(uid);
+  private async ak(identity: string, uid: string): Promise<WrappedKey> {
+    const ak = await this.record(identity, uid);
     if (!ak) throw new AttestorError('NOT_FOUND', `uid ${uid} has no AK: call GetAK first`);
     return fromRecord(ak);
   }
 
-  async attest(uid: string, credential: CheckedEncryptedCredential): Promise<Uint8Array> {
+  async attest(identity: string, uid: string, credential: CheckedEncryptedCredential): Promise<Uint8Array> {
     return this.guard('Attest', async () => {
-      const ak = await this.ak(uid);
+      const ak = await this.ak(identity, uid);
       const secret = unmarshal(TPM2B_ENCRYPTED_SECRET, credential.secret);
       const ekType = ekTypeOfSecret(secret, 'Attest encryptedCredentials.Secret');
       return this.tpm.activateCredential(ak, ekType, unmarshal(TPM2B_ID_OBJECT, credential.credential), secret);
     });
   }
 
-  async quote(uid: string, nonce: Uint8Array): Promise<PlatformParameters> {
+  async quote(identity: string, uid: string, nonce: Uint8Array): Promise<PlatformParameters> {
     return this.guard('Quote', async () => {
-      const ak = await this.ak(uid);
+      const ak = await this.ak(identity, uid);
       const banks = await this.tpm.quote(ak, nonce);
       let eventLog = await this.opts.readEventLog();
       if (eventLog === null) {
@@ -114,7 +114,7 @@ export class TpmBackend implements AttestorBackend {
     });
   }
 
-  async importBlob(_uid: string, blob: ImportBlob): Promise<Uint8Array> {
+  async importBlob(_identity: string, _uid: string, blob: ImportBlob): Promise<Uint8Array> {
     return this.guard('ImportBlob', async () => {
       const { publicArea, policy } = decodeBlob(blob);
       if (publicArea.type !== TPM_ALG.KEYEDHASH) throw new AttestorError('INVALID_ARGUMENT', 'ImportBlob: publicArea is not a sealed-data (KEYEDHASH) object');
@@ -123,39 +123,39 @@ export class TpmBackend implements AttestorBackend {
     });
   }
 
-  async importSigningKey(uid: string, kid: string, blob: ImportBlob): Promise<Uint8Array> {
+  async importSigningKey(identity: string, uid: string, kid: string, blob: ImportBlob): Promise<Uint8Array> {
     return this.guard('ImportSigningKey', async () => {
       const { publicArea, policy } = decodeBlob(blob);
       if (publicArea.type !== TPM_ALG.RSA && publicArea.type !== TPM_ALG.ECC) {
         throw new AttestorError('INVALID_ARGUMENT', 'ImportSigningKey: publicArea is not an RSA or ECC key');
       }
       if (!(publicArea.objectAttributes & (1 << 18))) throw new AttestorError('INVALID_ARGUMENT', 'ImportSigningKey: the key does not have the sign attribute');
-      if (await this.store.has({ uid, kid })) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
+      if (await this.store.has({ identity, uid, kid })) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
       const ekType = ekTypeOfSecret(blob.encryptedSeed, 'ImportSigningKey encryptedSeed');
       const key = await this.tpm.importKey(ekType, { publicArea, duplicate: blob.duplicate, encryptedSeed: blob.encryptedSeed });
       // Prove the import worked before storing it: sign the uid.
       const sig = await this.tpm.sign(key, new TextEncoder().encode(uid), policy);
       const record = toRecord(key, undefined);
       if (blob.pcrs && blob.pcrs.pcrs.size > 0) record.pcrPolicy = { hash: blob.pcrs.hash, pcrs: [...blob.pcrs.pcrs.keys()].sort((a, b) => a - b) };
-      await this.store.create({ uid, kid }, record);
+      await this.store.create({ identity, uid, kid }, record);
       return signatureBytes(sig);
     });
   }
 
-  async newKey(uid: string, kid: string, keyType: KeyType): Promise<NewKeyResult> {
+  async newKey(identity: string, uid: string, kid: string, keyType: KeyType): Promise<NewKeyResult> {
     return this.guard('NewKey', async () => {
-      const ak = await this.ak(uid);
-      if (await this.store.has({ uid, kid })) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
+      const ak = await this.ak(identity, uid);
+      if (await this.store.has({ identity, uid, kid })) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
       const { key, certify } = await this.tpm.createKey(ak, keyType);
       const certification = { public: publicAreaBytes(key.public), createData: null, createAttestation: certify.attestBytes, createSignature: marshal(TPMT_SIGNATURE, certify.signature) };
-      await this.store.create({ uid, kid }, toRecord(key, certification));
+      await this.store.create({ identity, uid, kid }, toRecord(key, certification));
       return { publicKey: publicToSpkiDer(key.public), certification };
     });
   }
 
-  async sign(uid: string, kid: string, data: Uint8Array): Promise<Uint8Array> {
+  async sign(identity: string, uid: string, kid: string, data: Uint8Array): Promise<Uint8Array> {
     return this.guard('Sign', async () => {
-      const rec = await this.record(uid, kid);
+      const rec = await this.record(identity, uid, kid);
       if (!rec) throw new AttestorError('NOT_FOUND', `no key ${uid}/${kid}`);
       // A PCR-bound key: PolicyPCR over the recorded selection with the PCRs' current values.
       const policy: PolicyStep[] = rec.pcrPolicy ? [{ type: 'PolicyPCR', selection: pcrSelection(rec.pcrPolicy.hash, rec.pcrPolicy.pcrs), pcrDigest: new Uint8Array(0) }] : [];

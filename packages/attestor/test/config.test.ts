@@ -31,6 +31,11 @@ describe('attestor config', () => {
       insecure: true,
       healthListen: '0.0.0.0:8080',
       logLevel: 'info',
+      auth: 'none',
+      kubeCa: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+      kubeTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+      tokenAudience: 'tpmds',
+      tokenCacheSeconds: 10,
     });
     assert.deepEqual({ ...defaultConfig(), insecure: true }, c);
   });
@@ -58,13 +63,21 @@ describe('attestor config', () => {
       insecure: false,
       healthListen: '[::1]:9000',
       logLevel: 'debug',
+      auth: 'none',
+      kubeCa: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+      kubeTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+      tokenAudience: 'tpmds',
+      tokenCacheSeconds: 10,
     });
   });
 
   it('reads every flag from TPMDS_<NAME>, and a command-line flag wins', () => {
     assert.deepEqual(
       FLAGS.map((f) => envName(f.flag)),
-      ['TPMDS_LISTEN', 'TPMDS_TPM', 'TPMDS_STATE_DIR', 'TPMDS_EVENT_LOG', 'TPMDS_TLS_CERT', 'TPMDS_TLS_KEY', 'TPMDS_CLIENT_CA', 'TPMDS_INSECURE', 'TPMDS_HEALTH_LISTEN', 'TPMDS_LOG_LEVEL'],
+      [
+        'TPMDS_LISTEN', 'TPMDS_TPM', 'TPMDS_STATE_DIR', 'TPMDS_EVENT_LOG', 'TPMDS_TLS_CERT', 'TPMDS_TLS_KEY', 'TPMDS_CLIENT_CA', 'TPMDS_INSECURE', 'TPMDS_HEALTH_LISTEN', 'TPMDS_LOG_LEVEL',
+        'TPMDS_AUTH', 'TPMDS_ALLOW', 'TPMDS_KUBE_API', 'TPMDS_KUBE_CA', 'TPMDS_KUBE_TOKEN_FILE', 'TPMDS_TOKEN_AUDIENCE', 'TPMDS_NODE_NAME', 'TPMDS_TOKEN_CACHE_SECONDS',
+      ],
     );
     const env = {
       TPMDS_LISTEN: '127.0.0.1:1234',
@@ -86,7 +99,7 @@ describe('attestor config', () => {
     assert.equal(run(['--listen', '127.0.0.1:99'], env).listen, '127.0.0.1:99');
     const tls = run([], { TPMDS_TLS_CERT: '/c', TPMDS_TLS_KEY: '/k', TPMDS_CLIENT_CA: '/ca' });
     assert.deepEqual([tls.tlsCert, tls.tlsKey, tls.clientCa, tls.insecure], ['/c', '/k', '/ca', false]);
-    assert.equal(run(['--insecure=false', '--tls-cert', '/c', '--tls-key', '/k'], { TPMDS_INSECURE: '1' }).insecure, false);
+    assert.equal(run(['--insecure=false', '--tls-cert', '/c', '--tls-key', '/k'], { TPMDS_INSECURE: '1', TPMDS_CLIENT_CA: '/ca' }).insecure, false);
     assert.equal(run(['--insecure'], { TPMDS_LOG_LEVEL: '' }).logLevel, 'info', 'an empty variable counts as unset');
   });
 
@@ -105,6 +118,25 @@ describe('attestor config', () => {
     assert.ok(text.includes('0.0.0.0:50051') && text.includes('device:/dev/tpmrm0') && text.includes('/var/lib/tpmds'));
     assert.deepEqual(parseArgs(['--version'], {}, '1.2.3'), { kind: 'version', text: 'tpmds-attestor 1.2.3' });
     assert.equal(parseArgs(['-h'], {}, '1').kind, 'help');
+  });
+
+  it('--auth: none needs --insecure or --client-ca; mtls needs --client-ca; k8s takes the in-cluster API server and TPMDS_NODE_NAME', () => {
+    assert.equal(run(['--insecure']).auth, 'none');
+    assert.equal(run(['--tls-cert', '/c', '--tls-key', '/k', '--client-ca', '/ca']).auth, 'none');
+    assert.equal(run(['--tls-cert', '/c', '--tls-key', '/k', '--client-ca', '/ca', '--auth', 'mtls', '--allow', '/p']).allow, '/p');
+    const inCluster = run(['--tls-cert', '/c', '--tls-key', '/k', '--auth=k8s'], {
+      KUBERNETES_SERVICE_HOST: '10.96.0.1',
+      KUBERNETES_SERVICE_PORT: '443',
+      TPMDS_NODE_NAME: 'node-7',
+    });
+    assert.deepEqual([inCluster.kubeApi, inCluster.nodeName, inCluster.tokenAudience], ['https://10.96.0.1:443', 'node-7', 'tpmds']);
+    const v6 = run(['--insecure', '--auth', 'k8s'], { KUBERNETES_SERVICE_HOST: 'fd00::1', KUBERNETES_SERVICE_PORT: '443', TPMDS_NODE_NAME: 'n' });
+    assert.equal(v6.kubeApi, 'https://[fd00::1]:443');
+    const explicit = run(['--insecure', '--auth', 'k8s', '--kube-api', 'https://127.0.0.1:6443', '--node-name', 'n', '--token-audience', 'aud', '--token-cache-seconds', '0'], {
+      KUBERNETES_SERVICE_HOST: '10.96.0.1',
+      KUBERNETES_SERVICE_PORT: '443',
+    });
+    assert.deepEqual([explicit.kubeApi, explicit.tokenAudience, explicit.tokenCacheSeconds], ['https://127.0.0.1:6443', 'aud', 0]);
   });
 
   it('bad values give a ConfigError naming the flag and the problem', () => {
@@ -128,6 +160,16 @@ describe('attestor config', () => {
       [['--insecure', '--client-ca', '/ca'], {}, '--client-ca', /needs --tls-cert/],
       [['--insecure', '--tls-cert', '/c', '--tls-key', '/k'], {}, '--insecure', /cannot be combined/],
       [['--insecure'], { TPMDS_LOG_LEVEL: 'loud' }, '--log-level', /loud/],
+      // caller identity
+      [['--tls-cert', '/c', '--tls-key', '/k'], {}, '--auth', /none lets every caller use every key.*--insecure.*--client-ca/],
+      [['--insecure', '--auth', 'kerberos'], {}, '--auth', /none, mtls or k8s/],
+      [['--insecure', '--auth', 'mtls'], {}, '--auth', /mtls needs --client-ca/],
+      [['--insecure', '--allow', '/p.yaml'], {}, '--allow', /needs callers with identities/],
+      [['--insecure', '--auth', 'k8s', '--node-name', 'n'], {}, '--kube-api', /not running in a pod/],
+      [['--insecure', '--auth', 'k8s', '--node-name', 'n', '--kube-api', 'http://api:80'], {}, '--kube-api', /https/],
+      [['--insecure', '--auth', 'k8s', '--kube-api', 'https://api:6443'], {}, '--node-name', /required with --auth k8s.*spec\.nodeName/],
+      [['--insecure', '--auth', 'k8s', '--node-name', 'n', '--kube-api', 'https://a', '--token-cache-seconds', '61'], {}, '--token-cache-seconds', /0 to 60/],
+      [['--insecure', '--token-cache-seconds', '1.5'], {}, '--token-cache-seconds', /whole number/],
     ];
     for (const [argv, env, flag, re] of cases) {
       const e = configError(argv, env);

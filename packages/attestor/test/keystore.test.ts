@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { AttestorError } from '../src/errors.js';
-import { KeyStore } from '../src/keystore.js';
+import { KeyStore, namespaceDir } from '../src/keystore.js';
 import type { NewKeyRecord } from '../src/keystore.js';
 import { tempDir } from './helpers.js';
 
@@ -46,51 +46,86 @@ describe('attestor key store', () => {
     const store = await KeyStore.open(tmp.dir);
     const created = new Date('2024-01-02T03:04:05.000Z');
     const evidence = { createData: new Uint8Array([1]), createAttestation: new Uint8Array([2]), createSignature: null };
-    await store.create({ uid: 'pod-a' }, record({ evidence, created }));
-    await store.create({ uid: 'pod-a', kid: 'k.1' }, record({ keyType: 'ecc', parent: 'ek-ecc', pcrPolicy: { hash: 11, pcrs: [0, 7] } }));
-    const ak = await store.get({ uid: 'pod-a' });
-    assert.deepEqual(ak, { uid: 'pod-a', ...record(), evidence, created });
-    const key = await store.get({ uid: 'pod-a', kid: 'k.1' });
+    await store.create({ identity: '', uid: 'pod-a' }, record({ evidence, created }));
+    await store.create({ identity: '', uid: 'pod-a', kid: 'k.1' }, record({ keyType: 'ecc', parent: 'ek-ecc', pcrPolicy: { hash: 11, pcrs: [0, 7] } }));
+    const ak = await store.get({ identity: '', uid: 'pod-a' });
+    assert.deepEqual(ak, { identity: '', uid: 'pod-a', ...record(), evidence, created });
+    const key = await store.get({ identity: '', uid: 'pod-a', kid: 'k.1' });
     assert.equal(key.kid, 'k.1');
     assert.equal(key.keyType, 'ecc');
     assert.deepEqual(key.pcrPolicy, { hash: 11, pcrs: [0, 7] });
     assert.equal(statSync(join(tmp.dir, 'ak/pod-a.json')).mode & 0o777, 0o600);
     assert.equal(statSync(join(tmp.dir, 'keys/pod-a/k.1.json')).mode & 0o777, 0o600);
-    assert.deepEqual(await store.listKeys('pod-a'), ['k.1']);
-    assert.equal(await store.has({ uid: 'pod-a' }), true);
-    assert.equal(await store.has({ uid: 'pod-b' }), false);
+    assert.deepEqual(await store.listKeys('', 'pod-a'), ['k.1']);
+    assert.equal(await store.has({ identity: '', uid: 'pod-a' }), true);
+    assert.equal(await store.has({ identity: '', uid: 'pod-b' }), false);
     // A new instance (an attestor restart) reads the same records.
-    assert.deepEqual(await (await KeyStore.open(tmp.dir)).get({ uid: 'pod-a' }), ak);
+    assert.deepEqual(await (await KeyStore.open(tmp.dir)).get({ identity: '', uid: 'pod-a' }), ak);
+  });
+
+  it('keeps each caller identity in its own namespace: same uid/kid, separate records; the empty identity is the pre-identity layout', async () => {
+    const store = await KeyStore.open(tmp.dir);
+    const a = 'system:serviceaccount:team-a:signer';
+    const b = 'spiffe://example.org/ns/team-b/sa/signer';
+    await store.create({ identity: '', uid: 'u', kid: 'k' }, record({ parent: 'legacy' }));
+    await store.create({ identity: a, uid: 'u', kid: 'k' }, record({ parent: 'pa' }));
+    await store.create({ identity: b, uid: 'u', kid: 'k' }, record({ parent: 'pb' }));
+    assert.equal((await store.get({ identity: '', uid: 'u', kid: 'k' })).parent, 'legacy');
+    assert.equal((await store.get({ identity: a, uid: 'u', kid: 'k' })).parent, 'pa');
+    assert.equal((await store.get({ identity: b, uid: 'u', kid: 'k' })).parent, 'pb');
+    assert.equal(await code(store.get({ identity: 'system:serviceaccount:team-c:x', uid: 'u', kid: 'k' })), 'NOT_FOUND');
+    assert.deepEqual(await store.listKeys(a, 'u'), ['k']);
+    assert.deepEqual(await store.listKeys('someone-else', 'u'), []);
+    // the pre-identity layout is untouched; identities live under ids/<readable>-<hash>
+    assert.ok(statSync(join(tmp.dir, 'keys/u/k.json')).isFile());
+    assert.match(namespaceDir(a), /^ids\/system_serviceaccount_team-a_signer-[0-9a-f]{32}$/);
+    assert.ok(statSync(join(tmp.dir, namespaceDir(a), 'keys/u/k.json')).isFile());
+    assert.equal(JSON.parse(readFileSync(join(tmp.dir, namespaceDir(b), 'keys/u/k.json'), 'utf8')).identity, b);
+    // collision-free even where the readable prefixes agree; never a hidden or escaping folder name
+    assert.notEqual(namespaceDir('ns:a/b'), namespaceDir('ns:a_b'));
+    for (const id of ['..', '../../etc', '.hidden', '/', 'x'.repeat(500)]) {
+      const dir = namespaceDir(id);
+      assert.match(dir, /^ids\/[A-Za-z0-9_-][A-Za-z0-9._-]{0,39}-[0-9a-f]{32}$/, id);
+    }
+  });
+
+  it('a record moved into another identity\'s folder is DATA_LOSS, never served to that identity', async () => {
+    const store = await KeyStore.open(tmp.dir);
+    await store.create({ identity: 'alice', uid: 'u' }, record());
+    await store.create({ identity: 'mallory', uid: 'x' }, record());
+    const from = join(tmp.dir, namespaceDir('alice'), 'ak/u.json');
+    writeFileSync(join(tmp.dir, namespaceDir('mallory'), 'ak/u.json'), readFileSync(from));
+    assert.equal(await code(store.get({ identity: 'mallory', uid: 'u' })), 'DATA_LOSS');
   });
 
   it('create never overwrites (ALREADY_EXISTS); get/delete of a missing record is NOT_FOUND', async () => {
     const store = await KeyStore.open(tmp.dir);
-    await store.create({ uid: 'u' }, record());
-    assert.equal(await code(store.create({ uid: 'u' }, record({ parent: 'other' }))), 'ALREADY_EXISTS');
-    assert.equal((await store.get({ uid: 'u' })).parent, 'srk-rsa');
-    assert.equal(await code(store.get({ uid: 'v' })), 'NOT_FOUND');
-    assert.equal(await code(store.get({ uid: 'u', kid: 'k' })), 'NOT_FOUND');
-    assert.equal(await code(store.delete({ uid: 'v' })), 'NOT_FOUND');
-    await store.delete({ uid: 'u' });
-    assert.equal(await code(store.get({ uid: 'u' })), 'NOT_FOUND');
+    await store.create({ identity: '', uid: 'u' }, record());
+    assert.equal(await code(store.create({ identity: '', uid: 'u' }, record({ parent: 'other' }))), 'ALREADY_EXISTS');
+    assert.equal((await store.get({ identity: '', uid: 'u' })).parent, 'srk-rsa');
+    assert.equal(await code(store.get({ identity: '', uid: 'v' })), 'NOT_FOUND');
+    assert.equal(await code(store.get({ identity: '', uid: 'u', kid: 'k' })), 'NOT_FOUND');
+    assert.equal(await code(store.delete({ identity: '', uid: 'v' })), 'NOT_FOUND');
+    await store.delete({ identity: '', uid: 'u' });
+    assert.equal(await code(store.get({ identity: '', uid: 'u' })), 'NOT_FOUND');
   });
 
   it('of many concurrent creates of one record exactly one wins, and no temp file is left', async () => {
     const a = await KeyStore.open(tmp.dir);
     const b = await KeyStore.open(tmp.dir);
     const results = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => code((i % 2 ? a : b).create({ uid: 'race', kid: 'k' }, record({ parent: `p${i}` })))),
+      Array.from({ length: 20 }, (_, i) => code((i % 2 ? a : b).create({ identity: '', uid: 'race', kid: 'k' }, record({ parent: `p${i}` })))),
     );
     assert.equal(results.filter((r) => r === 'OK').length, 1);
     assert.equal(results.filter((r) => r === 'ALREADY_EXISTS').length, 19);
     const winner = results.indexOf('OK');
-    assert.equal((await a.get({ uid: 'race', kid: 'k' })).parent, `p${winner}`);
+    assert.equal((await a.get({ identity: '', uid: 'race', kid: 'k' })).parent, `p${winner}`);
     assert.deepEqual(readdirSync(join(tmp.dir, 'keys/race')), ['k.json']);
   });
 
   it('rejects ids that could escape the store (INVALID_ARGUMENT) before touching the disk', async () => {
     const store = await KeyStore.open(tmp.dir);
-    for (const ref of [{ uid: '../x' }, { uid: '..' }, { uid: 'a/b' }, { uid: '' }, { uid: 'ok', kid: '../../etc/passwd' }, { uid: 'ok', kid: '.tmp-1' }]) {
+    for (const ref of [{ identity: '', uid: '../x' }, { identity: '', uid: '..' }, { identity: '', uid: 'a/b' }, { identity: '', uid: '' }, { identity: '', uid: 'ok', kid: '../../etc/passwd' }, { identity: '', uid: 'ok', kid: '.tmp-1' }]) {
       assert.equal(await code(store.create(ref, record())), 'INVALID_ARGUMENT', JSON.stringify(ref));
       assert.equal(await code(store.get(ref)), 'INVALID_ARGUMENT', JSON.stringify(ref));
     }
@@ -104,7 +139,7 @@ describe('attestor key store', () => {
       writeFileSync(tmpFile, '{"format":"tpmds.key/v1","uid":"ghost"');
       const old = new Date(Date.now() - 3600_000);
       utimesSync(tmpFile, old, old);
-      assert.equal(await code(store.get({ uid: 'ghost' })), 'NOT_FOUND');
+      assert.equal(await code(store.get({ identity: '', uid: 'ghost' })), 'NOT_FOUND');
       const fresh = join(tmp.dir, 'ak', '.tmp-998-012345');
       writeFileSync(fresh, 'partial');
       const reopened = await KeyStore.open(tmp.dir);
@@ -116,35 +151,35 @@ describe('attestor key store', () => {
 
     it('a truncated, empty or foreign record is DATA_LOSS with a clear message, not a crash', async () => {
       const store = await KeyStore.open(tmp.dir);
-      await store.create({ uid: 'cut' }, record());
+      await store.create({ identity: '', uid: 'cut' }, record());
       const file = join(tmp.dir, 'ak/cut.json');
       const full = readFileSync(file, 'utf8');
       truncateSync(file, Math.floor(full.length / 2));
-      await assert.rejects(store.get({ uid: 'cut' }), (e: unknown) => {
+      await assert.rejects(store.get({ identity: '', uid: 'cut' }), (e: unknown) => {
         assert.ok(e instanceof AttestorError);
         assert.equal(e.code, 'DATA_LOSS');
         assert.match(e.message, /key record ak\/cut\.json .* unreadable \(truncated or not JSON\).*remove the file/);
         return true;
       });
       truncateSync(file, 0);
-      assert.equal(await code(store.get({ uid: 'cut' })), 'DATA_LOSS');
+      assert.equal(await code(store.get({ identity: '', uid: 'cut' })), 'DATA_LOSS');
       writeFileSync(file, full.replace('"uid":"cut"', '"uid":"other"'));
-      assert.equal(await code(store.get({ uid: 'cut' })), 'DATA_LOSS');
+      assert.equal(await code(store.get({ identity: '', uid: 'cut' })), 'DATA_LOSS');
       writeFileSync(file, full.replace(/"private":"[^"]*"/, '"private":"!!"'));
-      assert.equal(await code(store.get({ uid: 'cut' })), 'DATA_LOSS');
+      assert.equal(await code(store.get({ identity: '', uid: 'cut' })), 'DATA_LOSS');
       writeFileSync(file, JSON.stringify({ hello: 1 }));
-      assert.equal(await code(store.get({ uid: 'cut' })), 'DATA_LOSS');
+      assert.equal(await code(store.get({ identity: '', uid: 'cut' })), 'DATA_LOSS');
       // still exists: a create does not silently replace it
-      assert.equal(await code(store.create({ uid: 'cut' }, record())), 'ALREADY_EXISTS');
+      assert.equal(await code(store.create({ identity: '', uid: 'cut' }, record())), 'ALREADY_EXISTS');
     });
 
     it('a symlink or directory in place of a record is refused', async () => {
       const store = await KeyStore.open(tmp.dir);
       writeFileSync(join(tmp.dir, 'elsewhere.json'), '{}');
       symlinkSync(join(tmp.dir, 'elsewhere.json'), join(tmp.dir, 'ak/link.json'));
-      assert.equal(await code(store.get({ uid: 'link' })), 'DATA_LOSS');
+      assert.equal(await code(store.get({ identity: '', uid: 'link' })), 'DATA_LOSS');
       mkdirSync(join(tmp.dir, 'ak/dir.json'));
-      assert.equal(await code(store.get({ uid: 'dir' })), 'DATA_LOSS');
+      assert.equal(await code(store.get({ identity: '', uid: 'dir' })), 'DATA_LOSS');
     });
   });
 });

@@ -40,6 +40,16 @@ function makePki(dir: string): Record<string, string> {
 // The certificate also names localhost: using it as the TLS name avoids Node's warning about IP SNI.
 const NAME = { 'grpc.ssl_target_name_override': 'localhost' };
 
+/**
+ * TLS without client certificates needs caller identity from tokens (--auth none is refused
+ * there): these tests are about the transport, so a stand-in authenticator accepts every call.
+ */
+const TOKEN_AUTH = { auth: 'k8s', kubeApi: 'https://127.0.0.1:1', nodeName: 'test-node' } as const;
+const ACCEPT_ALL = {
+  authenticator: { mode: 'k8s' as const, authenticate: () => Promise.resolve({ identity: 'system:serviceaccount:t:t', mode: 'k8s' as const }) },
+  policy: null,
+};
+
 describe('attestor TLS and mTLS', function () {
   this.timeout(30000);
   let tmp: ReturnType<typeof tempDir>;
@@ -53,7 +63,8 @@ describe('attestor TLS and mTLS', function () {
 
   it('TLS: a client trusting the CA is served; a plaintext client is not', async () => {
     const t = await startFake({
-      config: { insecure: false, tlsCert: f['server.pem'], tlsKey: f['server.key'] },
+      config: { insecure: false, tlsCert: f['server.pem'], tlsKey: f['server.key'], ...TOKEN_AUTH },
+      start: { auth: ACCEPT_ALL },
       credentials: grpc.credentials.createSsl(read('ca.pem')),
       clientOptions: NAME,
     });
@@ -119,7 +130,7 @@ describe('attestor TLS and mTLS', function () {
     ];
     for (const [config, flag] of cases) {
       const backend = new FakeBackend();
-      await assert.rejects(startFake({ backend, config: { insecure: false, ...config } }), (e: unknown) => {
+      await assert.rejects(startFake({ backend, config: { insecure: false, ...TOKEN_AUTH, ...config }, start: { auth: ACCEPT_ALL } }), (e: unknown) => {
         assert.ok(e instanceof ConfigError, String(e));
         assert.equal(e.flag, flag, e.message);
         assert.ok(!e.message.includes('BEGIN'), 'no file contents in the message');
