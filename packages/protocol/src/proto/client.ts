@@ -37,6 +37,16 @@ type Unary<Req, Res> = (
   callback: (err: grpc.ServiceError | null, value?: Res) => void,
 ) => grpc.ClientUnaryCall;
 
+/** How an {@link AttestorClient} identifies its caller beyond the channel's TLS credentials. */
+export interface CallerCredentials {
+  /**
+   * Returns the bearer token sent as `authorization: Bearer <token>` on every Verifier call (an
+   * attestor with `--auth k8s` wants the pod's projected service-account token). Called per call,
+   * so a token file the kubelet rotates can be re-read each time.
+   */
+  bearerToken?: () => string;
+}
+
 /**
  * Client for an attestor. Every method resolves with the response fields or rejects with the
  * grpc-js `ServiceError` (its `code` is the gRPC status).
@@ -44,16 +54,32 @@ type Unary<Req, Res> = (
 export class AttestorClient {
   readonly #client: MethodTable;
   readonly #health: MethodTable;
+  readonly #caller: CallerCredentials;
 
-  /** `target` is a gRPC address (`host:port`, `unix:/path`); `options` are grpc-js channel options. */
-  constructor(target: string, credentials: grpc.ChannelCredentials, options?: Partial<grpc.ChannelOptions>) {
+  /**
+   * `target` is a gRPC address (`host:port`, `unix:/path`); `options` are grpc-js channel options;
+   * `caller` adds a bearer token to the Verifier calls (not to health checks).
+   */
+  constructor(target: string, credentials: grpc.ChannelCredentials, options?: Partial<grpc.ChannelOptions>, caller: CallerCredentials = {}) {
     this.#client = new VerifierClientCtor(target, credentials, options) as MethodTable;
     this.#health = new HealthClientCtor(target, credentials, options) as MethodTable;
+    this.#caller = caller;
   }
 
   #call<Req, Res>(fn: Unary<Req, Res>, self: object, request: Req, options: grpc.CallOptions = {}): Promise<Res> {
     return new Promise((resolve, reject) => {
-      fn.call(self, request, new grpc.Metadata(), options, (err, value) => {
+      const metadata = new grpc.Metadata();
+      if (self !== this.#health && this.#caller.bearerToken !== undefined) {
+        let token: string;
+        try {
+          token = this.#caller.bearerToken();
+        } catch (e) {
+          reject(e);
+          return;
+        }
+        metadata.set('authorization', `Bearer ${token}`);
+      }
+      fn.call(self, request, metadata, options, (err, value) => {
         if (err) reject(err);
         else if (value === undefined) reject(new Error('empty response'));
         else resolve(value);

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { pemToDers } from '@tpmds/tpm2-wire';
-import { AttestorClient } from '@tpmds/protocol/proto';
+import { AttestorClient, type CallerCredentials } from '@tpmds/protocol/proto';
 import {
   ExpectPcrError, expectedPcrMap, formatHeader, formatStep, formatVerdict, parseKeyType, runAll, stepsWithDependencies,
   type RunOptions, type StepName, type VerifierRpc,
@@ -24,6 +24,11 @@ const CONNECTION_FLAGS: FlagSpecs = {
   insecure: { type: 'boolean', description: 'plaintext gRPC, no TLS (local development only; not with --ca)' },
   'client-cert': { type: 'string', valueName: 'FILE', description: 'PEM client certificate for mTLS (with --client-key)' },
   'client-key': { type: 'string', valueName: 'FILE', description: 'PEM private key of --client-cert' },
+  'token-file': {
+    type: 'string',
+    valueName: 'FILE',
+    description: 'a bearer token sent as "authorization: Bearer <token>" (for an attestor with --auth k8s: the pod\'s projected service-account token with audience tpmds); re-read for every call; default: $TPMDS_TOKEN_FILE',
+  },
 };
 
 /** Flags a step adds, beyond the connection flags. */
@@ -110,6 +115,27 @@ export function channelCredentials(args: Args): grpc.ChannelCredentials {
   return grpc.credentials.createSsl(root, key === undefined ? null : readFlagFile('client-key', key), cert === undefined ? null : readFlagFile('client-cert', cert));
 }
 
+/** The bearer token of --token-file (or TPMDS_TOKEN_FILE), re-read for every call since the kubelet rotates it. */
+export function callerCredentials(args: Args, env: Readonly<Record<string, string | undefined>> = process.env): CallerCredentials {
+  const flag = args.string('token-file');
+  const path = flag ?? (env['TPMDS_TOKEN_FILE'] || undefined);
+  if (path === undefined) return {};
+  const from = flag === undefined ? 'TPMDS_TOKEN_FILE' : '--token-file';
+  const read = (): string => {
+    let token: string;
+    try {
+      token = readFileSync(path, 'utf8').trim();
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new UsageError(`${from} ${path}: cannot read (${code === 'ENOENT' ? 'no such file' : (e as Error).message})`);
+    }
+    if (token === '' || /\s/.test(token)) throw new UsageError(`${from} ${path}: ${token === '' ? 'the file is empty' : 'not a single token'}`);
+    return token;
+  };
+  read(); // a usage error now, not a failed call later
+  return { bearerToken: read };
+}
+
 function idFlag(args: Args, flag: 'uid' | 'kid'): string {
   const v = args.string(flag);
   if (v === undefined) return randomUUID();
@@ -144,9 +170,9 @@ export function runOptionsFromArgs(args: Args, steps: readonly StepName[]): RunO
 }
 
 /** Makes the attestor client; tests replace it. */
-export type ClientFactory = (target: string, credentials: grpc.ChannelCredentials) => VerifierRpc & { close(): void };
+export type ClientFactory = (target: string, credentials: grpc.ChannelCredentials, caller: CallerCredentials) => VerifierRpc & { close(): void };
 
-let clientFactory: ClientFactory = (target, credentials) => new AttestorClient(target, credentials);
+let clientFactory: ClientFactory = (target, credentials, caller) => new AttestorClient(target, credentials, undefined, caller);
 
 /** Replaces how commands connect (for tests); returns the previous factory. */
 export function setClientFactory(f: ClientFactory): ClientFactory {
@@ -159,8 +185,9 @@ export function setClientFactory(f: ClientFactory): ClientFactory {
 export async function runSteps(args: Args, io: CliIo, steps: readonly StepName[]): Promise<number> {
   const opts = runOptionsFromArgs(args, steps);
   const credentials = channelCredentials(args);
+  const caller = callerCredentials(args);
   const json = args.bool('json');
-  const client = clientFactory(opts.target, credentials);
+  const client = clientFactory(opts.target, credentials, caller);
   try {
     if (!json) io.stdout(formatHeader({ ...opts, keyType: opts.keyType ?? 'rsa' }) + '\n');
     const report = await runAll(client, {

@@ -10,7 +10,7 @@ import { flagsForSteps, runSteps } from './attestor-steps.js';
 export const runCommand: Command = {
   name: 'run',
   summary: 'walk an attestor through every RPC and verify each answer',
-  usage: '--target HOST:PORT [--ca FILE | --insecure] [--client-cert F --client-key F] [--ek-roots FILE]... [--ek-intermediates FILE]... [--expect-pcr IDX:HEX]... [--uid U] [--kid K] [--key-type rsa|ecc] [--json]',
+  usage: '--target HOST:PORT [--ca FILE | --insecure] [--client-cert F --client-key F] [--token-file F] [--ek-roots FILE]... [--ek-intermediates FILE]... [--expect-pcr IDX:HEX]... [--uid U] [--kid K] [--key-type rsa|ecc] [--json]',
   description: [
     'Steps, in order, each with named checks:',
     '  health              grpc.health.v1 says "verifier.Verifier" is SERVING',
