@@ -20,7 +20,7 @@ import {
 } from '../src/formats/index.js';
 import type { JsonObject, PlatformParameters } from '../src/formats/index.js';
 
-const TESTDATA = resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared/testdata');
+const TESTDATA = resolve(dirname(fileURLToPath(import.meta.url)), '../../../testdata');
 const text = (b: Uint8Array): string => new TextDecoder().decode(b);
 const bytes = (...v: number[]): Uint8Array => new Uint8Array(v);
 const u16 = (b: Uint8Array, off: number): number => (b[off]! << 8) | b[off + 1]!;

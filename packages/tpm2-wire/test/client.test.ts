@@ -11,13 +11,12 @@ import {
   Tpm, execute, TPM2, TpmDecodeError, TpmError, TpmAuthError, TPM_ALG, TPM_CAP, TPM_CC, TPM_PT, TPM_RH, TPM_ST, TPM_RC,
   fromHex, toHex, objectName, srkTemplateEccP256, pcrSelection, indicesOf, passwordSession, type TPMT_PUBLIC,
 } from '../src/index.js';
+import { TESTDATA_URL } from './fixtures/testdata.js';
 import { ScriptedTransport, decodeCommand, okResponse, rcResponse, getRandomResponse } from './support/fake-tpm.js';
-
-const VECTORS = new URL('./vectors/wire/', import.meta.url);
 
 describe('execute(): command framing', () => {
   it('GetCapability(TPM_PROPERTIES, PT_FIXED, 127) is byte-identical to tpm2-tools\' command', async () => {
-    const expected = new Uint8Array(readFileSync(new URL('tpm2-tools/get-capability-tpm-prop-fixed.bin', VECTORS)));
+    const expected = new Uint8Array(readFileSync(new URL('tpm2-tools/get-capability-tpm-prop-fixed.bin', TESTDATA_URL)));
     const t = new ScriptedTransport(() => okResponse(TPM2.GetCapability, { moreData: false, capabilityData: { capability: TPM_CAP.TPM_PROPERTIES, tpmProperties: [] } }));
     await execute(t, TPM2.GetCapability, {}, { capability: TPM_CAP.TPM_PROPERTIES, property: TPM_PT.FAMILY_INDICATOR, propertyCount: 127 });
     assert.equal(toHex(t.sent[0]!), toHex(expected));

@@ -9,15 +9,14 @@
 import assert from 'node:assert/strict';
 import { type KeyObject, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import {
   AttestationError, Reader, TPMA_OBJECT, TPMS_ATTEST, TPMS_CREATION_DATA, TPMT_PUBLIC, TPMT_SIGNATURE, TPM_ALG, TPM_GENERATED_VALUE,
   TPM_ST, TPM2B_PUBLIC, akTemplate, concatBytes, fromHex, hash, keyObjectToPublic, marshal, objectName, pcrSelection, publicToPem,
   signingKeyTemplate, unmarshal, utf8, verifyCertify, verifyCertifyCreation, verifyQuote, verifySignature, type AttestationCheck,
   type PcrValues,
 } from '../src/index.js';
+import { TESTDATA } from './fixtures/testdata.js';
 
-const TESTDATA = fileURLToPath(new URL('../../../../shared/testdata/', import.meta.url));
 const b64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
 const flip = (b: Uint8Array, at: number) => {
   const c = b.slice();

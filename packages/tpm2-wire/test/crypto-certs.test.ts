@@ -10,13 +10,12 @@ import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   TPMT_PUBLIC, certificateMatchesPublic, derToPem, ekTemplateEccP256, ekTemplateRsa2048, keyObjectToPublic, parseCertificate,
   pemToDers, unmarshal, verifyCertificateChain,
 } from '../src/index.js';
+import { TESTDATA } from './fixtures/testdata.js';
 
-const TESTDATA = fileURLToPath(new URL('../../../../shared/testdata/', import.meta.url));
 const caCert = (f: string) => new Uint8Array(readFileSync(`${TESTDATA}go-tpm-tools/ca-certs/${f}`));
 
 /** Fields 1 (ak_pub) and 6 (ak_cert) of a go-tpm-tools attest.Attestation protobuf. */

@@ -10,14 +10,13 @@ import { type KeyObject, generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   Reader, TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, TPM2B_PUBLIC, TpmCryptoError, activateCredentialSoftware, concatBytes,
   ekTemplateEccP256, ekTemplateRsa2048, fromHex, keyObjectToPublic, makeCredential, marshal, objectName, recoverSeed,
   akTemplate, toHex, u32be, unmarshal, utf8,
 } from '../src/index.js';
+import { TESTDATA } from './fixtures/testdata.js';
 
-const TESTDATA = fileURLToPath(new URL('../../../../shared/testdata/', import.meta.url));
 const keylime = JSON.parse(readFileSync(`${TESTDATA}keylime/keylime_inline_vectors.json`, 'utf8')) as Record<string, Record<string, string>>;
 const bigHex = (dec: string, n: number) => fromHex(BigInt(dec).toString(16).padStart(2 * n, '0'));
 

@@ -4,10 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { TPM_ALG, TpmCryptoError, fromHex, kdfa, kdfe, toHex, utf8 } from '../src/index.js';
+import { TESTDATA } from './fixtures/testdata.js';
 
-const TESTDATA = fileURLToPath(new URL('../../../../shared/testdata/', import.meta.url));
 const vectors = (name: string) => JSON.parse(readFileSync(`${TESTDATA}go-tpm-testvectors/${name}`, 'utf8')) as Record<string, string & number>[];
 
 describe('crypto: KDFa', () => {

@@ -6,14 +6,13 @@
 import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import {
   TPM2B_PUBLIC, TPMT_PUBLIC, TPM_ALG, TPM_ECC, TpmCryptoError, akTemplate, ekTemplateRsa2048, fromHex, keyObjectToPublic,
   objectName, privateKeyFromSensitive, publicToKeyObject, publicToPem, publicToSpkiDer, sensitiveFromPrivateKey, signatureToDer,
   signatureToRaw, srkTemplateRsa2048, toHex, unmarshal, type TPMT_SIGNATURE,
 } from '../src/index.js';
+import { TESTDATA } from './fixtures/testdata.js';
 
-const TESTDATA = fileURLToPath(new URL('../../../../shared/testdata/', import.meta.url));
 const emu = (f: string) => readFileSync(`${TESTDATA}keylime/emulator-files/${f}`);
 
 describe('crypto: public areas <-> KeyObject / SPKI / PEM', () => {

@@ -7,13 +7,12 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import {
   TPMT_PUBLIC, TPMT_SENSITIVE, TPM_ALG, TpmCryptoError, createSeed, ekTemplateEccP256, ekTemplateRsa2048, fromHex,
   keyObjectToPublic, privateKeyFromSensitive, recoverSeed, srkTemplateEccP256, toHex, unmarshal, type SecretLabel,
 } from '../src/index.js';
+import { TESTDATA } from './fixtures/testdata.js';
 
-const TESTDATA = fileURLToPath(new URL('../../../../shared/testdata/', import.meta.url));
 type Vector = Record<string, string>;
 const vectors = (name: string) => JSON.parse(readFileSync(`${TESTDATA}go-tpm-testvectors/${name}`, 'utf8')) as Vector[];
 

@@ -6,11 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { EventLogError, describeEvent, eventLogFacts, eventLogToJson, parseEventLog, replayEventLog } from '../src/index.js';
+import { TESTDATA } from './fixtures/testdata.js';
 
-const TESTDATA = fileURLToPath(new URL('../../../../shared/testdata/', import.meta.url));
 function load(rel: string): Uint8Array {
   const raw = readFileSync(`${TESTDATA}${rel}`);
   return rel.endsWith('.b64') ? new Uint8Array(Buffer.from(raw.toString('utf8'), 'base64')) : new Uint8Array(raw);

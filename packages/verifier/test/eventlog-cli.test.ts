@@ -12,7 +12,7 @@ import { Args, UsageError, parseFlags, runCli } from '../src/index.js';
 import type { Command } from '../src/index.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-const TESTDATA = join(REPO, '../shared/testdata');
+const TESTDATA = join(REPO, 'testdata');
 const MAIN = join(REPO, 'packages/verifier/src/cli/main.ts');
 
 interface Result {
