@@ -5,13 +5,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EV, TPM_ALG, buildEventLog, concatBytes, openTpm, parseGuid, toHex, utf8 } from '@tpmds/tpm2-wire';
 import type { RunReport } from '../src/verify/index.js';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
+import { TestPki } from '../../attestor/test/fixtures/pki.js';
+import { TokenReviewStandIn } from '../../attestor/test/fixtures/tokenreview-standin.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const VERIFIER = join(REPO, 'packages/verifier/src/cli/main.ts');
@@ -23,8 +25,8 @@ function cleanEnv(): NodeJS.ProcessEnv {
 }
 
 /** Runs tpmds-verifier as a process. */
-function verifier(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', VERIFIER, ...args], { cwd: REPO, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+function verifier(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', VERIFIER, ...args], { cwd: REPO, env: { ...cleanEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -249,5 +251,52 @@ describe('tpmds-verifier run over mTLS @swtpm', function () {
     const half = await verifier(['ek', '--target', target, '--ca', join(dir, 'ca.pem'), '--client-cert', join(dir, 'client.pem')]);
     assert.equal(half.status, 2);
     assert.match(half.stderr, /--client-cert needs --client-key/);
+  });
+});
+
+describe('tpmds-verifier run --token-file against an attestor with --auth k8s @swtpm', function () {
+  this.timeout(180_000);
+  let swtpm: SwtpmInstance;
+  let attestor: Awaited<ReturnType<typeof startAttestor>>;
+  let api: TokenReviewStandIn;
+  let dir: string;
+  let target: string;
+
+  before(async () => {
+    swtpm = await startSwtpm();
+    dir = mkdtempSync(join(tmpdir(), 'tpmds-verifier-k8s-'));
+    const pki = new TestPki(dir, 'kube-ca');
+    api = new TokenReviewStandIn(pki.server('apiserver'));
+    await api.start();
+    writeFileSync(join(dir, 'attestor-token'), api.reviewer());
+    writeFileSync(join(dir, 'pod-token'), api.issue({ namespace: 'team-a', serviceAccount: 'verifier', audiences: ['tpmds'], pod: { name: 'verify-1', node: 'node-1' } }) + '\n');
+    attestor = await startAttestor([
+      '--insecure', '--listen', `unix:${join(dir, 'grpc.sock')}`, '--tpm', swtpm.address, '--state-dir', join(dir, 'state'),
+      '--health-listen', '127.0.0.1:0', '--event-log', join(dir, 'none'), '--log-level', 'info',
+      '--auth', 'k8s', '--kube-api', api.url, '--kube-ca', pki.caCert, '--kube-token-file', join(dir, 'attestor-token'), '--node-name', 'node-1',
+    ]);
+    target = attestor.address;
+  });
+  after(async () => {
+    await attestor?.stop();
+    await api?.stop();
+    await swtpm?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('with the pod token (--token-file or TPMDS_TOKEN_FILE) every check passes; without it the attestor says UNAUTHENTICATED', async () => {
+    const ek = ['--ek-roots', swtpm.caRootPem, '--ek-intermediates', swtpm.caIntermediatePem];
+    const ok = await verifier(['run', '--target', target, '--insecure', '--token-file', join(dir, 'pod-token'), '--key-type', 'ecc', ...ek]);
+    assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+    const viaEnv = await verifier(['sign', '--target', target, '--insecure'], { TPMDS_TOKEN_FILE: join(dir, 'pod-token') });
+    assert.equal(viaEnv.status, 0, viaEnv.stdout + viaEnv.stderr);
+    assert.match(attestor.log(), /"identity":"system:serviceaccount:team-a:verifier"/);
+    assert.ok(!attestor.log().includes(readFileSync(join(dir, 'pod-token'), 'utf8').trim()), 'the token is never logged');
+    const anonymous = await verifier(['ek', '--target', target, '--insecure', ...ek]);
+    assert.equal(anonymous.status, 1);
+    assert.match(anonymous.stdout, /UNAUTHENTICATED/);
+    const missing = await verifier(['ek', '--target', target, '--insecure', '--token-file', join(dir, 'absent')]);
+    assert.equal(missing.status, 2);
+    assert.match(missing.stderr, /--token-file .*absent: cannot read \(no such file\)/);
   });
 });
