@@ -47,7 +47,19 @@ export async function createBackend(
   for (const w of store.warnings) logger.warn(w, { stateDir: config.stateDir });
   const tpm = new AttestorTpm(config.tpm, {
     onCommand: (cc, ms) => metrics.observeTpmCommand(commandName(cc), ms / 1000),
+    onReclaim: ({ objects, sessions }) => {
+      metrics.countTpmReclaimed('object', objects);
+      metrics.countTpmReclaimed('session', sessions);
+      logger.warn(`reclaimed the TPM: flushed ${objects} objects, ${sessions} sessions left by an earlier process`, { tpm: config.tpm, objects, sessions });
+    },
+    onExhausted: (kind, held) => {
+      metrics.countTpmExhausted(kind);
+      logger.warn(`the TPM has no free ${kind} slots and this attestor holds none of them`, {
+        tpm: config.tpm, objects: held.objects.length, sessions: held.sessions.length,
+      });
+    },
   });
+  if (!tpm.reclaims) logger.debug('the TPM is behind a resource manager: it flushes what other processes leave, the attestor does not', { tpm: config.tpm });
   return new TpmBackend(tpm, store, {
     readEventLog: async () => {
       try {

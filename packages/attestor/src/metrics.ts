@@ -102,10 +102,14 @@ function pick(names: readonly string[], labels: Labels): Labels {
 const RPC_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const TPM_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
-/** What a backend may record into: TPM command latencies. */
+/** What a backend may record into: TPM command latencies, reclaimed and exhausted TPM memory. */
 export interface TpmMetrics {
   /** Records one TPM command (e.g. "TPM2_Quote") that took `seconds`. */
   observeTpmCommand(command: string, seconds: number): void;
+  /** Records handles left by an earlier process that the attestor flushed (kind "object" or "session"). */
+  countTpmReclaimed(kind: 'object' | 'session', count: number): void;
+  /** Records a call refused because the TPM's object or session memory is held by another user. */
+  countTpmExhausted(kind: 'object' | 'session'): void;
 }
 
 /** The attestor's metrics, served on /metrics. */
@@ -120,6 +124,16 @@ export class AttestorMetrics implements TpmMetrics {
   );
   /** Refused calls by why (no identity label: who was refused goes to the log, not to metrics). */
   readonly authFailures = new Counter('tpmds_auth_failures_total', 'gRPC calls refused by caller authentication or the --allow policy, by reason.', ['reason']);
+  readonly tpmReclaimed = new Counter(
+    'tpmds_tpm_reclaimed_total',
+    'Transient objects and sessions left on the TPM by an earlier process that the attestor flushed, by kind.',
+    ['kind'],
+  );
+  readonly tpmExhausted = new Counter(
+    'tpmds_tpm_exhausted_total',
+    'Calls answered UNAVAILABLE because another user of the TPM holds its object or session memory, by kind.',
+    ['kind'],
+  );
   readonly #startTime = Date.now() / 1000;
 
   /** Records one finished RPC. */
@@ -132,6 +146,14 @@ export class AttestorMetrics implements TpmMetrics {
     this.tpmCommandDuration.observe({ command }, seconds);
   }
 
+  countTpmReclaimed(kind: 'object' | 'session', count: number): void {
+    this.tpmReclaimed.inc({ kind }, count);
+  }
+
+  countTpmExhausted(kind: 'object' | 'session'): void {
+    this.tpmExhausted.inc({ kind });
+  }
+
   /** Prometheus text exposition of every metric. */
   render(): string {
     return [
@@ -139,6 +161,8 @@ export class AttestorMetrics implements TpmMetrics {
       this.rpcDuration.render(),
       this.tpmCommandDuration.render(),
       this.authFailures.render(),
+      this.tpmReclaimed.render(),
+      this.tpmExhausted.render(),
       '# HELP tpmds_start_time_seconds Start time of the attestor since the Unix epoch.\n' +
         '# TYPE tpmds_start_time_seconds gauge\n' +
         `tpmds_start_time_seconds ${this.#startTime}\n`,

@@ -13,7 +13,7 @@ import {
   encodePlatformParameters,
   encodePublicKeyPem,
 } from '@tpmds/protocol/formats';
-import { TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, unmarshal, type Codec } from '@tpmds/tpm2-wire';
+import { TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, TPMT_PUBLIC, objectName, toHex, unmarshalExact, unmarshal, type Codec } from '@tpmds/tpm2-wire';
 import type { ImportBlob } from '@tpmds/protocol/formats';
 import {
   MalformedRequest,
@@ -299,9 +299,12 @@ class VerifierHandlers {
         const nonce = checkNonce(req.nonce);
         return new pb.QuoteResponse({ platformAttestation: encodePlatformParameters(await b.quote(caller.identity, uid, nonce)) });
       }),
-      ImportBlob: this.#unary('ImportBlob', async (req: verifierpb.ImportBlobRequest, caller) => {
+      ImportBlob: this.#unary('ImportBlob', async (req: verifierpb.ImportBlobRequest, caller, log) => {
         const uid = checkId('uid', req.uid);
         const blob = checkImportBlob('encryptedKey', req.encryptedKey);
+        // Which sealed object this caller unsealed (its Name: public, never the secret) and whether PCRs bind it.
+        log['sealedObject'] = sealedObjectName(blob.publicArea);
+        log['pcrBound'] = blob.pcrs && blob.pcrs.pcrs.size > 0 ? 'true' : 'false';
         return new pb.ImportBlobResponse({ decryptedKey: await b.importBlob(caller.identity, uid, blob) });
       }),
       ImportSigningKey: this.#unary('ImportSigningKey', async (req: verifierpb.ImportSigningKeyRequest, caller) => {
@@ -341,7 +344,8 @@ class VerifierHandlers {
     return caller;
   }
 
-  #unary<Req extends object>(method: string, handle: (req: Req, caller: Caller) => Promise<unknown>): UnaryHandler {
+  /** `handle` may add fields to the call's log line (identifiers only: never payloads or secrets). */
+  #unary<Req extends object>(method: string, handle: (req: Req, caller: Caller, log: Record<string, string | undefined>) => Promise<unknown>): UnaryHandler {
     return (call, callback) => {
       const start = process.hrtime.bigint();
       const done = this.inflight.begin();
@@ -367,7 +371,7 @@ class VerifierHandlers {
         fields['auth'] = caller.mode;
         if (caller.mode !== 'none') fields['identity'] = caller.identity.slice(0, 256);
         if (req instanceof MalformedRequest) throw new AttestorError('INVALID_ARGUMENT', req.problem);
-        return handle(req as Req, caller);
+        return handle(req as Req, caller, fields);
       })().then(
         (res) => {
           finish(grpc.status.OK);
@@ -426,6 +430,15 @@ function checkEncryptedCredential(bytes: Uint8Array): CheckedEncryptedCredential
 
 /** Digest sizes of the PCR banks go-tpm-tools' HashAlgo names. */
 const BANK_DIGEST_SIZE: Record<number, number> = { 0x0004: 20, 0x000b: 32, 0x000c: 48, 0x000d: 64 };
+
+/** The Name (Part 1, 16) of a blob's sealed object, hex, or undefined when its publicArea does not decode. */
+function sealedObjectName(publicArea: Uint8Array): string | undefined {
+  try {
+    return toHex(objectName(unmarshalExact(TPMT_PUBLIC, publicArea)));
+  } catch {
+    return undefined;
+  }
+}
 
 /** Decodes a tpm.ImportBlob and checks what can be checked without the TPM. */
 function checkImportBlob(fieldName: string, bytes: Uint8Array): ImportBlob {

@@ -7,7 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { decodeImportBlob } from '@tpmds/protocol/formats';
 import { AttestorClient } from '@tpmds/protocol/proto';
+import { TPMT_PUBLIC, objectName, toHex, unmarshal } from '@tpmds/tpm2-wire';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { createBackend } from '../src/backend-factory.js';
 import { defaultConfig, type AttestorConfig } from '../src/config.js';
@@ -133,11 +135,15 @@ describe('caller identity end to end on swtpm @swtpm', function () {
     it('ImportBlob and GetEKCert work for an authenticated pod; the log names which identity unsealed (never the secret)', async () => {
       const ek = ekPublicFromSpki((await a.getEKCert('ecc')).ekPub, 'ecc');
       const secret = randomBytes(24);
-      const r = await a.importBlob({ uid: 'any', encryptedKey: importBlobBytes(ek, { kind: 'sealed', data: secret }) });
+      const encryptedKey = importBlobBytes(ek, { kind: 'sealed', data: secret });
+      const r = await a.importBlob({ uid: 'any', encryptedKey });
       assert.deepEqual(new Uint8Array(r.decryptedKey), new Uint8Array(secret));
       const line = att.log.lines.filter((l) => l['msg'] === 'rpc' && l['method'] === 'ImportBlob').at(-1);
       assert.equal(line?.['identity'], 'system:serviceaccount:team-a:workload');
       assert.equal(line?.['code'], 'OK');
+      // ... and what: the sealed object's Name (public), and whether PCRs bind it (SECURITY.md).
+      assert.equal(line?.['sealedObject'], toHex(objectName(unmarshal(TPMT_PUBLIC, decodeImportBlob(encryptedKey).publicArea))));
+      assert.equal(line?.['pcrBound'], 'false');
       assert.ok(!att.log.text.includes(Buffer.from(secret).toString('hex')) && !att.log.text.includes(Buffer.from(secret).toString('base64')));
     });
 

@@ -6,7 +6,7 @@
  * with parameter encryption.
  */
 import {
-  PERSISTENT_HANDLE, rawBytes, TPMA_SESSION, TPM_ALG, TPM_RC, TPM_RH, TPM_SU, Tpm, TpmError, TpmTransportError,
+  PERSISTENT_HANDLE, parseTpmAddress, rawBytes, TPMA_SESSION, TPM_ALG, TPM_RC, TPM_RH, TPM_SU, Tpm, TpmError, TpmTransportError,
   akTemplate, ekTemplateEccP256, ekTemplateRsa2048, hash, openTpm, pcrSelection, signingKeyTemplate,
   srkTemplateEccP256, bytesEqual,
   type Attestation, type KeyType, type Session, type TPMS_CONTEXT, type TPMT_PUBLIC, type TPMT_SIGNATURE, type PolicyStep,
@@ -72,11 +72,56 @@ interface LoadedPrimary {
   transient: boolean;
 }
 
+/** What occupies the TPM's volatile memory (TPM2_GetCapability(TPM_CAP_HANDLES)). */
+export interface HeldHandles {
+  /** Loaded transient objects (0x80xxxxxx). */
+  objects: number[];
+  /** Loaded (0x02000000 list) and saved (0x03000000 list) sessions. */
+  sessions: number[];
+}
+
 export interface AttestorTpmOptions {
   /** Called for each TPM command (code, milliseconds, response code) — metrics. */
   onCommand?: (commandCode: number, ms: number, rc: number) => void;
   /** Per-command timeout (ms). */
   timeoutMs?: number;
+  /**
+   * Flush transient objects and sessions this attestor does not own at connect, after a
+   * reconnect and after a TPM reset. Default: on for transports without a resource manager
+   * (see `hasResourceManager`), where the attestor is the TPM's only rightful user.
+   */
+  reclaim?: boolean;
+  /** Called after a reclaim flushed anything (counts of what was flushed). */
+  onReclaim?: (flushed: { objects: number; sessions: number }) => void;
+  /** Called when the TPM's object or session memory stays full although this attestor holds nothing. */
+  onExhausted?: (kind: 'object' | 'session', held: HeldHandles) => void;
+}
+
+/**
+ * Whether the TPM behind `address` is reached through a resource manager, which flushes what
+ * each client leaves behind and virtualizes handles: the kernel's /dev/tpmrm* does. A bare
+ * /dev/tpm*, swtpm and the mssim simulator do not: whatever an earlier process (an attestor
+ * killed mid-flow, tpm2-tools) loaded stays until someone flushes it.
+ */
+export function hasResourceManager(address: string): boolean {
+  const a = parseTpmAddress(address);
+  return a.kind === 'device' && /^tpmrm/.test(a.path.slice(a.path.lastIndexOf('/') + 1));
+}
+
+/** TPM_RC_OBJECT_MEMORY or TPM_RC_SESSION_MEMORY: which memory is full, or undefined. */
+function exhaustion(e: unknown): 'object' | 'session' | undefined {
+  if (!(e instanceof TpmError)) return undefined;
+  if (e.is(TPM_RC.OBJECT_MEMORY)) return 'object';
+  if (e.is(TPM_RC.SESSION_MEMORY)) return 'session';
+  return undefined;
+}
+
+async function heldHandles(tpm: Tpm): Promise<HeldHandles> {
+  // Part 2, 7.4: TPM_HT_LOADED_SESSION = 0x02 and TPM_HT_SAVED_SESSION = 0x03 in a GetCapability(HANDLES) request.
+  const objects = await tpm.getHandles(0x80000000);
+  const loaded = await tpm.getHandles(0x02000000);
+  const saved = await tpm.getHandles(0x03000000);
+  return { objects, sessions: [...new Set([...loaded, ...saved])] };
 }
 
 /** The TPM-facing half of the attestor. All methods are safe to call concurrently (they queue). */
@@ -89,11 +134,17 @@ export class AttestorTpm {
   private banks: number[] | undefined;
   private readonly ekCertificates = new Map<KeyType, Uint8Array | null>();
   private closed = false;
+  /** Whether this attestor reclaims the TPM (no resource manager in between). */
+  readonly reclaims: boolean;
+  /** A reclaim is due before the next flow: set at start, on a new connection and after a TPM reset. */
+  private reclaimDue = true;
 
   constructor(
     readonly address: string,
     private readonly opts: AttestorTpmOptions = {},
-  ) {}
+  ) {
+    this.reclaims = opts.reclaim ?? !hasResourceManager(address);
+  }
 
   /** Why the last readiness check failed (safe to log), or undefined when it passed. */
   notReadyReason: string | undefined;
@@ -118,8 +169,10 @@ export class AttestorTpm {
       if (this.opts.timeoutMs) o.timeoutMs = this.opts.timeoutMs;
       this.connecting = openTpm(this.address, o).finally(() => (this.connecting = undefined));
     }
-    this.tpm = await this.connecting;
-    return this.tpm;
+    const tpm = await this.connecting;
+    if (this.tpm !== tpm) this.reclaimDue = true;
+    this.tpm = tpm;
+    return tpm;
   }
 
   /** Run one flow with exclusive use of the TPM; transport failures drop the connection so the next flow reconnects. */
@@ -138,23 +191,38 @@ export class AttestorTpm {
       // flow may even reach objects loaded after the reset under the same handle numbers. Either
       // way the flow runs once more from the start (flows change no persistent TPM state).
       const startups = (): number => tpm.transport.startups ?? 0;
-      for (let attempt = 1; ; attempt++) {
+      let resets = 0;
+      let reclaimedForExhaustion = false;
+      for (;;) {
         const before = startups();
         let result: T;
         try {
+          if (this.reclaims && this.reclaimDue) await this.reclaim(tpm);
           result = await f(tpm);
         } catch (e) {
           if (e instanceof TpmTransportError) throw await this.dropConnection(tpm, e);
           const initialize = e instanceof TpmError && e.is(TPM_RC.INITIALIZE);
-          if (!initialize && startups() === before) throw e;
+          if (!initialize && startups() === before) {
+            const kind = exhaustion(e);
+            if (kind === undefined) throw e;
+            // Every flow flushes what it loaded before its error reaches here: this attestor holds
+            // nothing now. Without a resource manager whatever holds the memory is not a rightful
+            // user (a killed process, tpm2-tools): reclaim once and run the flow again.
+            if (this.reclaims && !reclaimedForExhaustion) {
+              reclaimedForExhaustion = true;
+              this.reclaimDue = true;
+              continue;
+            }
+            throw await this.exhausted(tpm, kind, e as TpmError);
+          }
           this.forgetVolatile();
-          if (attempt > 1) throw new TpmFlowError('UNAVAILABLE', 'the TPM was reset during the call; retry', e);
+          if (++resets > 1) throw new TpmFlowError('UNAVAILABLE', 'the TPM was reset during the call; retry', e);
           if (initialize) await this.startup(tpm);
           continue;
         }
         if (startups() !== before) {
           this.forgetVolatile();
-          if (attempt > 1) throw new TpmFlowError('UNAVAILABLE', 'the TPM was reset during the call; retry');
+          if (++resets > 1) throw new TpmFlowError('UNAVAILABLE', 'the TPM was reset during the call; retry');
           continue;
         }
         return result;
@@ -187,6 +255,46 @@ export class AttestorTpm {
   private forgetVolatile(): void {
     for (const p of this.primaries.values()) delete p.context;
     this.banks = undefined;
+    this.reclaimDue = true;
+  }
+
+  /**
+   * Flush every transient object and session on the TPM: between flows this attestor owns none
+   * (its primaries are persistent handles, never flushed, or saved object contexts, which hold no
+   * TPM slot and are not listed), so all of them were left by someone else — typically an
+   * earlier attestor killed mid-flow. Runs inside the queue, before the flow that found it due.
+   */
+  private async reclaim(tpm: Tpm): Promise<void> {
+    const held = await heldHandles(tpm);
+    for (const h of [...held.objects, ...held.sessions]) {
+      try {
+        await tpm.flushContext(h);
+      } catch (e) {
+        // Gone meanwhile (TPM_RC_HANDLE / TPM_RC_VALUE on a stale handle) is what we wanted.
+        if (!(e instanceof TpmError)) throw e;
+      }
+    }
+    this.reclaimDue = false;
+    if (held.objects.length + held.sessions.length > 0) this.opts.onReclaim?.({ objects: held.objects.length, sessions: held.sessions.length });
+  }
+
+  /** The UNAVAILABLE answer when the TPM's memory is full although this attestor holds nothing. */
+  private async exhausted(tpm: Tpm, kind: 'object' | 'session', e: TpmError): Promise<TpmFlowError> {
+    let held: HeldHandles | undefined;
+    try {
+      held = await heldHandles(tpm);
+    } catch {
+      // said as "unknown" below
+    }
+    this.opts.onExhausted?.(kind, held ?? { objects: [], sessions: [] });
+    const what = kind === 'object' ? 'object slots' : 'session slots';
+    const who = held
+      ? `${held.objects.length} transient objects and ${held.sessions.length} sessions are held by another user of the TPM (not this attestor)`
+      : 'another user of the TPM (not this attestor) holds them';
+    const hint = this.reclaims
+      ? 'they came back after this attestor flushed them: another process is using the TPM directly; stop it or give the attestor the TPM alone'
+      : `the resource manager (${this.address}) shows this attestor none of them: another process on this TPM holds them; stop it or flush them (tpm2_flushcontext)`;
+    return new TpmFlowError('UNAVAILABLE', `the TPM has no free ${what} (${e.decoded.name}): ${who}; ${hint}`, e);
   }
 
   /** Load (or create once and re-use) a primary key for the duration of one flow. */
