@@ -11,35 +11,14 @@ import { decodeImportBlob } from '@tpmds/protocol/formats';
 import { AttestorClient } from '@tpmds/protocol/proto';
 import { TPMT_PUBLIC, objectName, toHex, unmarshal } from '@tpmds/tpm2-wire';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
-import { createBackend } from '../src/backend-factory.js';
-import { defaultConfig, type AttestorConfig } from '../src/config.js';
+import type { AttestorConfig } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
-import { Logger } from '../src/log.js';
-import { AttestorMetrics } from '../src/metrics.js';
-import { startAttestor, type RunningAttestor } from '../src/server.js';
-import { CapturedLog, checkAk, checkNewKey, ekPublicFromSpki, expectStatus, importBlobBytes, tempDir, verifiesWith } from './e2e-support.js';
+import { checkAk, checkNewKey, ekPublicFromSpki, expectStatus, importBlobBytes, startWithConfig as startWith, tempDir, verifiesWith, type ConfiguredAttestor as Attestor } from './e2e-support.js';
 import { TestPki } from './fixtures/pki.js';
 import { TokenReviewStandIn } from './fixtures/tokenreview-standin.js';
 
 const S = grpc.status;
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
-
-interface Attestor {
-  running: RunningAttestor;
-  log: CapturedLog;
-  metrics: AttestorMetrics;
-  stop(): Promise<void>;
-}
-
-async function startWith(config: Partial<AttestorConfig>, swtpm: SwtpmInstance, stateDir: string): Promise<Attestor> {
-  const log = new CapturedLog();
-  const logger = new Logger('debug', log);
-  const metrics = new AttestorMetrics();
-  const full: AttestorConfig = { ...defaultConfig(), listen: '127.0.0.1:0', healthListen: '127.0.0.1:0', tpm: swtpm.address, stateDir, eventLog: '/nonexistent', logLevel: 'debug', insecure: true, ...config };
-  const backend = await createBackend(full, metrics, logger, {});
-  const running = await startAttestor(full, backend, { logger, metrics, shutdownTimeoutMs: 5000, readinessPollMs: 60_000 });
-  return { running, log, metrics, stop: () => running.close() };
-}
 
 describe('caller identity end to end on swtpm @swtpm', function () {
   this.timeout(90_000);

@@ -132,6 +132,35 @@ export async function startInProcess(opts: { tpm: string; stateDir: string; even
   };
 }
 
+/** An in-process attestor on the real TPM backend with any configuration (auth modes, TLS). */
+export interface ConfiguredAttestor {
+  running: RunningAttestor;
+  log: CapturedLog;
+  metrics: AttestorMetrics;
+  stop(): Promise<void>;
+}
+
+/** Starts the real attestor on `swtpm` with `config` over insecure loopback defaults. */
+export async function startWithConfig(config: Partial<AttestorConfig>, swtpm: { address: string }, stateDir: string): Promise<ConfiguredAttestor> {
+  const log = new CapturedLog();
+  const logger = new Logger('debug', log);
+  const metrics = new AttestorMetrics();
+  const full: AttestorConfig = {
+    ...defaultConfig(),
+    listen: '127.0.0.1:0',
+    healthListen: '127.0.0.1:0',
+    tpm: swtpm.address,
+    stateDir,
+    eventLog: '/nonexistent',
+    logLevel: 'debug',
+    insecure: true,
+    ...config,
+  };
+  const backend = await createBackend(full, metrics, logger, {});
+  const running = await startAttestor(full, backend, { logger, metrics, shutdownTimeoutMs: 5000, readinessPollMs: 60_000 });
+  return { running, log, metrics, stop: () => running.close() };
+}
+
 export interface SpawnedAttestor {
   child: ChildProcess;
   /** Everything the process wrote to stdout (JSON log lines) and stderr. */
