@@ -42,6 +42,7 @@ bin="$out/bin"
 stamp="$out/built"
 
 if [ -f "$stamp" ]; then
+  touch "$stamp" 2>/dev/null || true # last used: builds unused for 30 days are pruned after a new build
   [ "$quiet" -eq 1 ] || log "binaries up to date in $bin"
   echo "$bin"
   exit 0
@@ -80,11 +81,14 @@ log "building kube-apiserver, kubectl ($k8s_version) and etcd with $("$go_bin" e
 start=$(date +%s)
 nice -n 10 "$go_bin" build -p 2 -trimpath -ldflags "$ld" -o "$tmp/bin/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl ./cmd/etcd
-"$go_bin" version -m "$tmp/bin/kube-apiserver" | head -n 3 >"$tmp/versions.txt"
+"$go_bin" version -m "$tmp/bin/kube-apiserver" >"$tmp/versions.txt" # the module versions it was built from
 echo "built in $(($(date +%s) - start)) s" >>"$tmp/versions.txt"
 rm -rf "$out"
 mv "$tmp" "$out"
 trap - EXIT
 touch "$stamp"
+# Other keys (older versions, other branches) unused for 30 days: gone (~200 MB each).
+find "$cache_root" -mindepth 2 -maxdepth 2 -name built -mtime +30 -printf '%h\n' | while read -r old; do rm -rf "$old"; done
+find "$cache_root" -mindepth 1 -maxdepth 1 -name '*.tmp.*' -mmin +1440 -exec rm -rf {} + # from killed builds
 log "built in $(($(date +%s) - start)) s: $(ls "$bin" | tr '\n' ' ')"
 echo "$bin"
