@@ -289,14 +289,18 @@ describe('tpmds-attestor binary e2e: SIGKILL while holding objects, restart, eve
     );
 
     let leftBehind = 0;
-    for (let round = 0; round < 6; round++) {
+    for (let round = 0; round < 10; round++) {
       // Keep the TPM busy with flows that hold objects and sessions (AK + key + SRK, policy sessions), then kill.
       const calls: Promise<unknown>[] = [];
       for (let i = 0; i < 12; i++) {
         calls.push(att.client.sign({ uid: 'k', kid: i % 2 ? 'a' : 'b', data: enc(`x${i}`) }).catch(() => undefined));
         calls.push(att.client.newKey({ uid: 'k', kid: `r${round}-${i}`, keyType: 'ecc' }).catch(() => undefined));
       }
-      await new Promise((r) => setTimeout(r, 15 + round * 7));
+      // Kill once the attestor is serving them (the first one answered: the rest are queued or in a
+      // flow, so the TPM holds a flow's objects nearly all the time), not after a fixed delay that a
+      // loaded machine may spend before the first call even arrives.
+      await calls[0];
+      await new Promise((r) => setTimeout(r, round * 3));
       att.child.kill('SIGKILL');
       await att.exited;
       att.client.close();
