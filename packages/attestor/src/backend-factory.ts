@@ -58,6 +58,12 @@ export async function createBackend(
         tpm: config.tpm, objects: held.objects.length, sessions: held.sessions.length,
       });
     },
+    queue: {
+      limit: config.tpmQueueLimit,
+      onDepth: (depth) => metrics.setTpmQueueDepth(depth),
+      onWait: (method, seconds) => metrics.observeTpmQueueWait(method, seconds),
+      onReject: (reason) => metrics.countTpmQueueRejected(reason),
+    },
   });
   if (!tpm.reclaims) logger.debug('the TPM is behind a resource manager: it flushes what other processes leave, the attestor does not', { tpm: config.tpm });
   return new TpmBackend(tpm, store, {

@@ -31,6 +31,12 @@ export interface CheckedEncryptedCredential {
   secret: Uint8Array;
 }
 
+/** What a backend method knows of the call besides its arguments. */
+export interface CallOptions {
+  /** Fires when the caller cancelled or its deadline passed: work not yet started on the TPM is dropped. */
+  signal?: AbortSignal;
+}
+
 /** NewKey result. */
 export interface NewKeyResult {
   /** PKIX SubjectPublicKeyInfo DER of the new key (the server sends it as PEM "PUBLIC KEY"). */
@@ -52,24 +58,27 @@ export interface NewKeyResult {
  * "..", `keyType` is "rsa" or "ecc" (P-256), a Quote nonce is 1-48 bytes, ImportBlobs decoded
  * with non-empty duplicate/encryptedSeed/publicArea and, when present, a PCR policy with a known
  * bank, indices 0-23 and digests of the bank's size.
+ *
+ * Every method takes the call's {@link CallOptions} last: the TPM is shared fairly between
+ * identities, and a call whose caller went away never reaches it.
  */
 export interface AttestorBackend {
   /** The EK of `keyType` and its certificate (RSA: 0x81010001 / NV 0x01C00002; ECC: 0x81010002 / NV 0x01C0000A). */
-  getEKCert(keyType: KeyType): Promise<EKCertResult>;
+  getEKCert(identity: string, keyType: KeyType, call?: CallOptions): Promise<EKCertResult>;
   /** The uid's AK, created (and certified with TPM2_CertifyCreation) on first use; later calls return the same AK. */
-  getAK(identity: string, uid: string, keyType: KeyType): Promise<AttestationParameters>;
+  getAK(identity: string, uid: string, keyType: KeyType, call?: CallOptions): Promise<AttestationParameters>;
   /** TPM2_ActivateCredential with the uid's AK and the EK the secret was made for; returns the secret. NOT_FOUND without an AK. */
-  attest(identity: string, uid: string, credential: CheckedEncryptedCredential): Promise<Uint8Array>;
+  attest(identity: string, uid: string, credential: CheckedEncryptedCredential, call?: CallOptions): Promise<Uint8Array>;
   /** One quote per active PCR bank over PCRs 0-23 with `nonce`, all PCR values, and the event log. NOT_FOUND without an AK. */
-  quote(identity: string, uid: string, nonce: Uint8Array): Promise<PlatformParameters>;
+  quote(identity: string, uid: string, nonce: Uint8Array, call?: CallOptions): Promise<PlatformParameters>;
   /** Import + Unseal of a sealed-data blob made for the EK; returns the unsealed bytes. */
-  importBlob(identity: string, uid: string, blob: ImportBlob): Promise<Uint8Array>;
+  importBlob(identity: string, uid: string, blob: ImportBlob, call?: CallOptions): Promise<Uint8Array>;
   /** Import of a signing key made for the EK, stored as uid/kid (ALREADY_EXISTS if present); returns its signature over SHA-256(uid). */
-  importSigningKey(identity: string, uid: string, kid: string, blob: ImportBlob): Promise<Uint8Array>;
+  importSigningKey(identity: string, uid: string, kid: string, blob: ImportBlob, call?: CallOptions): Promise<Uint8Array>;
   /** A new signing key uid/kid under the SRK, certified by the uid's AK (NOT_FOUND without an AK, ALREADY_EXISTS if present). */
-  newKey(identity: string, uid: string, kid: string, keyType: KeyType): Promise<NewKeyResult>;
+  newKey(identity: string, uid: string, kid: string, keyType: KeyType, call?: CallOptions): Promise<NewKeyResult>;
   /** Signature over SHA-256(data): RSA PKCS#1 v1.5, ECC ASN.1 DER ECDSA. NOT_FOUND for an unknown uid/kid. */
-  sign(identity: string, uid: string, kid: string, data: Uint8Array): Promise<Uint8Array>;
+  sign(identity: string, uid: string, kid: string, data: Uint8Array, call?: CallOptions): Promise<Uint8Array>;
   /** Whether the backend can serve requests now (TPM reachable, primary keys loaded). */
   ready(): boolean | Promise<boolean>;
   /** Releases the TPM; called once, after the last request finished (or the shutdown wait ran out). */

@@ -8,6 +8,7 @@ export type AttestorErrorCode =
   | 'FAILED_PRECONDITION'
   | 'UNAVAILABLE'
   | 'RESOURCE_EXHAUSTED'
+  | 'CANCELLED'
   | 'UNAUTHENTICATED'
   | 'PERMISSION_DENIED'
   | 'DATA_LOSS'

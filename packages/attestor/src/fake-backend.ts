@@ -72,7 +72,7 @@ export class FakeBackend implements AttestorBackend {
     this.#opts.metrics?.observeTpmCommand(`FAKE_${method}`, ms / 1000);
   }
 
-  async getEKCert(keyType: KeyType): Promise<EKCertResult> {
+  async getEKCert(_identity: string, keyType: KeyType): Promise<EKCertResult> {
     await this.#enter('getEKCert');
     let ek = this.#eks.get(keyType);
     if (ek === undefined) {

@@ -93,6 +93,23 @@ export class Histogram {
   }
 }
 
+/** A gauge without labels. */
+export class Gauge {
+  value = 0;
+  constructor(
+    readonly name: string,
+    readonly help: string,
+  ) {}
+
+  set(v: number): void {
+    this.value = v;
+  }
+
+  render(): string {
+    return `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} gauge\n${this.name} ${formatNumber(this.value)}\n`;
+  }
+}
+
 function pick(names: readonly string[], labels: Labels): Labels {
   const out: Labels = {};
   for (const n of names) out[n] = labels[n] ?? '';
@@ -110,6 +127,12 @@ export interface TpmMetrics {
   countTpmReclaimed(kind: 'object' | 'session', count: number): void;
   /** Records a call refused because the TPM's object or session memory is held by another user. */
   countTpmExhausted(kind: 'object' | 'session'): void;
+  /** Records how many flows wait for the TPM now. */
+  setTpmQueueDepth(depth: number): void;
+  /** Records that a flow of `method` started after waiting `seconds` in the TPM queue. */
+  observeTpmQueueWait(method: string, seconds: number): void;
+  /** Records a flow that never ran: the queue was full, or its caller went away while it waited. */
+  countTpmQueueRejected(reason: 'full' | 'cancelled'): void;
 }
 
 /** The attestor's metrics, served on /metrics. */
@@ -134,6 +157,14 @@ export class AttestorMetrics implements TpmMetrics {
     'Calls answered UNAVAILABLE because another user of the TPM holds its object or session memory, by kind.',
     ['kind'],
   );
+  readonly tpmQueueDepth = new Gauge('tpmds_tpm_queue_depth', 'TPM flows (calls) waiting for the TPM.');
+  readonly tpmQueueWait = new Histogram('tpmds_tpm_queue_wait_seconds', 'Time a call waited in the TPM queue before its first TPM command, by method.', ['method'], RPC_BUCKETS);
+  /** No identity label: who was refused goes to the log, not to metrics. */
+  readonly tpmQueueRejected = new Counter(
+    'tpmds_tpm_queue_rejected_total',
+    'Calls that never reached the TPM: the queue was full (RESOURCE_EXHAUSTED) or the caller cancelled or ran out of time while waiting, by reason.',
+    ['reason'],
+  );
   readonly #startTime = Date.now() / 1000;
 
   /** Records one finished RPC. */
@@ -154,6 +185,18 @@ export class AttestorMetrics implements TpmMetrics {
     this.tpmExhausted.inc({ kind });
   }
 
+  setTpmQueueDepth(depth: number): void {
+    this.tpmQueueDepth.set(depth);
+  }
+
+  observeTpmQueueWait(method: string, seconds: number): void {
+    this.tpmQueueWait.observe({ method }, seconds);
+  }
+
+  countTpmQueueRejected(reason: 'full' | 'cancelled'): void {
+    this.tpmQueueRejected.inc({ reason });
+  }
+
   /** Prometheus text exposition of every metric. */
   render(): string {
     return [
@@ -163,6 +206,9 @@ export class AttestorMetrics implements TpmMetrics {
       this.authFailures.render(),
       this.tpmReclaimed.render(),
       this.tpmExhausted.render(),
+      this.tpmQueueDepth.render(),
+      this.tpmQueueWait.render(),
+      this.tpmQueueRejected.render(),
       '# HELP tpmds_start_time_seconds Start time of the attestor since the Unix epoch.\n' +
         '# TYPE tpmds_start_time_seconds gauge\n' +
         `tpmds_start_time_seconds ${this.#startTime}\n`,

@@ -27,7 +27,7 @@ import { readFile, lstat, unlink } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
 import { createSecureContext } from 'node:tls';
 import { AuthFailure, createCallerAuth, type Caller, type CallerAuth, type CallCredentials } from './auth/index.js';
-import type { AttestorBackend, CheckedEncryptedCredential } from './backend.js';
+import type { AttestorBackend, CallOptions, CheckedEncryptedCredential } from './backend.js';
 import type { AttestorConfig } from './config.js';
 import { validateConfig } from './config.js';
 import { AttestorError, ConfigError, grpcStatusOf, statusName } from './errors.js';
@@ -274,9 +274,9 @@ class VerifierHandlers {
   implementation(): grpc.UntypedServiceImplementation {
     const pb = verifierpb;
     const b = this.backend;
-    const getEKCert = async (req: verifierpb.GetEKCertRequest) => {
+    const getEKCert = async (req: verifierpb.GetEKCertRequest, caller: Caller, _log: unknown, call: CallOptions) => {
       const keyType = parseKeyType(req.keyType);
-      const r = await b.getEKCert(keyType);
+      const r = await b.getEKCert(caller.identity, keyType, call);
       return new pb.GetEKCertResponse({ ekPub: r.ekPub, ekCert: r.ekCert ?? new Uint8Array(0) });
     };
     // Every uid/kid is looked up inside the caller's own identity: another caller's keys are
@@ -284,49 +284,49 @@ class VerifierHandlers {
     return {
       GetEKCert: this.#unary('GetEKCert', getEKCert),
       GetEK: this.#unary('GetEK', getEKCert),
-      GetAK: this.#unary('GetAK', async (req: verifierpb.GetAKRequest, caller) => {
+      GetAK: this.#unary('GetAK', async (req: verifierpb.GetAKRequest, caller, _log, call) => {
         const uid = checkId('uid', req.uid);
         const keyType = parseKeyType(req.keyType);
-        return new pb.GetAKResponse({ ak: encodeAttestationParameters(await b.getAK(caller.identity, uid, keyType)) });
+        return new pb.GetAKResponse({ ak: encodeAttestationParameters(await b.getAK(caller.identity, uid, keyType, call)) });
       }),
-      Attest: this.#unary('Attest', async (req: verifierpb.AttestRequest, caller) => {
+      Attest: this.#unary('Attest', async (req: verifierpb.AttestRequest, caller, _log, call) => {
         const uid = checkId('uid', req.uid);
         const credential = checkEncryptedCredential(req.encryptedCredentials);
-        return new pb.AttestResponse({ secret: await b.attest(caller.identity, uid, credential) });
+        return new pb.AttestResponse({ secret: await b.attest(caller.identity, uid, credential, call) });
       }),
-      Quote: this.#unary('Quote', async (req: verifierpb.QuoteRequest, caller) => {
+      Quote: this.#unary('Quote', async (req: verifierpb.QuoteRequest, caller, _log, call) => {
         const uid = checkId('uid', req.uid);
         const nonce = checkNonce(req.nonce);
-        return new pb.QuoteResponse({ platformAttestation: encodePlatformParameters(await b.quote(caller.identity, uid, nonce)) });
+        return new pb.QuoteResponse({ platformAttestation: encodePlatformParameters(await b.quote(caller.identity, uid, nonce, call)) });
       }),
-      ImportBlob: this.#unary('ImportBlob', async (req: verifierpb.ImportBlobRequest, caller, log) => {
+      ImportBlob: this.#unary('ImportBlob', async (req: verifierpb.ImportBlobRequest, caller, log, call) => {
         const uid = checkId('uid', req.uid);
         const blob = checkImportBlob('encryptedKey', req.encryptedKey);
         // Which sealed object this caller unsealed (its Name: public, never the secret) and whether PCRs bind it.
         log['sealedObject'] = sealedObjectName(blob.publicArea);
         log['pcrBound'] = blob.pcrs && blob.pcrs.pcrs.size > 0 ? 'true' : 'false';
-        return new pb.ImportBlobResponse({ decryptedKey: await b.importBlob(caller.identity, uid, blob) });
+        return new pb.ImportBlobResponse({ decryptedKey: await b.importBlob(caller.identity, uid, blob, call) });
       }),
-      ImportSigningKey: this.#unary('ImportSigningKey', async (req: verifierpb.ImportSigningKeyRequest, caller) => {
+      ImportSigningKey: this.#unary('ImportSigningKey', async (req: verifierpb.ImportSigningKeyRequest, caller, _log, call) => {
         const uid = checkId('uid', req.uid);
         const kid = checkId('kid', req.kid);
         const blob = checkImportBlob('encryptedSigningKey', req.encryptedSigningKey);
-        return new pb.ImportSigningKeyResponse({ confirmation: await b.importSigningKey(caller.identity, uid, kid, blob) });
+        return new pb.ImportSigningKeyResponse({ confirmation: await b.importSigningKey(caller.identity, uid, kid, blob, call) });
       }),
-      NewKey: this.#unary('NewKey', async (req: verifierpb.NewKeyRequest, caller) => {
+      NewKey: this.#unary('NewKey', async (req: verifierpb.NewKeyRequest, caller, _log, call) => {
         const uid = checkId('uid', req.uid);
         const kid = checkId('kid', req.kid);
         const keyType = parseKeyType(req.keyType);
-        const r = await b.newKey(caller.identity, uid, kid, keyType);
+        const r = await b.newKey(caller.identity, uid, kid, keyType, call);
         return new pb.NewKeyResponse({
           public: encodePublicKeyPem(r.publicKey),
           keyCertification: encodeCertificationParameters(r.certification),
         });
       }),
-      Sign: this.#unary('Sign', async (req: verifierpb.SignRequest, caller) => {
+      Sign: this.#unary('Sign', async (req: verifierpb.SignRequest, caller, _log, call) => {
         const uid = checkId('uid', req.uid);
         const kid = checkId('kid', req.kid);
-        return new pb.SignResponse({ signed: await b.sign(caller.identity, uid, kid, req.data) });
+        return new pb.SignResponse({ signed: await b.sign(caller.identity, uid, kid, req.data, call) });
       }),
     };
   }
@@ -344,11 +344,18 @@ class VerifierHandlers {
     return caller;
   }
 
-  /** `handle` may add fields to the call's log line (identifiers only: never payloads or secrets). */
-  #unary<Req extends object>(method: string, handle: (req: Req, caller: Caller, log: Record<string, string | undefined>) => Promise<unknown>): UnaryHandler {
+  /**
+   * `handle` may add fields to the call's log line (identifiers only: never payloads or secrets);
+   * its CallOptions' signal fires when the caller cancels or the call's deadline passes.
+   */
+  #unary<Req extends object>(
+    method: string,
+    handle: (req: Req, caller: Caller, log: Record<string, string | undefined>, options: CallOptions) => Promise<unknown>,
+  ): UnaryHandler {
     return (call, callback) => {
       const start = process.hrtime.bigint();
       const done = this.inflight.begin();
+      const gone = callGone(call);
       const req = call.request;
       const fields: Record<string, string | undefined> = { method, peer: call.getPeer() };
       if (!(req instanceof MalformedRequest)) {
@@ -363,6 +370,7 @@ class VerifierHandlers {
         this.metrics.observeRpc(method, codeName, seconds);
         const level = code === grpc.status.INTERNAL || code === grpc.status.DATA_LOSS ? 'error' : 'info';
         this.logger.log(level, 'rpc', { ...fields, code: codeName, durationMs: Math.round(seconds * 1e6) / 1e3, ...extra });
+        gone.dispose();
         done();
       };
       (async () => {
@@ -371,7 +379,7 @@ class VerifierHandlers {
         fields['auth'] = caller.mode;
         if (caller.mode !== 'none') fields['identity'] = caller.identity.slice(0, 256);
         if (req instanceof MalformedRequest) throw new AttestorError('INVALID_ARGUMENT', req.problem);
-        return handle(req as Req, caller, fields);
+        return handle(req as Req, caller, fields, { signal: gone.signal });
       })().then(
         (res) => {
           finish(grpc.status.OK);
@@ -392,6 +400,28 @@ class VerifierHandlers {
       );
     };
   }
+}
+
+/**
+ * A signal that fires when the caller cancels the call or its deadline passes (grpc-js answers
+ * DEADLINE_EXCEEDED by itself, without a 'cancelled' event, so the deadline has its own timer).
+ */
+function callGone(call: grpc.ServerUnaryCall<unknown, unknown>): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController();
+  const onCancel = (): void => ac.abort();
+  call.on('cancelled', onCancel);
+  const deadline = call.getDeadline();
+  const ms = (deadline instanceof Date ? deadline.getTime() : deadline) - Date.now();
+  // setTimeout takes at most 2^31-1 ms; a later deadline (or none: Infinity) never fires here.
+  const timer = Number.isFinite(ms) && ms < 2 ** 31 ? setTimeout(onCancel, Math.max(0, ms)) : undefined;
+  timer?.unref();
+  return {
+    signal: ac.signal,
+    dispose: () => {
+      clearTimeout(timer);
+      call.removeListener('cancelled', onCancel);
+    },
+  };
 }
 
 /** DER of the client certificate of a TLS call (grpc-js exposes Node's PeerCertificate), or null. */

@@ -9,9 +9,9 @@ import {
 } from '@tpmds/tpm2-wire';
 import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/protocol/formats';
 import { AttestorError } from './errors.js';
-import type { AttestorBackend, CheckedEncryptedCredential, EKCertResult, KeyType, NewKeyResult } from './backend.js';
+import type { AttestorBackend, CallOptions, CheckedEncryptedCredential, EKCertResult, KeyType, NewKeyResult } from './backend.js';
 import type { KeyRecord, KeyStore, NewKeyRecord } from './keystore.js';
-import { AttestorTpm, TpmFlowError, type PrimaryKind, type WrappedKey } from './tpm/attestor-tpm.js';
+import { AttestorTpm, TpmFlowError, type FlowTag, type PrimaryKind, type WrappedKey } from './tpm/attestor-tpm.js';
 
 /** Go crypto.Hash numbers of the PCR banks (go-attestation PCR.DigestAlg). */
 const GO_HASH: Readonly<Record<number, number>> = { [TPM_ALG.SHA1]: 3, [TPM_ALG.SHA256]: 5, [TPM_ALG.SHA384]: 6, [TPM_ALG.SHA512]: 7 };
@@ -48,18 +48,18 @@ export class TpmBackend implements AttestorBackend {
     return r;
   }
 
-  async getEKCert(keyType: KeyType): Promise<EKCertResult> {
+  async getEKCert(identity: string, keyType: KeyType, call: CallOptions = {}): Promise<EKCertResult> {
     return this.guard('GetEKCert', async () => {
-      const ek = await this.tpm.ek(keyType);
+      const ek = await this.tpm.ek(keyType, tag(identity, 'GetEKCert', call));
       return { ekPub: publicToSpkiDer(ek.public), ekCert: ek.certificate };
     });
   }
 
-  async getAK(identity: string, uid: string, keyType: KeyType): Promise<AttestationParameters> {
+  async getAK(identity: string, uid: string, keyType: KeyType, call: CallOptions = {}): Promise<AttestationParameters> {
     return this.guard('GetAK', async () => {
       const existing = await this.record(identity, uid);
       if (existing) return sameTypeAk(existing, uid, keyType);
-      const ak = await this.tpm.createAk(keyType);
+      const ak = await this.tpm.createAk(keyType, tag(identity, 'GetAK', call));
       const params: AttestationParameters = {
         public: publicAreaBytes(ak.key.public),
         useTCSDActivationFormat: false,
@@ -85,19 +85,19 @@ export class TpmBackend implements AttestorBackend {
     return fromRecord(ak);
   }
 
-  async attest(identity: string, uid: string, credential: CheckedEncryptedCredential): Promise<Uint8Array> {
+  async attest(identity: string, uid: string, credential: CheckedEncryptedCredential, call: CallOptions = {}): Promise<Uint8Array> {
     return this.guard('Attest', async () => {
       const ak = await this.ak(identity, uid);
       const secret = unmarshal(TPM2B_ENCRYPTED_SECRET, credential.secret);
       const ekType = ekTypeOfSecret(secret, 'Attest encryptedCredentials.Secret');
-      return this.tpm.activateCredential(ak, ekType, unmarshal(TPM2B_ID_OBJECT, credential.credential), secret);
+      return this.tpm.activateCredential(ak, ekType, unmarshal(TPM2B_ID_OBJECT, credential.credential), secret, tag(identity, 'Attest', call));
     });
   }
 
-  async quote(identity: string, uid: string, nonce: Uint8Array): Promise<PlatformParameters> {
+  async quote(identity: string, uid: string, nonce: Uint8Array, call: CallOptions = {}): Promise<PlatformParameters> {
     return this.guard('Quote', async () => {
       const ak = await this.ak(identity, uid);
-      const banks = await this.tpm.quote(ak, nonce);
+      const banks = await this.tpm.quote(ak, nonce, tag(identity, 'Quote', call));
       let eventLog = await this.opts.readEventLog();
       if (eventLog === null) {
         if (!this.warnedNoEventLog) this.opts.warn?.('no firmware event log: quotes are sent with an empty one');
@@ -114,16 +114,16 @@ export class TpmBackend implements AttestorBackend {
     });
   }
 
-  async importBlob(_identity: string, _uid: string, blob: ImportBlob): Promise<Uint8Array> {
+  async importBlob(identity: string, _uid: string, blob: ImportBlob, call: CallOptions = {}): Promise<Uint8Array> {
     return this.guard('ImportBlob', async () => {
       const { publicArea, policy } = decodeBlob(blob);
       if (publicArea.type !== TPM_ALG.KEYEDHASH) throw new AttestorError('INVALID_ARGUMENT', 'ImportBlob: publicArea is not a sealed-data (KEYEDHASH) object');
       const ekType = ekTypeOfSecret(blob.encryptedSeed, 'ImportBlob encryptedSeed');
-      return this.tpm.importAndUnseal(ekType, { publicArea, duplicate: blob.duplicate, encryptedSeed: blob.encryptedSeed, policy });
+      return this.tpm.importAndUnseal(ekType, { publicArea, duplicate: blob.duplicate, encryptedSeed: blob.encryptedSeed, policy }, tag(identity, 'ImportBlob', call));
     });
   }
 
-  async importSigningKey(identity: string, uid: string, kid: string, blob: ImportBlob): Promise<Uint8Array> {
+  async importSigningKey(identity: string, uid: string, kid: string, blob: ImportBlob, call: CallOptions = {}): Promise<Uint8Array> {
     return this.guard('ImportSigningKey', async () => {
       const { publicArea, policy } = decodeBlob(blob);
       if (publicArea.type !== TPM_ALG.RSA && publicArea.type !== TPM_ALG.ECC) {
@@ -132,9 +132,9 @@ export class TpmBackend implements AttestorBackend {
       if (!(publicArea.objectAttributes & (1 << 18))) throw new AttestorError('INVALID_ARGUMENT', 'ImportSigningKey: the key does not have the sign attribute');
       if (await this.store.has({ identity, uid, kid })) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
       const ekType = ekTypeOfSecret(blob.encryptedSeed, 'ImportSigningKey encryptedSeed');
-      const key = await this.tpm.importKey(ekType, { publicArea, duplicate: blob.duplicate, encryptedSeed: blob.encryptedSeed });
+      const key = await this.tpm.importKey(ekType, { publicArea, duplicate: blob.duplicate, encryptedSeed: blob.encryptedSeed }, tag(identity, 'ImportSigningKey', call));
       // Prove the import worked before storing it: sign the uid.
-      const sig = await this.tpm.sign(key, new TextEncoder().encode(uid), policy);
+      const sig = await this.tpm.sign(key, new TextEncoder().encode(uid), policy, tag(identity, 'ImportSigningKey', call));
       const record = toRecord(key, undefined);
       if (blob.pcrs && blob.pcrs.pcrs.size > 0) record.pcrPolicy = { hash: blob.pcrs.hash, pcrs: [...blob.pcrs.pcrs.keys()].sort((a, b) => a - b) };
       await this.store.create({ identity, uid, kid }, record);
@@ -142,24 +142,24 @@ export class TpmBackend implements AttestorBackend {
     });
   }
 
-  async newKey(identity: string, uid: string, kid: string, keyType: KeyType): Promise<NewKeyResult> {
+  async newKey(identity: string, uid: string, kid: string, keyType: KeyType, call: CallOptions = {}): Promise<NewKeyResult> {
     return this.guard('NewKey', async () => {
       const ak = await this.ak(identity, uid);
       if (await this.store.has({ identity, uid, kid })) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
-      const { key, certify } = await this.tpm.createKey(ak, keyType);
+      const { key, certify } = await this.tpm.createKey(ak, keyType, tag(identity, 'NewKey', call));
       const certification = { public: publicAreaBytes(key.public), createData: null, createAttestation: certify.attestBytes, createSignature: marshal(TPMT_SIGNATURE, certify.signature) };
       await this.store.create({ identity, uid, kid }, toRecord(key, certification));
       return { publicKey: publicToSpkiDer(key.public), certification };
     });
   }
 
-  async sign(identity: string, uid: string, kid: string, data: Uint8Array): Promise<Uint8Array> {
+  async sign(identity: string, uid: string, kid: string, data: Uint8Array, call: CallOptions = {}): Promise<Uint8Array> {
     return this.guard('Sign', async () => {
       const rec = await this.record(identity, uid, kid);
       if (!rec) throw new AttestorError('NOT_FOUND', `no key ${uid}/${kid}`);
       // A PCR-bound key: PolicyPCR over the recorded selection with the PCRs' current values.
       const policy: PolicyStep[] = rec.pcrPolicy ? [{ type: 'PolicyPCR', selection: pcrSelection(rec.pcrPolicy.hash, rec.pcrPolicy.pcrs), pcrDigest: new Uint8Array(0) }] : [];
-      return signatureBytes(await this.tpm.sign(fromRecord(rec), data, policy));
+      return signatureBytes(await this.tpm.sign(fromRecord(rec), data, policy, tag(identity, 'Sign', call)));
     });
   }
 
@@ -187,6 +187,11 @@ export class TpmBackend implements AttestorBackend {
       throw mapError(rpc, e);
     }
   }
+}
+
+/** The TPM queue's tag of a flow for `identity`'s call of `method`. */
+function tag(identity: string, method: string, call: CallOptions): FlowTag {
+  return { identity, method, signal: call.signal };
 }
 
 function toRecord(key: WrappedKey, evidence: { createData: Uint8Array | null; createAttestation: Uint8Array | null; createSignature: Uint8Array | null } | undefined): NewKeyRecord {

@@ -26,6 +26,7 @@ describe('attestor config', () => {
     assert.deepEqual(c, {
       listen: '0.0.0.0:50051',
       tpm: 'device:/dev/tpmrm0',
+      tpmQueueLimit: 256,
       stateDir: '/var/lib/tpmds',
       eventLog: '/sys/kernel/security/tpm0/binary_bios_measurements',
       insecure: true,
@@ -44,6 +45,7 @@ describe('attestor config', () => {
     const c = run([
       '--listen', 'unix:/run/tpmds.sock',
       '--tpm=swtpm:port=2321',
+      '--tpm-queue-limit', '8',
       '--state-dir', '/tmp/s',
       '--event-log=/tmp/log',
       '--tls-cert', '/c.pem',
@@ -55,6 +57,7 @@ describe('attestor config', () => {
     assert.deepEqual(c, {
       listen: 'unix:/run/tpmds.sock',
       tpm: 'swtpm:port=2321',
+      tpmQueueLimit: 8,
       stateDir: '/tmp/s',
       eventLog: '/tmp/log',
       tlsCert: '/c.pem',
@@ -75,7 +78,7 @@ describe('attestor config', () => {
     assert.deepEqual(
       FLAGS.map((f) => envName(f.flag)),
       [
-        'TPMDS_LISTEN', 'TPMDS_TPM', 'TPMDS_STATE_DIR', 'TPMDS_EVENT_LOG', 'TPMDS_TLS_CERT', 'TPMDS_TLS_KEY', 'TPMDS_CLIENT_CA', 'TPMDS_INSECURE', 'TPMDS_HEALTH_LISTEN', 'TPMDS_LOG_LEVEL',
+        'TPMDS_LISTEN', 'TPMDS_TPM', 'TPMDS_TPM_QUEUE_LIMIT', 'TPMDS_STATE_DIR', 'TPMDS_EVENT_LOG', 'TPMDS_TLS_CERT', 'TPMDS_TLS_KEY', 'TPMDS_CLIENT_CA', 'TPMDS_INSECURE', 'TPMDS_HEALTH_LISTEN', 'TPMDS_LOG_LEVEL',
         'TPMDS_AUTH', 'TPMDS_ALLOW', 'TPMDS_KUBE_API', 'TPMDS_KUBE_CA', 'TPMDS_KUBE_TOKEN_FILE', 'TPMDS_TOKEN_AUDIENCE', 'TPMDS_NODE_NAME', 'TPMDS_TOKEN_CACHE_SECONDS',
       ],
     );
@@ -148,6 +151,8 @@ describe('attestor config', () => {
       [['--insecure', '--tpm', '/dev/tpm0'], {}, '--tpm', /device:PATH/],
       [['--insecure', '--log-level', 'verbose'], {}, '--log-level', /debug, info, warn or error/],
       [['--insecure', '--state-dir='], {}, '--state-dir', /empty/],
+      [['--insecure', '--tpm-queue-limit', '0'], {}, '--tpm-queue-limit', /1 or more/],
+      [['--insecure', '--tpm-queue-limit', 'many'], {}, '--tpm-queue-limit', /whole number/],
       [['--insecure', '--listen'], {}, '--listen', /needs a value/],
       [['--insecure', '--frobnicate'], {}, '--frobnicate', /unknown flag/],
       [['--insecure', 'extra'], {}, 'extra', /unexpected argument/],

@@ -386,7 +386,7 @@ describe('attestor server: backend errors', function () {
   it('an AttestorError keeps its code and message; any other error is a bare INTERNAL with an error id in the log', async () => {
     const backend = new FakeBackend();
     const secretText = 'TPM said 0x9a2 with key material deadbeef';
-    backend.getEKCert = async (keyType) => {
+    backend.getEKCert = async (_identity, keyType) => {
       if (keyType === 'ecc') throw new AttestorError('FAILED_PRECONDITION', 'PCR policy not satisfied');
       throw new Error(secretText);
     };

@@ -9,14 +9,17 @@ import {
   PERSISTENT_HANDLE, parseTpmAddress, rawBytes, TPMA_SESSION, TPM_ALG, TPM_RC, TPM_RH, TPM_SU, Tpm, TpmError, TpmTransportError,
   akTemplate, ekTemplateEccP256, ekTemplateRsa2048, hash, openTpm, pcrSelection, signingKeyTemplate,
   srkTemplateEccP256, bytesEqual,
-  type Attestation, type KeyType, type Session, type TPMS_CONTEXT, type TPMT_PUBLIC, type TPMT_SIGNATURE, type PolicyStep,
+  type Attestation, type KeyType, type Session, type TPMS_CONTEXT, type TPMT_PUBLIC, type TPMT_SIGNATURE, type PolicyStep, type Transport,
 } from '@tpmds/tpm2-wire';
+import { FairQueue, INTERNAL, QueueRejection, type FairQueueOptions, type FlowTag } from './fair-queue.js';
+
+export { BACKGROUND, INTERNAL, type FlowTag } from './fair-queue.js';
 
 /** A failure the server maps to a gRPC status; `message` is safe to show to callers. */
 export class TpmFlowError extends Error {
   override readonly name = 'TpmFlowError';
   constructor(
-    readonly code: 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'FAILED_PRECONDITION' | 'UNAVAILABLE' | 'INTERNAL',
+    readonly code: 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'FAILED_PRECONDITION' | 'UNAVAILABLE' | 'RESOURCE_EXHAUSTED' | 'CANCELLED' | 'INTERNAL',
     message: string,
     cause?: unknown,
   ) {
@@ -95,7 +98,14 @@ export interface AttestorTpmOptions {
   onReclaim?: (flushed: { objects: number; sessions: number }) => void;
   /** Called when the TPM's object or session memory stays full although this attestor holds nothing. */
   onExhausted?: (kind: 'object' | 'session', held: HeldHandles) => void;
+  /** The queue in front of the TPM (see fair-queue.ts): how many flows may wait (default 256) and its metrics hooks. */
+  queue?: Partial<FairQueueOptions>;
+  /** Opens the TPM connection's transport instead of `address` (tests record the commands sent). */
+  openTransport?: () => Promise<Transport>;
 }
+
+/** Default --tpm-queue-limit. */
+export const DEFAULT_QUEUE_LIMIT = 256;
 
 /**
  * Whether the TPM behind `address` is reached through a resource manager, which flushes what
@@ -124,11 +134,17 @@ async function heldHandles(tpm: Tpm): Promise<HeldHandles> {
   return { objects, sessions: [...new Set([...loaded, ...saved])] };
 }
 
-/** The TPM-facing half of the attestor. All methods are safe to call concurrently (they queue). */
+/**
+ * The TPM-facing half of the attestor. All methods are safe to call concurrently: each is one
+ * flow, queued fairly between callers by `call.identity` (fair-queue.ts) and dropped before it
+ * starts when `call.signal` fires.
+ */
 export class AttestorTpm {
   private tpm: Tpm | undefined;
   private connecting: Promise<Tpm> | undefined;
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly queue: FairQueue;
+  /** The flow running now (close() waits for it). */
+  private running: Promise<unknown> = Promise.resolve();
   /** Primary keys: the persistent handle when the TPM has one, else a saved context (re-created after a TPM reset). */
   private readonly primaries = new Map<PrimaryKind, { persistent?: number; context?: TPMS_CONTEXT; public: TPMT_PUBLIC; name: Uint8Array }>();
   private banks: number[] | undefined;
@@ -144,6 +160,12 @@ export class AttestorTpm {
     private readonly opts: AttestorTpmOptions = {},
   ) {
     this.reclaims = opts.reclaim ?? !hasResourceManager(address);
+    this.queue = new FairQueue({ limit: DEFAULT_QUEUE_LIMIT, ...opts.queue });
+  }
+
+  /** Flows waiting for the TPM now. */
+  get queueDepth(): number {
+    return this.queue.depth;
   }
 
   /** Why the last readiness check failed (safe to log), or undefined when it passed. */
@@ -152,7 +174,7 @@ export class AttestorTpm {
   /** Connect now (and check the TPM answers). */
   async ready(): Promise<boolean> {
     try {
-      await this.flow((tpm) => tpm.getRandom(1));
+      await this.flow({ identity: INTERNAL, method: 'ready' }, (tpm) => tpm.getRandom(1));
       this.notReadyReason = undefined;
       return true;
     } catch (e) {
@@ -167,7 +189,8 @@ export class AttestorTpm {
       const o: Parameters<typeof openTpm>[1] = {};
       if (this.opts.onCommand) o.onCommand = this.opts.onCommand;
       if (this.opts.timeoutMs) o.timeoutMs = this.opts.timeoutMs;
-      this.connecting = openTpm(this.address, o).finally(() => (this.connecting = undefined));
+      const opened = this.opts.openTransport ? this.opts.openTransport().then((t) => openTpm(undefined, { ...o, transport: t })) : openTpm(this.address, o);
+      this.connecting = opened.finally(() => (this.connecting = undefined));
     }
     const tpm = await this.connecting;
     if (this.tpm !== tpm) this.reclaimDue = true;
@@ -175,8 +198,11 @@ export class AttestorTpm {
     return tpm;
   }
 
-  /** Run one flow with exclusive use of the TPM; transport failures drop the connection so the next flow reconnects. */
-  private flow<T>(f: (tpm: Tpm) => Promise<T>): Promise<T> {
+  /**
+   * Run one flow with exclusive use of the TPM when `call`'s turn comes; transport failures drop
+   * the connection so the next flow reconnects.
+   */
+  private flow<T>(call: FlowTag, f: (tpm: Tpm) => Promise<T>): Promise<T> {
     const run = async () => {
       if (this.closed) throw new TpmFlowError('UNAVAILABLE', 'the attestor is shutting down');
       let tpm: Tpm;
@@ -228,9 +254,16 @@ export class AttestorTpm {
         return result;
       }
     };
-    const p = this.tail.then(run, run);
-    this.tail = p.catch(() => undefined);
-    return p;
+    const start = (): Promise<T> => {
+      const p = run();
+      this.running = p.catch(() => undefined);
+      return p;
+    };
+    return this.queue.run(call, start).catch((e: unknown) => {
+      if (!(e instanceof QueueRejection)) throw e;
+      const code = e.reason === 'full' ? 'RESOURCE_EXHAUSTED' : e.reason === 'cancelled' ? 'CANCELLED' : 'UNAVAILABLE';
+      throw new TpmFlowError(code, e.message, e);
+    });
   }
 
   /** Forget the connection after a transport failure (the next flow reconnects). */
@@ -380,8 +413,8 @@ export class AttestorTpm {
   // ---- the operations --------------------------------------------------------
 
   /** EK public area and certificate (DER, or null when the TPM has none). */
-  ek(keyType: KeyType): Promise<{ public: TPMT_PUBLIC; certificate: Uint8Array | null }> {
-    return this.flow(async (tpm) => {
+  ek(keyType: KeyType, call: FlowTag = internal('ek')): Promise<{ public: TPMT_PUBLIC; certificate: Uint8Array | null }> {
+    return this.flow(call, async (tpm) => {
       const ek = await this.primary(tpm, keyType === 'ecc' ? 'ek-ecc' : 'ek-rsa');
       await this.flush(tpm, ek);
       // NV certificates do not change while we run: read each once (a few NV_Read chunks each).
@@ -395,8 +428,8 @@ export class AttestorTpm {
   }
 
   /** Create an AK under the SRK and certify its creation with itself (go-attestation's AttestationParameters). */
-  createAk(keyType: KeyType): Promise<CreatedAk> {
-    return this.flow(async (tpm) => {
+  createAk(keyType: KeyType, call: FlowTag = internal('createAk')): Promise<CreatedAk> {
+    return this.flow(call, async (tpm) => {
       const srk = await this.primary(tpm, 'srk');
       let ak: number | undefined;
       try {
@@ -416,8 +449,8 @@ export class AttestorTpm {
   }
 
   /** TPM2_ActivateCredential of a credential made for `ak` with the EK of `ekType`. */
-  activateCredential(ak: WrappedKey, ekType: KeyType, credentialBlob: Uint8Array, encryptedSecret: Uint8Array): Promise<Uint8Array> {
-    return this.flow(async (tpm) => {
+  activateCredential(ak: WrappedKey, ekType: KeyType, credentialBlob: Uint8Array, encryptedSecret: Uint8Array, call: FlowTag = internal('activateCredential')): Promise<Uint8Array> {
+    return this.flow(call, async (tpm) => {
       const { handle: akHandle, parent: srk } = await this.loadKey(tpm, ak);
       let ek: LoadedPrimary | undefined;
       let policy: Session | undefined;
@@ -440,8 +473,8 @@ export class AttestorTpm {
   }
 
   /** One quote per active PCR bank over PCRs 0-23 with `nonce`, plus the PCR values. */
-  quote(ak: WrappedKey, nonce: Uint8Array): Promise<BankQuote[]> {
-    return this.flow(async (tpm) => {
+  quote(ak: WrappedKey, nonce: Uint8Array, call: FlowTag = internal('quote')): Promise<BankQuote[]> {
+    return this.flow(call, async (tpm) => {
       const { handle, parent } = await this.loadKey(tpm, ak);
       try {
         const out: BankQuote[] = [];
@@ -462,8 +495,12 @@ export class AttestorTpm {
   }
 
   /** Import a go-tpm-tools blob under the EK and unseal it (PolicyPCR when the blob is bound to PCRs). */
-  importAndUnseal(ekType: KeyType, blob: { publicArea: TPMT_PUBLIC; duplicate: Uint8Array; encryptedSeed: Uint8Array; policy: PolicyStep[] }): Promise<Uint8Array> {
-    return this.flow(async (tpm) => {
+  importAndUnseal(
+    ekType: KeyType,
+    blob: { publicArea: TPMT_PUBLIC; duplicate: Uint8Array; encryptedSeed: Uint8Array; policy: PolicyStep[] },
+    call: FlowTag = internal('importAndUnseal'),
+  ): Promise<Uint8Array> {
+    return this.flow(call, async (tpm) => {
       const { key, ek } = await this.importUnderEk(tpm, ekType, blob);
       let obj: number | undefined;
       let s: Session | undefined;
@@ -481,8 +518,8 @@ export class AttestorTpm {
   }
 
   /** Import a signing key under the EK; returns the wrapped key to store. */
-  importKey(ekType: KeyType, blob: { publicArea: TPMT_PUBLIC; duplicate: Uint8Array; encryptedSeed: Uint8Array }): Promise<WrappedKey> {
-    return this.flow(async (tpm) => {
+  importKey(ekType: KeyType, blob: { publicArea: TPMT_PUBLIC; duplicate: Uint8Array; encryptedSeed: Uint8Array }, call: FlowTag = internal('importKey')): Promise<WrappedKey> {
+    return this.flow(call, async (tpm) => {
       const { key, ek } = await this.importUnderEk(tpm, ekType, blob);
       await this.flush(tpm, ek);
       return key;
@@ -513,8 +550,8 @@ export class AttestorTpm {
   }
 
   /** Create a signing key under the SRK and certify it with the AK (TPM2_Certify). */
-  createKey(ak: WrappedKey, keyType: KeyType): Promise<{ key: WrappedKey; certify: Attestation }> {
-    return this.flow(async (tpm) => {
+  createKey(ak: WrappedKey, keyType: KeyType, call: FlowTag = internal('createKey')): Promise<{ key: WrappedKey; certify: Attestation }> {
+    return this.flow(call, async (tpm) => {
       const srk = await this.primary(tpm, 'srk');
       let akHandle: number | undefined;
       let k: number | undefined;
@@ -535,8 +572,8 @@ export class AttestorTpm {
    * bound to PCRs (imported with a PolicyPCR authPolicy) are authorized with
    * that policy.
    */
-  sign(key: WrappedKey, data: Uint8Array, policy: PolicyStep[] = []): Promise<TPMT_SIGNATURE> {
-    return this.flow(async (tpm) => {
+  sign(key: WrappedKey, data: Uint8Array, policy: PolicyStep[] = [], call: FlowTag = internal('sign')): Promise<TPMT_SIGNATURE> {
+    return this.flow(call, async (tpm) => {
       const { handle, parent } = await this.loadKey(tpm, key);
       let s: Session | undefined;
       try {
@@ -556,11 +593,17 @@ export class AttestorTpm {
   /** Close the TPM connection after the running flow (pending flows fail with UNAVAILABLE). */
   async close(): Promise<void> {
     this.closed = true;
-    await this.tail;
+    this.queue.close();
+    await this.running;
     const t = this.tpm;
     this.tpm = undefined;
     await t?.close();
   }
+}
+
+/** The tag of a flow no caller asked for (tests, tools): served like one more caller. */
+function internal(method: string): FlowTag {
+  return { identity: INTERNAL, method };
 }
 
 function rawOf(v: object): Uint8Array {
