@@ -32,8 +32,8 @@ NODE_BIN_SHA256=a7ec1b37e6ff9d187e4198c5b6df9a4eb1c74dd31804fb3bac55cc4ceca1ac01
 NPM_VERSION=11.21.3
 NPM_TGZ_INTEGRITY='sha512-5Cf+jE+XctbhH/zjOOqXC+ity7eec/Tkk4Ql38tf6w+1htp2wYPHmE4c1R1Es3DY227Ac14+SLrlYJwkBicbTg=='
 # Debian: a distroless-style rootfs, only what Node and the Dockerfile's RUN steps need (sh, sed for
-# pnpm's bin shims, coreutils, the C/C++ runtime). Packages are unpacked (mmdebstrap's extract variant), not installed:
-# no dpkg, apt or perl in the image. /etc/passwd and /etc/group come from base-passwd's masters.
+# pnpm's bin shims, coreutils, the C/C++ runtime). Packages are unpacked (mmdebstrap's extract
+# variant), not installed: no dpkg, apt or perl in the image (see EXTRACT_HOOK below).
 DEBIAN_SUITE=bookworm
 DEBIAN_MIRROR=${TPMDS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_SECURITY_MIRROR=${TPMDS_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
@@ -96,15 +96,32 @@ npm_tarball() { # NAME VERSION INTEGRITY -> path
 }
 
 # ---- 1. the Debian rootfs ------------------------------------------------------------------------
+# The packages are unpacked, not configured: this hook does by hand what their maintainer scripts
+# would, and drops what a container never reads. dash pulls in dpkg, whose files are removed (no
+# package manager in the image); /var/lib/dpkg/status lists every unpacked package, so image
+# scanners still see what is inside. Runs on the host, $1 is the rootfs.
+EXTRACT_HOOK='set -eu
+r=$1
+cp "$r/usr/share/base-passwd/passwd.master" "$r/etc/passwd"
+cp "$r/usr/share/base-passwd/group.master" "$r/etc/group"
+: > "$r/var/lib/dpkg/status"
+for deb in "$r"/var/cache/apt/archives/*.deb; do
+  if [ "$(dpkg-deb -f "$deb" Package)" = dpkg ]; then
+    dpkg-deb --fsys-tarfile "$deb" | tar -t | sed -n "s|^\./||p" | while read -r f; do
+      if [ -L "$r/$f" ] || [ -f "$r/$f" ]; then rm -f "$r/$f"; fi
+    done
+  else
+    dpkg-deb -f "$deb" | sed "1a Status: install ok installed" >> "$r/var/lib/dpkg/status"
+    echo >> "$r/var/lib/dpkg/status"
+  fi
+done
+rm -rf "$r/usr/share/man" "$r/usr/share/info" "$r/usr/share/locale" "$r/usr/share/lintian" \
+  "$r/lib32" "$r/libx32" "$r/usr/lib32" "$r/usr/libx32" "$r/etc/dpkg" "$r/var/lib/dpkg/status-old"
+find "$r/usr/share/doc" -type f ! -name copyright -delete'
 mmdebstrap_args=(
   --variant=extract --include="$BASE_PACKAGES" --format=tar
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
-  # Unpacked, not configured: do by hand what the maintainer scripts would, and drop what a
-  # container never reads (man pages, translations; each package's copyright stays).
-  --extract-hook='cp "$1/usr/share/base-passwd/passwd.master" "$1/etc/passwd"'
-  --extract-hook='cp "$1/usr/share/base-passwd/group.master" "$1/etc/group"'
-  --extract-hook='rm -rf "$1/usr/share/man" "$1/usr/share/info" "$1/usr/share/locale" "$1/usr/share/lintian" "$1/lib32" "$1/libx32" "$1/usr/lib32" "$1/usr/libx32"'
-  --extract-hook='find "$1/usr/share/doc" -type f ! -name copyright -delete'
+  --extract-hook="$EXTRACT_HOOK"
   "$DEBIAN_SUITE"
 )
 mirrors=(
@@ -132,6 +149,7 @@ else
     step "Debian ${DEBIAN_SUITE} rootfs (mmdebstrap: ${BASE_PACKAGES})"
     mmdebstrap --quiet "${mmdebstrap_args[@]}" "$rootfs.part" "${mirrors[@]}"
     mv "$rootfs.part" "$rootfs"
+    find "$cache" -maxdepth 1 -name 'rootfs-*.tar' ! -name "${rootfs##*/}" -delete # older recipes
   else
     step "Debian rootfs: reusing $rootfs"
   fi
@@ -172,6 +190,9 @@ else
   buildah run --isolation chroot "$ctr" -- npm --version >/dev/null
   buildah commit --quiet --rm "$ctr" "$build_base" >/dev/null
   ctr=""
+  # Base images of older inputs go (unless an image still uses them).
+  buildah images --format '{{.Name}}:{{.Tag}}' | grep '^localhost/tpmds-node:' \
+    | grep -v -e "^${runtime_base}\$" -e "^${build_base}\$" | xargs -r buildah rmi >/dev/null 2>&1 || true
 fi
 
 # ---- 2. the project's Dockerfile -----------------------------------------------------------------
