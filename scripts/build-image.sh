@@ -206,7 +206,7 @@ if [ -n "$build_ca" ]; then
   ca_args=(--volume "$(readlink -f "$build_ca"):/run/tpmds-build-ca.pem:ro" --build-arg NODE_EXTRA_CA_CERTS=/run/tpmds-build-ca.pem)
 fi
 step "buildah bud $IMAGE (Dockerfile, build stage on $build_base, runtime on $runtime_base)"
-buildah bud --isolation chroot --layers --pull=never "${no_cache[@]}" "${ca_args[@]}" \
+buildah bud --isolation chroot --layers --force-rm --pull=never "${no_cache[@]}" "${ca_args[@]}" \
   --build-arg NODE_IMAGE="$build_base" \
   --build-arg NODE_RUNTIME_IMAGE="$runtime_base" \
   --tag "$IMAGE" --file "$repo/Dockerfile" "$repo"

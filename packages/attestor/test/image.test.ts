@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync, type Dirent } from 'node:fs';
+import { get } from 'node:http';
 import { join, relative } from 'node:path';
 import { TPM_ALG, buildEventLog } from '@tpmds/tpm2-wire';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
@@ -86,6 +87,22 @@ function descendants(pid: number): number[] {
     }
   }
   return out;
+}
+
+/** Polls http://ADDRESS/readyz until 200 (health is NOT_SERVING until the first readiness check). */
+async function waitReady(healthAddress: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await new Promise<number>((resolve) => {
+      get(`http://${healthAddress}/readyz`, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      }).on('error', () => resolve(0));
+    });
+    if (status === 200) return;
+    if (Date.now() > deadline) throw new Error(`the attestor at ${healthAddress} was not ready within ${timeoutMs} ms (last /readyz status ${status})`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 const cmdline = (pid: number): string => {
@@ -171,6 +188,7 @@ describe('container image @image @swtpm', function () {
     let attestorOut = '';
     let exited: Promise<number | null> | undefined;
     let address = '';
+    let healthAddress = '';
 
     before(async function () {
       this.timeout(180_000);
@@ -215,6 +233,7 @@ describe('container image @image @swtpm', function () {
             const l = JSON.parse(line) as Record<string, unknown>;
             if (l['msg'] === 'attestor listening') {
               clearTimeout(timer);
+              healthAddress = String(l['healthAddress']);
               resolve(String(l['address']));
             }
           }
@@ -224,6 +243,9 @@ describe('container image @image @swtpm', function () {
           reject(new Error(`the attestor in the image exited (${code}) before listening:\n${attestorOut}`));
         });
       });
+      // Like a readiness probe: the verifier's health step wants SERVING, which follows the first
+      // TPM readiness check after "attestor listening".
+      await waitReady(healthAddress);
     });
 
     after(async function () {
