@@ -272,7 +272,8 @@ function mapError(rpc: string, e: unknown): unknown {
       return new AttestorError('FAILED_PRECONDITION', `${rpc}: the PCR policy is not satisfied: the PCRs do not hold the values the object is bound to`, { cause: e });
     }
     if (e.is(TPM_RC.LOCKOUT)) return new AttestorError('UNAVAILABLE', `${rpc}: the TPM is in dictionary-attack lockout; retry later`, { cause: e });
-    if (e.is(TPM_RC.OBJECT_MEMORY) || e.is(TPM_RC.SESSION_MEMORY) || e.is(TPM_RC.MEMORY) || e.is(TPM_RC.NV_RATE) || e.is(TPM_RC.NV_UNAVAILABLE)) {
+    // (OBJECT_MEMORY and SESSION_MEMORY never get here: AttestorTpm.flow reclaims and answers them itself.)
+    if (e.is(TPM_RC.MEMORY) || e.is(TPM_RC.NV_RATE) || e.is(TPM_RC.NV_UNAVAILABLE)) {
       return new AttestorError('UNAVAILABLE', `${rpc}: the TPM is busy (${e.decoded.name}); retry`, { cause: e });
     }
     const payloadCommands: number[] = [TPM_CC.Import, TPM_CC.ActivateCredential, TPM_CC.Load];

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { TPM_CC, TPM_RH, ekTemplateEccP256, type Tpm } from '@tpmds/tpm2-wire';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
-import { AttestorTpm, TpmFlowError, hasResourceManager } from '../src/tpm/attestor-tpm.js';
+import { AttestorTpm, TpmFlowError, hasResourceManager, heldHandles, type HeldHandles } from '../src/tpm/attestor-tpm.js';
 import {
   ATTESTOR_BIN,
   checkAk,
@@ -42,11 +42,8 @@ async function leaveTwoSessions(tpm: Tpm): Promise<void> {
   await tpm.contextSave(saved.handle);
 }
 
-async function held(address: string): Promise<{ objects: number[]; sessions: number[] }> {
-  return withTpm(address, async (tpm) => ({
-    objects: await tpm.getHandles(0x80000000),
-    sessions: [...(await tpm.getHandles(0x02000000)), ...(await tpm.getHandles(0x03000000))],
-  }));
+async function held(address: string): Promise<HeldHandles> {
+  return withTpm(address, heldHandles);
 }
 
 function reclaimWarnings(lines: Record<string, unknown>[]): Record<string, unknown>[] {

@@ -126,12 +126,11 @@ function exhaustion(e: unknown): 'object' | 'session' | undefined {
   return undefined;
 }
 
-async function heldHandles(tpm: Tpm): Promise<HeldHandles> {
-  // Part 2, 7.4: TPM_HT_LOADED_SESSION = 0x02 and TPM_HT_SAVED_SESSION = 0x03 in a GetCapability(HANDLES) request.
-  const objects = await tpm.getHandles(0x80000000);
-  const loaded = await tpm.getHandles(0x02000000);
-  const saved = await tpm.getHandles(0x03000000);
-  return { objects, sessions: [...new Set([...loaded, ...saved])] };
+/** What occupies the TPM's volatile memory, split into objects and sessions. */
+export async function heldHandles(tpm: Tpm): Promise<HeldHandles> {
+  const all = await tpm.getLoadedHandles();
+  const objects = all.filter((h) => h >>> 24 === 0x80);
+  return { objects, sessions: all.filter((h) => h >>> 24 !== 0x80) };
 }
 
 /**
