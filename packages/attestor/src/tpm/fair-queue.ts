@@ -75,7 +75,6 @@ export class FairQueue {
   #depth = 0;
   /** The queue whose flow runs now, or null when the TPM is idle. */
   #running: QueueKey | null = null;
-  #idle = true;
   #closed = false;
 
   constructor(private readonly opts: FairQueueOptions) {
@@ -122,7 +121,7 @@ export class FairQueue {
       q.push(entry);
       if (q.length === 1 && key !== BACKGROUND && key !== this.#running) this.#ring.push(key);
       this.#setDepth(this.#depth + 1);
-      if (this.#idle) this.#next();
+      if (this.#running === null) this.#next();
     });
   }
 
@@ -163,14 +162,10 @@ export class FairQueue {
 
   #next(): void {
     const key = this.#ring.shift() ?? ((this.#queues.get(BACKGROUND)?.length ?? 0) > 0 ? BACKGROUND : undefined);
-    if (key === undefined) {
-      this.#idle = true;
-      return;
-    }
+    if (key === undefined) return;
     const q = this.#queues.get(key) as Entry[];
     const entry = q.shift() as Entry;
     if (q.length === 0) this.#queues.delete(key);
-    this.#idle = false;
     this.#running = key;
     this.#setDepth(this.#depth - 1);
     entry.start();
