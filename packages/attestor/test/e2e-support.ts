@@ -101,33 +101,19 @@ export interface InProcessAttestor {
  * insecure, on ports chosen by the kernel.
  */
 export async function startInProcess(opts: { tpm: string; stateDir: string; eventLog: string }): Promise<InProcessAttestor> {
-  const log = new CapturedLog();
-  const logger = new Logger('debug', log);
-  const metrics = new AttestorMetrics();
-  const config: AttestorConfig = {
-    ...defaultConfig(),
-    listen: '127.0.0.1:0',
-    healthListen: '127.0.0.1:0',
-    insecure: true,
-    logLevel: 'debug',
-    tpm: opts.tpm,
-    stateDir: opts.stateDir,
-    eventLog: opts.eventLog,
-  };
-  const backend = await createBackend(config, metrics, logger, {});
-  const running = await startAttestor(config, backend, { logger, metrics, shutdownTimeoutMs: 5000, readinessPollMs: 60_000 });
-  const client = new AttestorClient(running.address, grpc.credentials.createInsecure());
+  const att = await startWithConfig({ eventLog: opts.eventLog }, { address: opts.tpm }, opts.stateDir);
+  const client = new AttestorClient(att.running.address, grpc.credentials.createInsecure());
   let stopped: Promise<void> | undefined;
   return {
-    running,
+    running: att.running,
     client,
-    metrics,
-    log,
-    config,
+    metrics: att.metrics,
+    log: att.log,
+    config: att.config,
     stop: () =>
       (stopped ??= (async () => {
         client.close();
-        await running.close();
+        await att.stop();
       })()),
   };
 }
@@ -135,6 +121,7 @@ export async function startInProcess(opts: { tpm: string; stateDir: string; even
 /** An in-process attestor on the real TPM backend with any configuration (auth modes, TLS). */
 export interface ConfiguredAttestor {
   running: RunningAttestor;
+  config: AttestorConfig;
   log: CapturedLog;
   metrics: AttestorMetrics;
   stop(): Promise<void>;
@@ -158,7 +145,7 @@ export async function startWithConfig(config: Partial<AttestorConfig>, swtpm: { 
   };
   const backend = await createBackend(full, metrics, logger, {});
   const running = await startAttestor(full, backend, { logger, metrics, shutdownTimeoutMs: 5000, readinessPollMs: 60_000 });
-  return { running, log, metrics, stop: () => running.close() };
+  return { running, config: full, log, metrics, stop: () => running.close() };
 }
 
 export interface SpawnedAttestor {
