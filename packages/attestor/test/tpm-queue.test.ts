@@ -6,6 +6,10 @@ import { TPM_CC, openTransport, type Transport } from '@tpmds/tpm2-wire';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { AttestorTpm, BACKGROUND, INTERNAL, TpmFlowError, type WrappedKey } from '../src/tpm/attestor-tpm.js';
 import { FairQueue, QueueRejection } from '../src/tpm/fair-queue.js';
+import * as grpc from '@grpc/grpc-js';
+import { KeyStore } from '../src/keystore.js';
+import { TpmBackend } from '../src/tpm-backend.js';
+import { startFake, tempDir } from './helpers.js';
 
 /** What reached the TPM, in order: command codes, and markers the test writes between them. */
 type Entry = number | string;
@@ -128,6 +132,49 @@ describe('AttestorTpm queue: fair between callers (counted in TPM commands)', fu
     } finally {
       delete gate.hold;
       await limited.close();
+    }
+  });
+});
+
+describe('TPM queue through gRPC: a call whose deadline passes while it waits never reaches the TPM', function () {
+  this.timeout(120_000);
+  let swtpm: SwtpmInstance;
+  let state: ReturnType<typeof tempDir>;
+
+  before(async () => {
+    swtpm = await startSwtpm({ transport: 'unix' });
+    state = tempDir();
+  });
+  after(async () => {
+    await swtpm?.stop();
+    state?.cleanup();
+  });
+
+  it('Sign with a 300 ms deadline behind a held flow: DEADLINE_EXCEEDED for the caller, no TPM2_Sign, counted as cancelled', async () => {
+    const log: Entry[] = [];
+    const gate: { hold?: Promise<void> } = {};
+    const rejections: string[] = [];
+    const tpm = new AttestorTpm(swtpm.address, { openTransport: recording(swtpm.address, log, gate), queue: { onReject: (r) => rejections.push(r) } });
+    const backend = new TpmBackend(tpm, await KeyStore.open(state.dir), { readEventLog: () => Promise.resolve(null) });
+    const t = await startFake({ backend });
+    try {
+      await t.client.getAK({ uid: 'u', keyType: 'ecc' });
+      await t.client.newKey({ uid: 'u', kid: 'k', keyType: 'ecc' });
+      let release!: () => void;
+      gate.hold = new Promise<void>((r) => (release = r));
+      log.length = 0;
+      const held = t.client.getEKCert('ecc'); // its flow is on the TPM, stuck at the gate
+      while (log.length === 0) await new Promise((r) => setTimeout(r, 5));
+      const e = await rejected(t.client.sign({ uid: 'u', kid: 'k', data: new Uint8Array([1]) }, { deadline: Date.now() + 300 }));
+      assert.equal((e as { code?: number }).code, grpc.status.DEADLINE_EXCEEDED);
+      await new Promise((r) => setTimeout(r, 50)); // the server's own deadline timer fires too
+      delete gate.hold;
+      release();
+      await held;
+      assert.ok(!log.includes(TPM_CC.Sign), 'the expired Sign never reached the TPM');
+      assert.deepEqual(rejections, ['cancelled']);
+    } finally {
+      await t.stop();
     }
   });
 });
