@@ -8,6 +8,7 @@ import {
   AccessPolicy,
   AuthFailure,
   K8sAuthenticator,
+  MtlsAuthenticator,
   TokenReviewClient,
   bearerToken,
   certificateIdentity,
@@ -130,6 +131,22 @@ describe('caller identity (unit)', function () {
       const anonymous = pki.leaf('anon', '/O=org', ['extendedKeyUsage=clientAuth']);
       assert.equal(certificateIdentity(pemToDer(anonymous.certPem)), null);
     });
+
+    it('the authenticator refuses no certificate, one that does not decode, and one naming nobody (UNAUTHENTICATED)', async () => {
+      const m = new MtlsAuthenticator();
+      const anonymous = pki.leaf('anon2', '/O=org', ['extendedKeyUsage=clientAuth']);
+      const cases: [Uint8Array | null, string][] = [
+        [null, 'no_credentials'],
+        [new Uint8Array([0x30, 0x03, 1, 2, 3]), 'no_identity_in_certificate'],
+        [pemToDer(anonymous.certPem), 'no_identity_in_certificate'],
+      ];
+      for (const [der, reason] of cases) {
+        const f = await failure(m.authenticate(creds([], der)));
+        assert.equal(`${f.code} ${f.reason}`, `UNAUTHENTICATED ${reason}`);
+      }
+      const cn = pki.leaf('cn2', '/CN=bot', ['extendedKeyUsage=clientAuth']);
+      assert.deepEqual(await m.authenticate(creds([], pemToDer(cn.certPem))), { identity: 'bot', mode: 'mtls' });
+    });
   });
 
   describe('--auth k8s against a TokenReview stand-in', () => {
@@ -239,6 +256,27 @@ describe('caller identity (unit)', function () {
       writeFileSync(ownTokenFile, good + '\n');
       assert.equal((await a.authenticate(bearer(t))).identity, 'system:serviceaccount:ns:sa');
       assert.equal(api.reviewerTokens.at(-1), good);
+    });
+
+    it('an API server answering with an error status, not JSON, or JSON without a status is UNAVAILABLE, saying which', async () => {
+      const a = authenticator();
+      const t = api.issue({ namespace: 'ns', serviceAccount: 'sa', audiences: ['tpmds'], pod: { name: 'p2', node: 'node-1' } });
+      const cases: [{ status: number; body: string }, RegExp][] = [
+        [{ status: 500, body: '{"kind":"Status","code":500}' }, /HTTP 500/],
+        [{ status: 201, body: '<html>proxy error</html>' }, /not JSON/],
+        [{ status: 201, body: '{"kind":"TokenReview"}' }, /no status/],
+      ];
+      try {
+        for (const [answer, re] of cases) {
+          api.failWith = answer;
+          const f = await failure(a.authenticate(bearer(t)));
+          assert.equal(`${f.code} ${f.reason}`, 'UNAVAILABLE auth_backend_unavailable');
+          assert.match(f.message, re);
+        }
+      } finally {
+        api.failWith = undefined;
+      }
+      assert.equal((await a.authenticate(bearer(t))).identity, 'system:serviceaccount:ns:sa');
     });
   });
 });

@@ -8,7 +8,7 @@ import { MtlsAuthenticator } from './mtls.js';
 import { AccessPolicy } from './policy.js';
 
 export * from './caller.js';
-export { certificateIdentity } from './mtls.js';
+export { MtlsAuthenticator, certificateIdentity } from './mtls.js';
 export { AccessPolicy, POLICY_RPCS } from './policy.js';
 export { K8sAuthenticator, KubeApiError, TokenReviewClient, NODE_NAME_EXTRA, unverifiedClaims, type TokenReviewStatus } from './k8s.js';
 
