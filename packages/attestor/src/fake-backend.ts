@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/protocol/formats';
 import type { AttestorBackend, CheckedEncryptedCredential, EKCertResult, KeyType, NewKeyResult } from './backend.js';
 import { AttestorError } from './errors.js';
+import { refKey } from './keystore.js';
 import type { Logger } from './log.js';
 import type { TpmMetrics } from './metrics.js';
 
@@ -84,7 +85,7 @@ export class FakeBackend implements AttestorBackend {
 
   async getAK(identity: string, uid: string, keyType: KeyType): Promise<AttestationParameters> {
     await this.#enter('getAK');
-    const have = this.#aks.get(scoped(identity, uid));
+    const have = this.#aks.get(refKey(identity, uid));
     if (have !== undefined) {
       if (have.keyType !== keyType) {
         throw new AttestorError('ALREADY_EXISTS', `uid "${uid}" already has an ${have.keyType} AK`);
@@ -98,7 +99,7 @@ export class FakeBackend implements AttestorBackend {
       createAttestation: placeholder('fake creation attestation', uid),
       createSignature: placeholder('fake creation signature', uid),
     };
-    this.#aks.set(scoped(identity, uid), { keyType, params });
+    this.#aks.set(refKey(identity, uid), { keyType, params });
     return params;
   }
 
@@ -140,7 +141,7 @@ export class FakeBackend implements AttestorBackend {
 
   async importSigningKey(identity: string, uid: string, kid: string, blob: ImportBlob): Promise<Uint8Array> {
     await this.#enter('importSigningKey');
-    const id = scoped(identity, uid, kid);
+    const id = refKey(identity, uid, kid);
     if (this.#keys.has(id)) throw new AttestorError('ALREADY_EXISTS', `key "${kid}" of uid "${uid}" already exists`);
     const keyType: KeyType = blob.publicArea[0] === 0x00 && blob.publicArea[1] === 0x23 ? 'ecc' : 'rsa';
     const key = await softKey(keyType);
@@ -152,7 +153,7 @@ export class FakeBackend implements AttestorBackend {
   async newKey(identity: string, uid: string, kid: string, keyType: KeyType): Promise<NewKeyResult> {
     await this.#enter('newKey');
     this.#requireAK(identity, uid);
-    const id = scoped(identity, uid, kid);
+    const id = refKey(identity, uid, kid);
     if (this.#keys.has(id)) throw new AttestorError('ALREADY_EXISTS', `key "${kid}" of uid "${uid}" already exists`);
     const key = await softKey(keyType);
     if (this.#keys.has(id)) throw new AttestorError('ALREADY_EXISTS', `key "${kid}" of uid "${uid}" already exists`);
@@ -170,21 +171,16 @@ export class FakeBackend implements AttestorBackend {
 
   async sign(identity: string, uid: string, kid: string, data: Uint8Array): Promise<Uint8Array> {
     await this.#enter('sign');
-    const key = this.#keys.get(scoped(identity, uid, kid));
+    const key = this.#keys.get(refKey(identity, uid, kid));
     if (key === undefined) throw new AttestorError('NOT_FOUND', `key "${kid}" of uid "${uid}" does not exist`);
     return signWith(key, data);
   }
 
   #requireAK(identity: string, uid: string): { keyType: KeyType; params: AttestationParameters } {
-    const ak = this.#aks.get(scoped(identity, uid));
+    const ak = this.#aks.get(refKey(identity, uid));
     if (ak === undefined) throw new AttestorError('NOT_FOUND', `uid "${uid}" has no AK (call GetAK first)`);
     return ak;
   }
-}
-
-/** The map key of a uid (and kid) in an identity's namespace. */
-function scoped(identity: string, uid: string, kid?: string): string {
-  return JSON.stringify([identity, uid, kid ?? null]);
 }
 
 async function softKey(keyType: KeyType): Promise<SoftKey> {

@@ -22,6 +22,11 @@ export interface KeyRef {
   kid?: string;
 }
 
+/** A map key for a record's name: distinct for every identity/uid/kid triple. */
+export function refKey(identity: string, uid: string, kid?: string): string {
+  return JSON.stringify([identity, uid, kid ?? null]);
+}
+
 /**
  * The folder (relative to the store) of an identity's records: '' for the empty identity; else
  * `ids/<prefix>-<hash>` where the hash (SHA-256, 128 bits in hex) makes it collision-free and

@@ -10,7 +10,7 @@ import {
 import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/protocol/formats';
 import { AttestorError } from './errors.js';
 import type { AttestorBackend, CallOptions, CheckedEncryptedCredential, EKCertResult, KeyType, NewKeyResult } from './backend.js';
-import type { KeyRecord, KeyStore, NewKeyRecord } from './keystore.js';
+import { refKey, type KeyRecord, type KeyStore, type NewKeyRecord } from './keystore.js';
 import { AttestorTpm, TpmFlowError, type FlowTag, type PrimaryKind, type WrappedKey } from './tpm/attestor-tpm.js';
 
 /** Go crypto.Hash numbers of the PCR banks (go-attestation PCR.DigestAlg). */
@@ -38,7 +38,7 @@ export class TpmBackend implements AttestorBackend {
 
   /** The record of `uid`'s AK or `uid/kid`'s key in `identity`'s namespace, or undefined. */
   private async record(identity: string, uid: string, kid?: string): Promise<KeyRecord | undefined> {
-    const id = JSON.stringify([identity, uid, kid ?? null]);
+    const id = refKey(identity, uid, kid);
     const cached = this.records.get(id);
     if (cached) return cached;
     const ref = kid === undefined ? { identity, uid } : { identity, uid, kid };
