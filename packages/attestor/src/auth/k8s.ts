@@ -187,8 +187,9 @@ export class K8sAuthenticator implements Authenticator {
     }
     const claims = unverifiedClaims(token);
     if (st.authenticated !== true) {
-      this.opts.onRefused?.('invalid_token', st.error ?? '');
-      if (claims?.aud !== undefined && !claims.aud.includes(audience)) {
+      const wrongAudience = claims?.aud !== undefined && !claims.aud.includes(audience);
+      this.opts.onRefused?.(wrongAudience ? 'wrong_audience' : 'invalid_token', st.error ?? '');
+      if (wrongAudience) {
         throw new AuthFailure('PERMISSION_DENIED', 'wrong_audience', `the token is not for audience "${audience}" (request a projected service-account token with that audience)`);
       }
       throw new AuthFailure('UNAUTHENTICATED', 'invalid_token', 'the token is not valid (unknown, expired, or its pod or service account is gone)');
