@@ -5,7 +5,7 @@
 # A second run with the same key does nothing. Uses the machine's own Go caches (GOMODCACHE,
 # GOCACHE), so a rebuild after a version bump only fetches and compiles what changed.
 #
-# Output contract (the TypeScript harness calls this too, see test/support/kube.ts):
+# Output contract (the TypeScript harness calls this too, see test/k8s/kube.ts):
 #   stdout  one line, the bin folder, when the binaries are there (exit 0)
 #   stderr  progress, and on a machine without Go the one line
 #           "k8s: Go not found, skipping the API-server tests"  (exit 0; or exit 3 with --strict)
