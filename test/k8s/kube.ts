@@ -23,15 +23,15 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPair } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { makeTempDir, removeTempDir, sleep, stopProcesses, trackProcess, untrackProcesses, type TrackedProcess } from '../support/processes.js';
 
 const BUILD_SCRIPT = fileURLToPath(new URL('./build.sh', import.meta.url));
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -213,65 +213,10 @@ export function kubeBinaries(): Promise<KubeBinaries | { skip: string }> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Process and temp-dir bookkeeping, with a last-resort cleanup when the Node process exits
-// (the same scheme as the swtpm fixture).
+// Running instances. Processes and the temp dir are tracked by test/support/processes.ts (the
+// scheme the swtpm fixture uses too), with a last-resort cleanup when the Node process exits.
 
-interface TrackedProcess {
-  pid: number;
-  /** /proc/PID/stat field 22, so a reused PID is not mistaken for ours. */
-  startTime: string | undefined;
-}
-
-const liveProcesses = new Set<TrackedProcess>();
-const tempDirs = new Set<string>();
 const liveKubes = new Set<Kube>();
-let safetyNetInstalled = false;
-
-function installSafetyNet(): void {
-  if (safetyNetInstalled) return;
-  safetyNetInstalled = true;
-  process.on('exit', emergencyCleanup);
-  for (const signal of ['SIGTERM', 'SIGHUP'] as const) {
-    const onSignal = () => {
-      if (process.listenerCount(signal) > 1) return;
-      emergencyCleanup();
-      process.off(signal, onSignal);
-      process.kill(process.pid, signal);
-    };
-    process.on(signal, onSignal);
-  }
-}
-
-function emergencyCleanup(): void {
-  for (const p of liveProcesses) {
-    if (!isGone(p)) {
-      try {
-        process.kill(p.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  }
-  liveProcesses.clear();
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-  tempDirs.clear();
-}
-
-function procStartTime(pid: number): string | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return text.slice(text.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
-
-function isGone(p: TrackedProcess): boolean {
-  const s = procStartTime(p.pid);
-  return s === undefined || (p.startTime !== undefined && s !== p.startTime);
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Every Kube still running (e.g. for a mocha root afterAll). */
 export async function stopAllKubes(): Promise<void> {
@@ -362,8 +307,7 @@ function startProcess(file: string, args: string[], logFile: string): Managed {
     closeSync(fd);
   }
   if (child.pid === undefined) throw new Error(`could not start ${file}`);
-  const tracked = { pid: child.pid, startTime: procStartTime(child.pid) };
-  liveProcesses.add(tracked);
+  const tracked = trackProcess(child.pid);
   const exited = new Promise<void>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once('exit', () => resolve());
@@ -374,24 +318,10 @@ function startProcess(file: string, args: string[], logFile: string): Managed {
 
 async function stopProcess(m: Managed | undefined): Promise<void> {
   if (!m) return;
-  const done = () => m.child.exitCode !== null || m.child.signalCode !== null;
-  if (!done()) {
-    try {
-      process.kill(m.tracked.pid, 'SIGTERM');
-    } catch {
-      // exited meanwhile
-    }
-    const graceful = await Promise.race([m.exited.then(() => true), sleep(15_000).then(() => false)]);
-    if (!graceful) {
-      try {
-        process.kill(m.tracked.pid, 'SIGKILL');
-      } catch {
-        // exited meanwhile
-      }
-    }
-  }
+  // SIGTERM, SIGKILL after 15 s; then wait as long as it takes for Node to reap it.
+  await stopProcesses([m.tracked], { graceMs: 15_000, killWaitMs: Infinity });
   await m.exited; // Node has reaped it
-  liveProcesses.delete(m.tracked);
+  untrackProcesses([m.tracked]);
 }
 
 function httpGet(url: string, agent: http.Agent | undefined, timeoutMs: number): Promise<{ status: number; body: string }> {
@@ -502,11 +432,7 @@ async function startKubeOnce(options: KubeStartOptions): Promise<Kube> {
   const binaries = found;
   const readyTimeoutMs = options.readyTimeoutMs ?? 120_000;
 
-  installSafetyNet();
-  let base = tmpdir();
-  if (base.length > 60) base = '/tmp';
-  const dir = await mkdtemp(join(base, 'tpmds-kube-'));
-  tempDirs.add(dir);
+  const dir = await makeTempDir('tpmds-kube-');
 
   let etcd: Managed | undefined;
   let apiServer: Managed | undefined;
@@ -519,10 +445,7 @@ async function startKubeOnce(options: KubeStartOptions): Promise<Kube> {
     await stopProcess(apiServer);
     await stopProcess(etcd);
     for (const p of ports) portsInUse.delete(p);
-    if (!process.env['TPMDS_K8S_KEEP']) {
-      await rm(dir, { recursive: true, force: true });
-      tempDirs.delete(dir);
-    }
+    if (!process.env['TPMDS_K8S_KEEP']) await removeTempDir(dir);
   };
 
   try {

@@ -14,6 +14,7 @@ import type { RunReport } from '../src/verify/index.js';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { TestPki } from '../../attestor/test/fixtures/pki.js';
 import { TokenReviewStandIn } from '../../attestor/test/fixtures/tokenreview-standin.js';
+import { trackProcess, untrackProcesses } from '../../../test/support/processes.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const VERIFIER = join(REPO, 'packages/verifier/src/cli/main.ts');
@@ -39,11 +40,10 @@ async function startAttestor(args: string[]): Promise<{ child: ChildProcess; add
   const child = spawn(process.execPath, ['--import', 'tsx', ATTESTOR, ...args], { cwd: REPO, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  // If mocha exits mid-test (a timeout, --exit), the attestor must not outlive it.
-  const killOnExit = (): void => void child.kill('SIGKILL');
-  process.once('exit', killOnExit);
+  // If mocha exits mid-test (a timeout, --exit), the attestor must not outlive it: the exit safety net kills it.
+  const tracked = child.pid === undefined ? [] : [trackProcess(child.pid)];
   const exited = new Promise<void>((res) => child.on('exit', () => res()));
-  void exited.then(() => process.off('exit', killOnExit));
+  void exited.then(() => untrackProcesses(tracked));
   const address = await new Promise<string>((res, rej) => {
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
