@@ -31,7 +31,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { makeTempDir, removeTempDir, sleep, stopProcesses, trackProcess, untrackProcesses, type TrackedProcess } from '../support/processes.js';
+import { keepTempDir, makeTempDir, removeTempDir, sleep, stopProcesses, trackProcess, untrackProcesses, type TrackedProcess } from '../support/processes.js';
 
 const BUILD_SCRIPT = fileURLToPath(new URL('./build.sh', import.meta.url));
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -445,7 +445,8 @@ async function startKubeOnce(options: KubeStartOptions): Promise<Kube> {
     await stopProcess(apiServer);
     await stopProcess(etcd);
     for (const p of ports) portsInUse.delete(p);
-    if (!process.env['TPMDS_K8S_KEEP']) await removeTempDir(dir);
+    if (process.env['TPMDS_K8S_KEEP']) keepTempDir(dir);
+    else await removeTempDir(dir);
   };
 
   try {

@@ -162,6 +162,11 @@ export async function removeTempDir(dir: string): Promise<void> {
   tempDirs.delete(dir);
 }
 
+/** Keeps a directory made by `makeTempDir` (for a post-mortem): the safety net no longer removes it. */
+export function keepTempDir(dir: string): void {
+  tempDirs.delete(dir);
+}
+
 /** Directories made by `makeTempDir` and not removed yet. */
 export function liveTempDirs(): string[] {
   return [...tempDirs];
