@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
+import { trackProcess, untrackProcesses } from '../../../test/support/processes.js';
 import {
   AK_ATTRIBUTES,
   EV,
@@ -174,7 +175,10 @@ export function spawnAttestor(args: string[]): Promise<SpawnedAttestor> {
   let out = '';
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  // If mocha exits mid-test, the shared safety net kills the attestor (it must not outlive the run).
+  const tracked = child.pid === undefined ? undefined : trackProcess(child.pid);
   const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  void exited.then(() => tracked && untrackProcesses([tracked]));
   return new Promise((resolveStart, reject) => {
     let started = false;
     const timer = setTimeout(() => {
