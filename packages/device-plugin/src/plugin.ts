@@ -39,10 +39,8 @@ export async function startDevicePlugin(config: DevicePluginConfig, logger: Logg
   const server = new DevicePluginServer({
     config,
     devices,
-    prepareMounts: async () => {
-      await ensureStateDir(config.stateDir, config.stateOwner);
-      await eventLogs.refresh();
-    },
+    // The event-log copies are kept fresh by their own timer; Allocate does not re-read them.
+    prepareMounts: () => ensureStateDir(config.stateDir, config.stateOwner),
     logger,
   });
   const registration = new RegistrationLoop(config, server, logger);

@@ -14,7 +14,7 @@ import { errorMessage } from './log.js';
 export interface DevicePluginServerOptions {
   config: DevicePluginConfig;
   devices: TpmDevices;
-  /** Makes the mounts Allocate hands out ready (state directory, fresh event-log copies). */
+  /** Makes sure the read-write mount Allocate hands out is usable (the state directory: a stat when it is). */
   prepareMounts: () => Promise<void>;
   logger: Logger;
 }

@@ -184,6 +184,15 @@ describe('tpmds-device-plugin against a fake kubelet', function () {
     );
   });
 
+  it('Allocate hands out the folder without re-reading the logs (the refresh timer keeps the copies fresh)', async () => {
+    await start(['--event-log-refresh-ms', '3600000']);
+    await kubelet.until('registration', () => kubelet.plugin !== undefined);
+    writeFileSync(node.firmwareLog, Uint8Array.from([9, 9, 9]));
+    await kubelet.call('Allocate', new v1beta1.AllocateRequest({ container_requests: [new v1beta1.ContainerAllocateRequest({ devices_ids: ['tpm-0'] })] }));
+    assert.deepEqual(new Uint8Array(readFileSync(join(node.eventLogDir, 'binary_bios_measurements'))), FIRMWARE);
+    assert.equal(log.lines.filter((l) => l['msg'] === 'log copied').length, 1);
+  });
+
   it('GetPreferredAllocation keeps the required IDs and fills up from the available ones', async () => {
     await start();
     await kubelet.until('registration', () => kubelet.plugin !== undefined);
