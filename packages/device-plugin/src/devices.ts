@@ -2,6 +2,7 @@
 // manager /dev/tpmrm0 multiplexes its users), all Healthy while the device node exists and all
 // Unhealthy while it does not. The kubelet stops admitting pods on Unhealthy devices.
 import { stat } from 'node:fs/promises';
+import { every, type Poll } from './poll.js';
 
 export type Health = 'Healthy' | 'Unhealthy';
 
@@ -35,7 +36,7 @@ export class TpmDevices {
   readonly #probe: string;
   #present: boolean | undefined;
   readonly #listeners = new Set<(devices: DeviceState[]) => void>();
-  #timer: NodeJS.Timeout | undefined;
+  #poll: Poll | undefined;
 
   constructor(count: number, probePath: string) {
     this.#ids = deviceIds(count);
@@ -78,19 +79,16 @@ export class TpmDevices {
 
   /** Checks once now, then every `intervalMs`; `onChange` hears about presence changes. */
   async start(intervalMs: number, onChange: (present: boolean) => void): Promise<void> {
-    if (await this.check()) onChange(this.present);
-    const tick = (): void => {
-      void this.check().then((changed) => {
-        if (changed) onChange(this.present);
-        if (this.#timer !== undefined) this.#timer = setTimeout(tick, intervalMs);
-      });
+    const run = async (): Promise<void> => {
+      if (await this.check()) onChange(this.present);
     };
-    this.#timer = setTimeout(tick, intervalMs);
+    await run();
+    this.#poll = every(intervalMs, run);
   }
 
-  stop(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
+  async stop(): Promise<void> {
+    await this.#poll?.stop();
+    this.#poll = undefined;
     this.#listeners.clear();
   }
 }

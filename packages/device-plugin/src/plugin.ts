@@ -28,7 +28,7 @@ export async function startDevicePlugin(config: DevicePluginConfig, logger: Logg
     logger,
   });
   await eventLogs.prepare();
-  await eventLogs.refresh();
+  await eventLogs.start(config.eventLogRefreshMs);
 
   const devices = new TpmDevices(config.count, config.deviceProbe);
   await devices.start(config.pollIntervalMs, (present) => {
@@ -46,10 +46,9 @@ export async function startDevicePlugin(config: DevicePluginConfig, logger: Logg
   const registration = new RegistrationLoop(config, server, logger);
   try {
     await server.start();
-    eventLogs.start(config.eventLogRefreshMs);
     await registration.start(config.pollIntervalMs);
   } catch (e) {
-    devices.stop();
+    await devices.stop();
     await eventLogs.stop();
     await registration.stop();
     await server.stop();
@@ -62,7 +61,7 @@ export async function startDevicePlugin(config: DevicePluginConfig, logger: Logg
     registration,
     async close() {
       await registration.stop();
-      devices.stop();
+      await devices.stop();
       await eventLogs.stop();
       await server.stop();
     },

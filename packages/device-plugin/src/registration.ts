@@ -8,6 +8,7 @@ import type { DevicePluginConfig } from './config.js';
 import { v1beta1 } from './gen/api.js';
 import type { Logger } from './log.js';
 import { errorMessage } from './log.js';
+import { every, type Poll } from './poll.js';
 
 export const API_VERSION = 'v1beta1';
 
@@ -50,8 +51,7 @@ export class RegistrationLoop {
   #registeredWith: number | undefined;
   #everRegistered = false;
   #lastProblem: string | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #current: Promise<void> | undefined;
+  #poll: Poll | undefined;
   readonly #onRegistered: (() => void) | undefined;
 
   constructor(config: DevicePluginConfig, serving: Serving, logger: Logger, onRegistered?: () => void) {
@@ -101,20 +101,12 @@ export class RegistrationLoop {
 
   /** Ticks now and then every `intervalMs` until stop(). */
   async start(intervalMs: number): Promise<void> {
-    this.#current = this.tick();
-    await this.#current;
-    const loop = (): void => {
-      this.#current = this.tick().catch((e: unknown) => this.#problem('device plugin check failed', { error: errorMessage(e) }));
-      void this.#current.then(() => {
-        if (this.#timer !== undefined) this.#timer = setTimeout(loop, intervalMs);
-      });
-    };
-    this.#timer = setTimeout(loop, intervalMs);
+    await this.tick();
+    this.#poll = every(intervalMs, () => this.tick().catch((e: unknown) => this.#problem('device plugin check failed', { error: errorMessage(e) })));
   }
 
   async stop(): Promise<void> {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.#current?.catch(() => undefined);
+    await this.#poll?.stop();
+    this.#poll = undefined;
   }
 }

@@ -218,6 +218,21 @@ describe('tpmds-device-plugin against a fake kubelet', function () {
     await kubelet.until('the stale copy removed', () => !existsSync(systemdCopy));
   });
 
+  it('close() stops every loop: nothing is checked, copied or registered afterwards', async () => {
+    const p = await start();
+    await kubelet.until('registration', () => kubelet.updates.length > 0);
+    await p.close();
+    plugin = undefined;
+    const lines = log.lines.length;
+    writeFileSync(node.firmwareLog, Uint8Array.from([4, 5, 6]));
+    rmSync(node.device);
+    await kubelet.restart();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(log.lines.slice(lines), []);
+    assert.equal(kubelet.registrations.length, 1);
+    assert.equal(existsSync(join(node.pluginDir, 'tpmds.sock')), false);
+  });
+
   it('registers again and serves a new socket after the kubelet restarts', async () => {
     await start();
     await kubelet.until('first registration', () => kubelet.registrations.length === 1 && kubelet.updates.length > 0);
