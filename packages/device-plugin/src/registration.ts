@@ -11,9 +11,15 @@ import { errorMessage } from './log.js';
 import { every, type Poll } from './poll.js';
 
 export const API_VERSION = 'v1beta1';
+const REGISTER_TIMEOUT_MS = 5000;
+
+/** What the plugin supports: sent on Register and answered by GetDevicePluginOptions (they must agree). */
+export function pluginOptions(): v1beta1.DevicePluginOptions {
+  return new v1beta1.DevicePluginOptions({ pre_start_required: false, get_preferred_allocation_available: true });
+}
 
 /** One Register call; rejects with the kubelet's error (e.g. resource name taken, bad version). */
-export async function register(config: Pick<DevicePluginConfig, 'kubeletSocket' | 'socketName' | 'resourceName'>, timeoutMs = 5000): Promise<void> {
+export async function register(config: Pick<DevicePluginConfig, 'kubeletSocket' | 'socketName' | 'resourceName'>): Promise<void> {
   const client = new v1beta1.RegistrationClient(`unix:${config.kubeletSocket}`, grpc.credentials.createInsecure());
   try {
     await new Promise<void>((resolve, reject) => {
@@ -22,9 +28,9 @@ export async function register(config: Pick<DevicePluginConfig, 'kubeletSocket' 
           version: API_VERSION,
           endpoint: config.socketName,
           resource_name: config.resourceName,
-          options: new v1beta1.DevicePluginOptions({ pre_start_required: false, get_preferred_allocation_available: true }),
+          options: pluginOptions(),
         }),
-        { deadline: Date.now() + timeoutMs },
+        { deadline: Date.now() + REGISTER_TIMEOUT_MS },
         (err: grpc.ServiceError | null) => (err ? reject(new Error(`Register with ${config.kubeletSocket} failed: ${err.details || err.message}`)) : resolve()),
       );
     });
@@ -52,13 +58,11 @@ export class RegistrationLoop {
   #everRegistered = false;
   #lastProblem: string | undefined;
   #poll: Poll | undefined;
-  readonly #onRegistered: (() => void) | undefined;
 
-  constructor(config: DevicePluginConfig, serving: Serving, logger: Logger, onRegistered?: () => void) {
+  constructor(config: DevicePluginConfig, serving: Serving, logger: Logger) {
     this.#config = config;
     this.#serving = serving;
     this.#logger = logger;
-    this.#onRegistered = onRegistered;
   }
 
   get registered(): boolean {
@@ -96,7 +100,6 @@ export class RegistrationLoop {
       resource: this.#config.resourceName,
       endpoint: this.#config.socketName,
     });
-    this.#onRegistered?.();
   }
 
   /** Ticks now and then every `intervalMs` until stop(). */

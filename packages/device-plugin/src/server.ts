@@ -10,6 +10,7 @@ import type { DeviceState, TpmDevices } from './devices.js';
 import { v1beta1 } from './gen/api.js';
 import type { Logger } from './log.js';
 import { errorMessage } from './log.js';
+import { pluginOptions } from './registration.js';
 
 export interface DevicePluginServerOptions {
   config: DevicePluginConfig;
@@ -43,7 +44,7 @@ export class DevicePluginServer {
   #handlers(): grpc.UntypedServiceImplementation {
     const { config, devices, logger } = this.#o;
     const getDevicePluginOptions: grpc.handleUnaryCall<v1beta1.Empty, v1beta1.DevicePluginOptions> = (_call, cb) => {
-      cb(null, new v1beta1.DevicePluginOptions({ pre_start_required: false, get_preferred_allocation_available: true }));
+      cb(null, pluginOptions());
     };
     const listAndWatch: grpc.handleServerStreamingCall<v1beta1.Empty, v1beta1.ListAndWatchResponse> = (call) => {
       this.#streams.add(call);

@@ -108,7 +108,8 @@ describe('tpmds-device-plugin against a fake kubelet', function () {
       { id: 'tpm-2', health: 'Healthy' },
     ]);
     const options = await kubelet.call<v1beta1.Empty, v1beta1.DevicePluginOptions>('GetDevicePluginOptions', new v1beta1.Empty());
-    assert.equal(options.pre_start_required, false);
+    // The options Register sent.
+    assert.deepEqual(options.toObject(), { pre_start_required: false, get_preferred_allocation_available: true });
     await kubelet.call('PreStartContainer', new v1beta1.PreStartContainerRequest({ devices_ids: ['tpm-0'] }));
   });
 
