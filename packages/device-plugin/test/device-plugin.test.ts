@@ -63,8 +63,15 @@ function fakeNode(): Node {
   return { ...n, args };
 }
 
+/** The node's flags with `extra` (--flag VALUE pairs) replacing or adding to them. */
 function configOf(node: Node, extra: string[] = []): DevicePluginConfig {
-  const parsed = parseArgs([...node.args, ...extra]);
+  const args = [...node.args];
+  for (let i = 0; i < extra.length; i += 2) {
+    const at = args.indexOf(extra[i]!);
+    if (at >= 0) args.splice(at, 2);
+    args.push(extra[i]!, extra[i + 1]!);
+  }
+  const parsed = parseArgs(args);
   assert.equal(parsed.kind, 'run');
   return parsed.config;
 }
