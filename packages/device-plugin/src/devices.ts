@@ -2,6 +2,7 @@
 // manager /dev/tpmrm0 multiplexes its users), all Healthy while the device node exists and all
 // Unhealthy while it does not. The kubelet stops admitting pods on Unhealthy devices.
 import { stat } from 'node:fs/promises';
+import { errorMessage } from './log.js';
 import { every, type Poll } from './poll.js';
 
 export type Health = 'Healthy' | 'Unhealthy';
@@ -35,6 +36,7 @@ export class TpmDevices {
   readonly #ids: string[];
   readonly #probe: string;
   #present: boolean | undefined;
+  #error: string | undefined;
   readonly #listeners = new Set<(devices: DeviceState[]) => void>();
   #poll: Poll | undefined;
 
@@ -51,6 +53,11 @@ export class TpmDevices {
     return this.#present === true;
   }
 
+  /** Why the last check could not tell whether the device exists (undefined when it could). */
+  get error(): string | undefined {
+    return this.#error;
+  }
+
   list(): DeviceState[] {
     const health: Health = this.#present === true ? 'Healthy' : 'Unhealthy';
     return this.#ids.map((id) => ({ id, health }));
@@ -61,8 +68,10 @@ export class TpmDevices {
     let present: boolean;
     try {
       present = await deviceExists(this.#probe);
-    } catch {
+      this.#error = undefined;
+    } catch (e) {
       present = false; // EACCES and the like: we cannot vouch for the device
+      this.#error = errorMessage(e);
     }
     if (present === this.#present) return false;
     this.#present = present;

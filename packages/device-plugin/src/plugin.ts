@@ -33,6 +33,7 @@ export async function startDevicePlugin(config: DevicePluginConfig, logger: Logg
   const devices = new TpmDevices(config.count, config.deviceProbe);
   await devices.start(config.pollIntervalMs, (present) => {
     if (present) logger.info('TPM device present: devices Healthy', { device: config.deviceProbe, count: config.count });
+    else if (devices.error !== undefined) logger.warn('TPM device cannot be checked: devices Unhealthy', { device: config.deviceProbe, count: config.count, error: devices.error });
     else logger.warn('TPM device missing: devices Unhealthy', { device: config.deviceProbe, count: config.count });
   });
 

@@ -31,7 +31,7 @@ export async function register(config: Pick<DevicePluginConfig, 'kubeletSocket' 
           options: pluginOptions(),
         }),
         { deadline: Date.now() + REGISTER_TIMEOUT_MS },
-        (err: grpc.ServiceError | null) => (err ? reject(new Error(`Register with ${config.kubeletSocket} failed: ${err.details || err.message}`)) : resolve()),
+        (err: grpc.ServiceError | null) => (err ? reject(new Error(`Register with ${config.kubeletSocket} failed: ${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`)) : resolve()),
       );
     });
   } finally {

@@ -78,7 +78,10 @@ export class DevicePluginServer {
         const requests = call.request.container_requests;
         for (const r of requests) checkDeviceIds(r.devices_ids, devices.ids);
         await devices.check();
-        if (!devices.present) throw new AllocateError('FAILED_PRECONDITION', `TPM device ${config.device} is missing on this node`);
+        if (!devices.present) {
+          const why = devices.error === undefined ? 'is missing on this node' : `cannot be checked on this node: ${devices.error}`;
+          throw new AllocateError('FAILED_PRECONDITION', `TPM device ${config.device} ${why}`);
+        }
         try {
           await this.#o.prepareMounts();
         } catch (e) {

@@ -183,7 +183,11 @@ describe('tpmds-device-plugin against a fake kubelet', function () {
     assert.equal(two.container_responses.length, 2);
     await assert.rejects(
       kubelet.call('Allocate', new v1beta1.AllocateRequest({ container_requests: [new v1beta1.ContainerAllocateRequest({ devices_ids: ['gpu-0'] })] })),
-      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /unknown device IDs: gpu-0/.test(e.details),
+      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && e.details === 'unknown device IDs: gpu-0 (this plugin has tpm-0..tpm-2)',
+    );
+    await assert.rejects(
+      kubelet.call('Allocate', new v1beta1.AllocateRequest({ container_requests: [new v1beta1.ContainerAllocateRequest({ devices_ids: [] })] })),
+      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && e.details === 'a container request lists no device IDs',
     );
     rmSync(node.device);
     await assert.rejects(
@@ -199,6 +203,17 @@ describe('tpmds-device-plugin against a fake kubelet', function () {
     await kubelet.call('Allocate', new v1beta1.AllocateRequest({ container_requests: [new v1beta1.ContainerAllocateRequest({ devices_ids: ['tpm-0'] })] }));
     assert.deepEqual(new Uint8Array(readFileSync(join(node.eventLogDir, 'binary_bios_measurements'))), FIRMWARE);
     assert.equal(log.lines.filter((l) => l['msg'] === 'log copied').length, 1);
+  });
+
+  it('a device probe that cannot be checked (not merely absent) is Unhealthy with the reason logged and in Allocate\'s refusal', async () => {
+    await start(['--device-probe', join(node.device, 'not-a-dir')]);
+    await kubelet.until('Unhealthy devices', () => kubelet.last?.every((d) => d.health === 'Unhealthy') === true);
+    const warning = log.lines.find((l) => l['msg'] === 'TPM device cannot be checked: devices Unhealthy');
+    assert.match(String(warning?.['error']), /ENOTDIR/);
+    await assert.rejects(
+      kubelet.call('Allocate', new v1beta1.AllocateRequest({ container_requests: [new v1beta1.ContainerAllocateRequest({ devices_ids: ['tpm-0'] })] })),
+      (e: grpc.ServiceError) => e.code === grpc.status.FAILED_PRECONDITION && /^TPM device \/dev\/tpmrm0 cannot be checked on this node: ENOTDIR/.test(e.details),
+    );
   });
 
   it('GetPreferredAllocation keeps the required IDs and fills up from the available ones', async () => {
@@ -260,6 +275,10 @@ describe('tpmds-device-plugin against a fake kubelet', function () {
     kubelet.refuse = 'resource name tpmds.io/tpm is already registered';
     await kubelet.start();
     await kubelet.until('a refusal logged', () => log.lines.some((l) => String(l['error']).includes('already registered')));
+    assert.ok(
+      log.lines.some((l) => l['error'] === `Register with ${kubelet.socket} failed: UNKNOWN: resource name tpmds.io/tpm is already registered`),
+      'the refusal names the kubelet socket, the gRPC status and the kubelet\'s message',
+    );
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(log.lines.filter((l) => l['msg'] === 'registration failed: will retry').length, 1);
     kubelet.refuse = undefined;
