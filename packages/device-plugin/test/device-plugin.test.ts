@@ -241,6 +241,59 @@ describe('tpmds-device-plugin against a fake kubelet', function () {
     await kubelet.until('the stale copy removed', () => !existsSync(systemdCopy));
   });
 
+  it('without a firmware log: warns once, still serves and allocates, and copies the log when it appears', async () => {
+    rmSync(node.firmwareLog);
+    await start();
+    await kubelet.until('registration', () => kubelet.plugin !== undefined);
+    const copy = join(node.eventLogDir, 'binary_bios_measurements');
+    const res = await kubelet.call<v1beta1.AllocateRequest, v1beta1.AllocateResponse>(
+      'Allocate',
+      new v1beta1.AllocateRequest({ container_requests: [new v1beta1.ContainerAllocateRequest({ devices_ids: ['tpm-0'] })] }),
+    );
+    assert.equal(res.container_responses.length, 1);
+    assert.equal(existsSync(copy), false);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(
+      log.lines.filter((l) => l['msg'] === 'log source missing: containers get no copy').map((l) => l['source']),
+      [node.firmwareLog],
+    );
+    writeFileSync(node.firmwareLog, FIRMWARE);
+    await kubelet.until('the copy', () => existsSync(copy));
+    assert.deepEqual(new Uint8Array(readFileSync(copy)), FIRMWARE);
+  });
+
+  it('a log that cannot be read (not merely absent) is logged once by name and its last copy kept', async () => {
+    await start();
+    const copy = join(node.eventLogDir, 'binary_bios_measurements');
+    rmSync(node.firmwareLog);
+    mkdirSync(node.firmwareLog); // readFile: EISDIR
+    await kubelet.until('the error logged', () => log.lines.some((l) => l['msg'] === 'cannot copy log'));
+    await new Promise((r) => setTimeout(r, 200));
+    const errors = log.lines.filter((l) => l['msg'] === 'cannot copy log');
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0]!['source'], node.firmwareLog);
+    assert.match(String(errors[0]!['error']), /EISDIR/);
+    assert.deepEqual(new Uint8Array(readFileSync(copy)), FIRMWARE);
+  });
+
+  for (const [what, flag, setUp, message] of [
+    ['a state directory that cannot be created', '--state-dir', (n: Node) => join(n.device, 'state'), /^state directory .*\/dev\/tpmrm0\/state \(want mode 0700, owner \d+:\d+\): (ENOTDIR|EEXIST)/],
+    ['an event-log folder that cannot be created', '--event-log-dir', (n: Node) => join(n.device, 'eventlog'), /^event log folder .*\/dev\/tpmrm0\/eventlog: (ENOTDIR|EEXIST)/],
+    ['a non-socket file where the plugin socket goes', '--socket-name', (n: Node) => (writeFileSync(join(n.pluginDir, 'taken.sock'), ''), 'taken.sock'), /\/taken\.sock exists and is not a socket$/],
+  ] as const) {
+    it(`refuses to start with ${what}, naming it, and leaves nothing running`, async () => {
+      await assert.rejects(start([flag, setUp(node)]), (e: Error) => message.test(e.message));
+      assert.equal(plugin, undefined);
+      // Changes a running loop would log: a new firmware log, the device gone.
+      const lines = log.lines.length;
+      writeFileSync(node.firmwareLog, Uint8Array.from([7]));
+      rmSync(node.device, { recursive: true });
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(log.lines.slice(lines), [], 'a loop still running after a failed start');
+      assert.equal(kubelet.registrations.length, 0);
+    });
+  }
+
   it('close() stops every loop: nothing is checked, copied or registered afterwards', async () => {
     const p = await start();
     await kubelet.until('registration', () => kubelet.updates.length > 0);
