@@ -57,5 +57,5 @@ export function containerAllocation(config: AllocationConfig): ContainerAllocati
 export function checkDeviceIds(requested: readonly string[], known: readonly string[]): void {
   if (requested.length === 0) throw new AllocateError('INVALID_ARGUMENT', 'a container request lists no device IDs');
   const unknown = requested.filter((id) => !known.includes(id));
-  if (unknown.length > 0) throw new AllocateError('INVALID_ARGUMENT', `unknown device IDs: ${unknown.join(', ')} (this plugin has tpm-0..tpm-${known.length - 1})`);
+  if (unknown.length > 0) throw new AllocateError('INVALID_ARGUMENT', `unknown device IDs: ${unknown.join(', ')} (this plugin has ${known[0]}..${known[known.length - 1]})`);
 }

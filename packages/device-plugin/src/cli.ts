@@ -24,9 +24,10 @@ export interface ProgramIo {
  * code: 0 (help, version, stopped by a signal), 1 (failed to start or to stop), 2 (bad flags).
  */
 export async function runDevicePlugin(argv: readonly string[], io: ProgramIo = process): Promise<number> {
+  const version = packageVersion();
   let parsed;
   try {
-    parsed = parseArgs(argv, packageVersion());
+    parsed = parseArgs(argv, version);
   } catch (e) {
     if (e instanceof ConfigError) {
       io.stderr.write(`tpmds-device-plugin: ${e.message}\n(see tpmds-device-plugin --help)\n`);
@@ -41,7 +42,7 @@ export async function runDevicePlugin(argv: readonly string[], io: ProgramIo = p
   const config = parsed.config;
   const logger = new Logger(config.logLevel);
   logger.info('starting', {
-    version: packageVersion(),
+    version,
     resource: config.resourceName,
     count: config.count,
     socket: `${config.pluginDir}/${config.socketName}`,

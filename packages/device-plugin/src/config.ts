@@ -102,6 +102,12 @@ function owner(flag: string, value: string): { uid: number; gid: number } {
   return { uid: Number(m[1]), gid: Number(m[2]) };
 }
 
+/** Whether one of two absolute, normalised paths is the other or lies inside it. */
+function overlap(a: string, b: string): boolean {
+  const inside = (child: string, parent: string): boolean => parent === '/' || child === parent || child.startsWith(`${parent}/`);
+  return inside(a, b) || inside(b, a);
+}
+
 /** Extended resource names are `<domain>/<name>` (kubelet rejects names without a domain). */
 const RESOURCE_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 
@@ -143,6 +149,7 @@ export function parseArgs(argv: readonly string[], version = 'unknown'): ParsedA
     const name = eq >= 0 ? arg.slice(0, eq) : arg;
     const spec = FLAGS.find((f) => f.flag === name);
     if (spec === undefined) throw new ConfigError(name, 'unknown flag (see --help)');
+    if (given.has(name)) throw new ConfigError(name, 'given more than once');
     let value: string;
     if (eq >= 0) value = arg.slice(eq + 1);
     else {
@@ -186,6 +193,9 @@ export function parseArgs(argv: readonly string[], version = 'unknown'): ParsedA
     eventLogRefreshMs: positiveInt('--event-log-refresh-ms', get('--event-log-refresh-ms'), 86_400_000),
     logLevel,
   };
-  if (config.eventLogDir === config.stateDir) throw new ConfigError('--event-log-dir', 'must differ from --state-dir (one is read-only, the other read-write)');
+  // One is mounted read-only, the other read-write: neither may be (or hold) the other, on the
+  // host or in the container.
+  if (overlap(config.eventLogDir, config.stateDir)) throw new ConfigError('--event-log-dir', `must not be, contain or lie inside --state-dir (${config.stateDir})`);
+  if (overlap(config.eventLogMount, config.stateMount)) throw new ConfigError('--event-log-mount', `must not be, contain or lie inside --state-mount (${config.stateMount})`);
   return { kind: 'run', config };
 }

@@ -2,6 +2,8 @@
 // manager /dev/tpmrm0 multiplexes its users), all Healthy while the device node exists and all
 // Unhealthy while it does not. The kubelet stops admitting pods on Unhealthy devices.
 import { stat } from 'node:fs/promises';
+import { errorMessage } from './log.js';
+import { every, type Poll } from './poll.js';
 
 export type Health = 'Healthy' | 'Unhealthy';
 
@@ -34,8 +36,9 @@ export class TpmDevices {
   readonly #ids: string[];
   readonly #probe: string;
   #present: boolean | undefined;
+  #error: string | undefined;
   readonly #listeners = new Set<(devices: DeviceState[]) => void>();
-  #timer: NodeJS.Timeout | undefined;
+  #poll: Poll | undefined;
 
   constructor(count: number, probePath: string) {
     this.#ids = deviceIds(count);
@@ -50,6 +53,11 @@ export class TpmDevices {
     return this.#present === true;
   }
 
+  /** Why the last check could not tell whether the device exists (undefined when it could). */
+  get error(): string | undefined {
+    return this.#error;
+  }
+
   list(): DeviceState[] {
     const health: Health = this.#present === true ? 'Healthy' : 'Unhealthy';
     return this.#ids.map((id) => ({ id, health }));
@@ -60,8 +68,10 @@ export class TpmDevices {
     let present: boolean;
     try {
       present = await deviceExists(this.#probe);
-    } catch {
+      this.#error = undefined;
+    } catch (e) {
       present = false; // EACCES and the like: we cannot vouch for the device
+      this.#error = errorMessage(e);
     }
     if (present === this.#present) return false;
     this.#present = present;
@@ -78,19 +88,16 @@ export class TpmDevices {
 
   /** Checks once now, then every `intervalMs`; `onChange` hears about presence changes. */
   async start(intervalMs: number, onChange: (present: boolean) => void): Promise<void> {
-    if (await this.check()) onChange(this.present);
-    const tick = (): void => {
-      void this.check().then((changed) => {
-        if (changed) onChange(this.present);
-        if (this.#timer !== undefined) this.#timer = setTimeout(tick, intervalMs);
-      });
+    const run = async (): Promise<void> => {
+      if (await this.check()) onChange(this.present);
     };
-    this.#timer = setTimeout(tick, intervalMs);
+    await run();
+    this.#poll = every(intervalMs, run);
   }
 
-  stop(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
+  async stop(): Promise<void> {
+    await this.#poll?.stop();
+    this.#poll = undefined;
     this.#listeners.clear();
   }
 }

@@ -8,6 +8,7 @@ import { chmod, chown, mkdir, open, readFile, rename, stat, unlink } from 'node:
 import { basename, join } from 'node:path';
 import type { Logger } from './log.js';
 import { errorMessage } from './log.js';
+import { every, type Poll } from './poll.js';
 
 export interface LogSource {
   /** Where the plugin reads it. */
@@ -56,8 +57,7 @@ export class EventLogCopier {
   readonly #copied = new Map<string, Uint8Array | undefined>();
   /** The last problem logged per source, so a persistent one is logged once. */
   readonly #problem = new Map<string, string>();
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<void> | undefined;
+  #poll: Poll | undefined;
 
   constructor(options: EventLogCopierOptions) {
     this.#o = options;
@@ -77,32 +77,20 @@ export class EventLogCopier {
     }
   }
 
-  /** Copies every source whose bytes changed; resolves with the names of the copies rewritten. */
-  refresh(): Promise<string[]> {
-    // One refresh at a time (the timer and Allocate both call this).
-    const run = (this.#running ?? Promise.resolve()).then(() => this.#refreshAll());
-    this.#running = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
-  }
-
-  async #refreshAll(): Promise<string[]> {
-    const changed: string[] = [];
+  /** Copies every source whose bytes changed (a problem is logged, and the last good copy kept). */
+  async #refresh(): Promise<void> {
     for (const s of this.#o.sources) {
       try {
-        if (await this.#refreshOne(s)) changed.push(s.name);
+        await this.#refreshOne(s);
       } catch (e) {
         const msg = errorMessage(e);
         if (this.#problem.get(s.name) !== msg) this.#o.logger.error('cannot copy log', { source: s.source, error: msg });
         this.#problem.set(s.name, msg);
       }
     }
-    return changed;
   }
 
-  async #refreshOne(s: LogSource): Promise<boolean> {
+  async #refreshOne(s: LogSource): Promise<void> {
     const target = join(this.#o.dir, s.name);
     const bytes = await readIfPresent(s.source);
     const onDisk = (await stat(target).catch(() => undefined)) !== undefined;
@@ -112,12 +100,11 @@ export class EventLogCopier {
       }
       this.#problem.set(s.name, 'missing');
       this.#copied.set(s.name, undefined);
-      if (!onDisk) return false;
-      await unlink(target);
-      return true;
+      if (onDisk) await unlink(target);
+      return;
     }
     this.#problem.delete(s.name);
-    if (onDisk && sameBytes(this.#copied.get(s.name), bytes)) return false;
+    if (onDisk && sameBytes(this.#copied.get(s.name), bytes)) return;
     const tmp = join(this.#o.dir, `.${basename(s.name)}.tmp`);
     await unlink(tmp).catch(() => undefined);
     const fh = await open(tmp, 'wx', 0o600);
@@ -133,22 +120,16 @@ export class EventLogCopier {
     await rename(tmp, target);
     this.#copied.set(s.name, bytes);
     this.#o.logger.info('log copied', { source: s.source, copy: target, bytes: bytes.length });
-    return true;
   }
 
-  /** Refreshes every `intervalMs` until stop(). */
-  start(intervalMs: number): void {
-    const tick = (): void => {
-      void this.refresh().then(() => {
-        if (this.#timer !== undefined) this.#timer = setTimeout(tick, intervalMs);
-      });
-    };
-    this.#timer = setTimeout(tick, intervalMs);
+  /** Copies the logs now, then every `intervalMs` until stop(). */
+  async start(intervalMs: number): Promise<void> {
+    await this.#refresh();
+    this.#poll = every(intervalMs, () => this.#refresh());
   }
 
   async stop(): Promise<void> {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.#running;
+    await this.#poll?.stop();
+    this.#poll = undefined;
   }
 }

@@ -28,30 +28,28 @@ export async function startDevicePlugin(config: DevicePluginConfig, logger: Logg
     logger,
   });
   await eventLogs.prepare();
-  await eventLogs.refresh();
+  await eventLogs.start(config.eventLogRefreshMs);
 
   const devices = new TpmDevices(config.count, config.deviceProbe);
   await devices.start(config.pollIntervalMs, (present) => {
     if (present) logger.info('TPM device present: devices Healthy', { device: config.deviceProbe, count: config.count });
+    else if (devices.error !== undefined) logger.warn('TPM device cannot be checked: devices Unhealthy', { device: config.deviceProbe, count: config.count, error: devices.error });
     else logger.warn('TPM device missing: devices Unhealthy', { device: config.deviceProbe, count: config.count });
   });
 
   const server = new DevicePluginServer({
     config,
     devices,
-    prepareMounts: async () => {
-      await ensureStateDir(config.stateDir, config.stateOwner);
-      await eventLogs.refresh();
-    },
+    // The event-log copies are kept fresh by their own timer; Allocate does not re-read them.
+    prepareMounts: () => ensureStateDir(config.stateDir, config.stateOwner),
     logger,
   });
   const registration = new RegistrationLoop(config, server, logger);
   try {
     await server.start();
-    eventLogs.start(config.eventLogRefreshMs);
     await registration.start(config.pollIntervalMs);
   } catch (e) {
-    devices.stop();
+    await devices.stop();
     await eventLogs.stop();
     await registration.stop();
     await server.stop();
@@ -64,7 +62,7 @@ export async function startDevicePlugin(config: DevicePluginConfig, logger: Logg
     registration,
     async close() {
       await registration.stop();
-      devices.stop();
+      await devices.stop();
       await eventLogs.stop();
       await server.stop();
     },

@@ -8,11 +8,18 @@ import type { DevicePluginConfig } from './config.js';
 import { v1beta1 } from './gen/api.js';
 import type { Logger } from './log.js';
 import { errorMessage } from './log.js';
+import { every, type Poll } from './poll.js';
 
 export const API_VERSION = 'v1beta1';
+const REGISTER_TIMEOUT_MS = 5000;
+
+/** What the plugin supports: sent on Register and answered by GetDevicePluginOptions (they must agree). */
+export function pluginOptions(): v1beta1.DevicePluginOptions {
+  return new v1beta1.DevicePluginOptions({ pre_start_required: false, get_preferred_allocation_available: true });
+}
 
 /** One Register call; rejects with the kubelet's error (e.g. resource name taken, bad version). */
-export async function register(config: Pick<DevicePluginConfig, 'kubeletSocket' | 'socketName' | 'resourceName'>, timeoutMs = 5000): Promise<void> {
+export async function register(config: Pick<DevicePluginConfig, 'kubeletSocket' | 'socketName' | 'resourceName'>): Promise<void> {
   const client = new v1beta1.RegistrationClient(`unix:${config.kubeletSocket}`, grpc.credentials.createInsecure());
   try {
     await new Promise<void>((resolve, reject) => {
@@ -21,10 +28,10 @@ export async function register(config: Pick<DevicePluginConfig, 'kubeletSocket' 
           version: API_VERSION,
           endpoint: config.socketName,
           resource_name: config.resourceName,
-          options: new v1beta1.DevicePluginOptions({ pre_start_required: false, get_preferred_allocation_available: true }),
+          options: pluginOptions(),
         }),
-        { deadline: Date.now() + timeoutMs },
-        (err: grpc.ServiceError | null) => (err ? reject(new Error(`Register with ${config.kubeletSocket} failed: ${err.details || err.message}`)) : resolve()),
+        { deadline: Date.now() + REGISTER_TIMEOUT_MS },
+        (err: grpc.ServiceError | null) => (err ? reject(new Error(`Register with ${config.kubeletSocket} failed: ${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`)) : resolve()),
       );
     });
   } finally {
@@ -50,15 +57,12 @@ export class RegistrationLoop {
   #registeredWith: number | undefined;
   #everRegistered = false;
   #lastProblem: string | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #current: Promise<void> | undefined;
-  readonly #onRegistered: (() => void) | undefined;
+  #poll: Poll | undefined;
 
-  constructor(config: DevicePluginConfig, serving: Serving, logger: Logger, onRegistered?: () => void) {
+  constructor(config: DevicePluginConfig, serving: Serving, logger: Logger) {
     this.#config = config;
     this.#serving = serving;
     this.#logger = logger;
-    this.#onRegistered = onRegistered;
   }
 
   get registered(): boolean {
@@ -96,25 +100,16 @@ export class RegistrationLoop {
       resource: this.#config.resourceName,
       endpoint: this.#config.socketName,
     });
-    this.#onRegistered?.();
   }
 
   /** Ticks now and then every `intervalMs` until stop(). */
   async start(intervalMs: number): Promise<void> {
-    this.#current = this.tick();
-    await this.#current;
-    const loop = (): void => {
-      this.#current = this.tick().catch((e: unknown) => this.#problem('device plugin check failed', { error: errorMessage(e) }));
-      void this.#current.then(() => {
-        if (this.#timer !== undefined) this.#timer = setTimeout(loop, intervalMs);
-      });
-    };
-    this.#timer = setTimeout(loop, intervalMs);
+    await this.tick();
+    this.#poll = every(intervalMs, () => this.tick().catch((e: unknown) => this.#problem('device plugin check failed', { error: errorMessage(e) })));
   }
 
   async stop(): Promise<void> {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.#current?.catch(() => undefined);
+    await this.#poll?.stop();
+    this.#poll = undefined;
   }
 }

@@ -10,11 +10,12 @@ import type { DeviceState, TpmDevices } from './devices.js';
 import { v1beta1 } from './gen/api.js';
 import type { Logger } from './log.js';
 import { errorMessage } from './log.js';
+import { pluginOptions } from './registration.js';
 
 export interface DevicePluginServerOptions {
   config: DevicePluginConfig;
   devices: TpmDevices;
-  /** Makes the mounts Allocate hands out ready (state directory, fresh event-log copies). */
+  /** Makes sure the read-write mount Allocate hands out is usable (the state directory: a stat when it is). */
   prepareMounts: () => Promise<void>;
   logger: Logger;
 }
@@ -43,7 +44,7 @@ export class DevicePluginServer {
   #handlers(): grpc.UntypedServiceImplementation {
     const { config, devices, logger } = this.#o;
     const getDevicePluginOptions: grpc.handleUnaryCall<v1beta1.Empty, v1beta1.DevicePluginOptions> = (_call, cb) => {
-      cb(null, new v1beta1.DevicePluginOptions({ pre_start_required: false, get_preferred_allocation_available: true }));
+      cb(null, pluginOptions());
     };
     const listAndWatch: grpc.handleServerStreamingCall<v1beta1.Empty, v1beta1.ListAndWatchResponse> = (call) => {
       this.#streams.add(call);
@@ -77,7 +78,10 @@ export class DevicePluginServer {
         const requests = call.request.container_requests;
         for (const r of requests) checkDeviceIds(r.devices_ids, devices.ids);
         await devices.check();
-        if (!devices.present) throw new AllocateError('FAILED_PRECONDITION', `TPM device ${config.device} is missing on this node`);
+        if (!devices.present) {
+          const why = devices.error === undefined ? 'is missing on this node' : `cannot be checked on this node: ${devices.error}`;
+          throw new AllocateError('FAILED_PRECONDITION', `TPM device ${config.device} ${why}`);
+        }
         try {
           await this.#o.prepareMounts();
         } catch (e) {

@@ -37,7 +37,11 @@ describe('tpmds-device-plugin flags', () => {
     [['--resource-name', 'tpm'], '--resource-name: expected DOMAIN/NAME such as tpmds.io/tpm, got "tpm"'],
     [['--plugin-dir', 'relative'], '--plugin-dir: expected an absolute path, got "relative"'],
     [['--socket-name', 'kubelet.sock'], "--socket-name: kubelet.sock is the kubelet's own socket"],
-    [['--event-log-dir', '/var/lib/tpmds'], '--event-log-dir: must differ from --state-dir (one is read-only, the other read-write)'],
+    [['--event-log-dir', '/var/lib/tpmds'], '--event-log-dir: must not be, contain or lie inside --state-dir (/var/lib/tpmds)'],
+    [['--event-log-dir', '/var/lib/tpmds/eventlog'], '--event-log-dir: must not be, contain or lie inside --state-dir (/var/lib/tpmds)'],
+    [['--state-dir', '/var/lib/tpmds-device-plugin/eventlog/state'], '--event-log-dir: must not be, contain or lie inside --state-dir (/var/lib/tpmds-device-plugin/eventlog/state)'],
+    [['--event-log-mount', '/var/lib/tpmds/'], '--event-log-mount: must not be, contain or lie inside --state-mount (/var/lib/tpmds)'],
+    [['--count', '2', '--count=3'], '--count: given more than once'],
     [['--bogus'], '--bogus: unknown flag (see --help)'],
     [['--count'], '--count: needs a value (N)'],
   ] as const) {

@@ -63,8 +63,15 @@ function fakeNode(): Node {
   return { ...n, args };
 }
 
+/** The node's flags with `extra` (--flag VALUE pairs) replacing or adding to them. */
 function configOf(node: Node, extra: string[] = []): DevicePluginConfig {
-  const parsed = parseArgs([...node.args, ...extra]);
+  const args = [...node.args];
+  for (let i = 0; i < extra.length; i += 2) {
+    const at = args.indexOf(extra[i]!);
+    if (at >= 0) args.splice(at, 2);
+    args.push(extra[i]!, extra[i + 1]!);
+  }
+  const parsed = parseArgs(args);
   assert.equal(parsed.kind, 'run');
   return parsed.config;
 }
@@ -108,7 +115,8 @@ describe('tpmds-device-plugin against a fake kubelet', function () {
       { id: 'tpm-2', health: 'Healthy' },
     ]);
     const options = await kubelet.call<v1beta1.Empty, v1beta1.DevicePluginOptions>('GetDevicePluginOptions', new v1beta1.Empty());
-    assert.equal(options.pre_start_required, false);
+    // The options Register sent.
+    assert.deepEqual(options.toObject(), { pre_start_required: false, get_preferred_allocation_available: true });
     await kubelet.call('PreStartContainer', new v1beta1.PreStartContainerRequest({ devices_ids: ['tpm-0'] }));
   });
 
@@ -175,12 +183,36 @@ describe('tpmds-device-plugin against a fake kubelet', function () {
     assert.equal(two.container_responses.length, 2);
     await assert.rejects(
       kubelet.call('Allocate', new v1beta1.AllocateRequest({ container_requests: [new v1beta1.ContainerAllocateRequest({ devices_ids: ['gpu-0'] })] })),
-      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /unknown device IDs: gpu-0/.test(e.details),
+      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && e.details === 'unknown device IDs: gpu-0 (this plugin has tpm-0..tpm-2)',
+    );
+    await assert.rejects(
+      kubelet.call('Allocate', new v1beta1.AllocateRequest({ container_requests: [new v1beta1.ContainerAllocateRequest({ devices_ids: [] })] })),
+      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && e.details === 'a container request lists no device IDs',
     );
     rmSync(node.device);
     await assert.rejects(
       kubelet.call('Allocate', new v1beta1.AllocateRequest({ container_requests: [new v1beta1.ContainerAllocateRequest({ devices_ids: ['tpm-0'] })] })),
       (e: grpc.ServiceError) => e.code === grpc.status.FAILED_PRECONDITION && e.details === 'TPM device /dev/tpmrm0 is missing on this node',
+    );
+  });
+
+  it('Allocate hands out the folder without re-reading the logs (the refresh timer keeps the copies fresh)', async () => {
+    await start(['--event-log-refresh-ms', '3600000']);
+    await kubelet.until('registration', () => kubelet.plugin !== undefined);
+    writeFileSync(node.firmwareLog, Uint8Array.from([9, 9, 9]));
+    await kubelet.call('Allocate', new v1beta1.AllocateRequest({ container_requests: [new v1beta1.ContainerAllocateRequest({ devices_ids: ['tpm-0'] })] }));
+    assert.deepEqual(new Uint8Array(readFileSync(join(node.eventLogDir, 'binary_bios_measurements'))), FIRMWARE);
+    assert.equal(log.lines.filter((l) => l['msg'] === 'log copied').length, 1);
+  });
+
+  it('a device probe that cannot be checked (not merely absent) is Unhealthy with the reason logged and in Allocate\'s refusal', async () => {
+    await start(['--device-probe', join(node.device, 'not-a-dir')]);
+    await kubelet.until('Unhealthy devices', () => kubelet.last?.every((d) => d.health === 'Unhealthy') === true);
+    const warning = log.lines.find((l) => l['msg'] === 'TPM device cannot be checked: devices Unhealthy');
+    assert.match(String(warning?.['error']), /ENOTDIR/);
+    await assert.rejects(
+      kubelet.call('Allocate', new v1beta1.AllocateRequest({ container_requests: [new v1beta1.ContainerAllocateRequest({ devices_ids: ['tpm-0'] })] })),
+      (e: grpc.ServiceError) => e.code === grpc.status.FAILED_PRECONDITION && /^TPM device \/dev\/tpmrm0 cannot be checked on this node: ENOTDIR/.test(e.details),
     );
   });
 
@@ -209,6 +241,74 @@ describe('tpmds-device-plugin against a fake kubelet', function () {
     await kubelet.until('the stale copy removed', () => !existsSync(systemdCopy));
   });
 
+  it('without a firmware log: warns once, still serves and allocates, and copies the log when it appears', async () => {
+    rmSync(node.firmwareLog);
+    await start();
+    await kubelet.until('registration', () => kubelet.plugin !== undefined);
+    const copy = join(node.eventLogDir, 'binary_bios_measurements');
+    const res = await kubelet.call<v1beta1.AllocateRequest, v1beta1.AllocateResponse>(
+      'Allocate',
+      new v1beta1.AllocateRequest({ container_requests: [new v1beta1.ContainerAllocateRequest({ devices_ids: ['tpm-0'] })] }),
+    );
+    assert.equal(res.container_responses.length, 1);
+    assert.equal(existsSync(copy), false);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(
+      log.lines.filter((l) => l['msg'] === 'log source missing: containers get no copy').map((l) => l['source']),
+      [node.firmwareLog],
+    );
+    writeFileSync(node.firmwareLog, FIRMWARE);
+    await kubelet.until('the copy', () => existsSync(copy));
+    assert.deepEqual(new Uint8Array(readFileSync(copy)), FIRMWARE);
+  });
+
+  it('a log that cannot be read (not merely absent) is logged once by name and its last copy kept', async () => {
+    await start();
+    const copy = join(node.eventLogDir, 'binary_bios_measurements');
+    rmSync(node.firmwareLog);
+    mkdirSync(node.firmwareLog); // readFile: EISDIR
+    await kubelet.until('the error logged', () => log.lines.some((l) => l['msg'] === 'cannot copy log'));
+    await new Promise((r) => setTimeout(r, 200));
+    const errors = log.lines.filter((l) => l['msg'] === 'cannot copy log');
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0]!['source'], node.firmwareLog);
+    assert.match(String(errors[0]!['error']), /EISDIR/);
+    assert.deepEqual(new Uint8Array(readFileSync(copy)), FIRMWARE);
+  });
+
+  for (const [what, flag, setUp, message] of [
+    ['a state directory that cannot be created', '--state-dir', (n: Node) => join(n.device, 'state'), /^state directory .*\/dev\/tpmrm0\/state \(want mode 0700, owner \d+:\d+\): (ENOTDIR|EEXIST)/],
+    ['an event-log folder that cannot be created', '--event-log-dir', (n: Node) => join(n.device, 'eventlog'), /^event log folder .*\/dev\/tpmrm0\/eventlog: (ENOTDIR|EEXIST)/],
+    ['a non-socket file where the plugin socket goes', '--socket-name', (n: Node) => (writeFileSync(join(n.pluginDir, 'taken.sock'), ''), 'taken.sock'), /\/taken\.sock exists and is not a socket$/],
+  ] as const) {
+    it(`refuses to start with ${what}, naming it, and leaves nothing running`, async () => {
+      await assert.rejects(start([flag, setUp(node)]), (e: Error) => message.test(e.message));
+      assert.equal(plugin, undefined);
+      // Changes a running loop would log: a new firmware log, the device gone.
+      const lines = log.lines.length;
+      writeFileSync(node.firmwareLog, Uint8Array.from([7]));
+      rmSync(node.device, { recursive: true });
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(log.lines.slice(lines), [], 'a loop still running after a failed start');
+      assert.equal(kubelet.registrations.length, 0);
+    });
+  }
+
+  it('close() stops every loop: nothing is checked, copied or registered afterwards', async () => {
+    const p = await start();
+    await kubelet.until('registration', () => kubelet.updates.length > 0);
+    await p.close();
+    plugin = undefined;
+    const lines = log.lines.length;
+    writeFileSync(node.firmwareLog, Uint8Array.from([4, 5, 6]));
+    rmSync(node.device);
+    await kubelet.restart();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(log.lines.slice(lines), []);
+    assert.equal(kubelet.registrations.length, 1);
+    assert.equal(existsSync(join(node.pluginDir, 'tpmds.sock')), false);
+  });
+
   it('registers again and serves a new socket after the kubelet restarts', async () => {
     await start();
     await kubelet.until('first registration', () => kubelet.registrations.length === 1 && kubelet.updates.length > 0);
@@ -228,6 +328,10 @@ describe('tpmds-device-plugin against a fake kubelet', function () {
     kubelet.refuse = 'resource name tpmds.io/tpm is already registered';
     await kubelet.start();
     await kubelet.until('a refusal logged', () => log.lines.some((l) => String(l['error']).includes('already registered')));
+    assert.ok(
+      log.lines.some((l) => l['error'] === `Register with ${kubelet.socket} failed: UNKNOWN: resource name tpmds.io/tpm is already registered`),
+      'the refusal names the kubelet socket, the gRPC status and the kubelet\'s message',
+    );
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(log.lines.filter((l) => l['msg'] === 'registration failed: will retry').length, 1);
     kubelet.refuse = undefined;
