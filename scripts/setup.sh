@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tpmds needs on a Debian 12 machine and builds it:
-#   Debian packages (swtpm, tpm2-tools, ... — test and demo tooling, not runtime dependencies),
+#   Debian packages (swtpm, tpm2-tools, ... — test and demo tooling, not runtime dependencies;
+#   buildah and mmdebstrap build the container image without a registry: scripts/build-image.sh),
 #   pnpm at the pinned version, the locked npm dependencies, then `pnpm build`.
 # Needs root (or sudo) for apt. Safe to run again. Works from any directory.
 set -euo pipefail
@@ -10,7 +11,8 @@ cd "$repo"
 
 PNPM_VERSION=12.4.2
 NODE_MIN=20.19.0
-APT_PACKAGES=(swtpm swtpm-tools tpm2-tools socat python3-tpm2-pytss python3-cryptography protobuf-compiler openssl)
+APT_PACKAGES=(swtpm swtpm-tools tpm2-tools socat python3-tpm2-pytss python3-cryptography protobuf-compiler openssl
+  buildah mmdebstrap debian-archive-keyring)
 
 step() { echo "::: $*"; }
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]; }
