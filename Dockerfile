@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
-# tpmds image: the node attestor (entrypoint tpmds-attestor) and the verifier CLI (tpmds-verifier).
+# tpmds image: the node attestor (entrypoint tpmds-attestor), the verifier CLI (tpmds-verifier) and
+# the device plugin (tpmds-device-plugin; manifests/device-plugin/daemonset.yaml runs this image with
+# command: [tpmds-device-plugin]).
 #   docker build -t tpmds:dev .
 #   docker run --rm tpmds:dev --help
 # Without a registry, scripts/build-image.sh builds this file with buildah on a local Node base
@@ -34,21 +36,32 @@ RUN pnpm install --frozen-lockfile
 COPY packages/ packages/
 RUN pnpm build
 # Self-contained production trees (package "files" + production dependencies only: no dev
-# dependencies, tests or test data). The generated protobuf code is committed, so no protoc here.
-RUN pnpm --filter @tpmds/attestor --prod deploy /out/attestor \
- && pnpm --filter @tpmds/verifier --prod deploy /out/verifier
+# dependencies, tests or test data), one per workspace package that has a command ("bin" in its
+# package.json: attestor, verifier, device-plugin), in /out/<its folder>; a new command needs no
+# edit here. The generated protobuf code is committed, so no protoc here.
+RUN dirs=$(node -e "const fs = require('node:fs'); \
+      for (const d of fs.readdirSync('packages').sort()) \
+        if (JSON.parse(fs.readFileSync('packages/' + d + '/package.json', 'utf8')).bin) console.log(d);") \
+ && [ -n "$dirs" ] \
+ && for d in $dirs; do pnpm --filter "./packages/$d" --prod deploy "/out/$d" || exit 1; done
 
 FROM ${NODE_RUNTIME_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="tpmds" \
-      org.opencontainers.image.description="tpmds node attestor (gRPC access to the node's TPM) and verifier CLI" \
+      org.opencontainers.image.description="tpmds node attestor (gRPC access to the node's TPM), verifier CLI and device plugin" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV NODE_ENV=production
-# One COPY for both trees: files the two deploys share are hard links in /out and stay so here.
+# One COPY for all trees: files the deploys share are hard links in /out and stay so here.
 COPY --from=build /out/ /opt/tpmds/
+# Every command of every tree is linked into /usr/local/bin (tpmds-attestor ->
+# /opt/tpmds/attestor/bin/tpmds-attestor.js, likewise tpmds-verifier and tpmds-device-plugin).
 # The user is written into /etc/passwd and /etc/group directly (no useradd: the local base has no
 # passwd package).
-RUN ln -s /opt/tpmds/attestor/bin/tpmds-attestor.js /usr/local/bin/tpmds-attestor \
- && ln -s /opt/tpmds/verifier/bin/tpmds-verifier.js /usr/local/bin/tpmds-verifier \
+RUN node -e "const fs = require('node:fs'), path = require('node:path'); \
+      for (const d of fs.readdirSync('/opt/tpmds')) { \
+        const bin = JSON.parse(fs.readFileSync('/opt/tpmds/' + d + '/package.json', 'utf8')).bin; \
+        if (typeof bin !== 'object') throw new Error(d + ': package.json bin must name its commands'); \
+        for (const [name, file] of Object.entries(bin)) \
+          fs.symlinkSync(path.posix.join('/opt/tpmds', d, file), '/usr/local/bin/' + name); }" \
  && echo 'tpmds:x:10001:' >> /etc/group \
  && echo 'tpmds:x:10001:10001:tpmds:/nonexistent:/usr/sbin/nologin' >> /etc/passwd
 # Non-root by default. The DaemonSet (manifests/base/daemonset.yaml) explains when and why it
