@@ -2,14 +2,16 @@
 // (no registry: a local Debian + Node base, see the script), then working containers of it run with
 // chroot isolation. chroot isolation shares the host's network (and PID) namespace, so the attestor
 // inside the image serves an swtpm listening on the host's loopback, and the image's own verifier
-// checks it there. Also: both CLIs answer --help as uid 10001, and the image's filesystem holds the
-// production trees only (no dev dependencies, tests, test data, sources or build tools).
+// checks it there. Also: the three commands (tpmds-attestor, tpmds-verifier, tpmds-device-plugin, the
+// last one run by manifests/device-plugin/daemonset.yaml from this image) answer --help as uid 10001,
+// and the image's filesystem holds the production trees only (no dev dependencies, tests, test data,
+// sources or build tools; each tree exactly its package's files and production dependencies).
 //
 // Needs root and buildah (scripts/setup.sh installs it); without them this test fails, it does not
 // skip. TPMDS_TEST_IMAGE=NAME checks an image that is already built instead of building one.
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync, writeFileSync, type Dirent } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, writeFileSync, type Dirent } from 'node:fs';
 import { get } from 'node:http';
 import { join, relative } from 'node:path';
 import { TPM_ALG, buildEventLog } from '@tpmds/tpm2-wire';
@@ -19,6 +21,29 @@ import { REPO, bootEvents, extendLog, tempDir, withTpm } from './e2e-support.js'
 const PREBUILT = process.env['TPMDS_TEST_IMAGE'];
 const IMAGE = PREBUILT || 'localhost/tpmds:dev';
 const BUILD_SCRIPT = join(REPO, 'scripts/build-image.sh');
+
+interface Manifest {
+  name: string;
+  bin?: Record<string, string>;
+  files?: string[];
+  dependencies?: Record<string, string>;
+}
+const manifest = (file: string): Manifest => JSON.parse(readFileSync(file, 'utf8')) as Manifest;
+/** The workspace packages with commands, by folder: what the Dockerfile deploys to /opt/tpmds/<folder>. */
+const COMMAND_PACKAGES = new Map(
+  readdirSync(join(REPO, 'packages'))
+    .map((d) => [d, manifest(join(REPO, 'packages', d, 'package.json'))] as const)
+    .filter(([, m]) => m.bin !== undefined),
+);
+/** The tpmds-* commands the manifests run from the tpmds image (`command: ["tpmds-..."]`). */
+function manifestCommands(dir = join(REPO, 'manifests'), out = new Set<string>()): Set<string> {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) manifestCommands(p, out);
+    else if (e.name.endsWith('.yaml')) for (const m of readFileSync(p, 'utf8').matchAll(/command: \["(tpmds-[a-z-]+)"/g)) out.add(m[1]!);
+  }
+  return out;
+}
 
 interface Ran {
   code: number | null;
@@ -154,7 +179,7 @@ describe('container image @image @swtpm', function () {
     assert.match(id.stdout, /^uid=10001\(tpmds\) gid=10001\(tpmds\)/);
   });
 
-  it('tpmds-attestor --help and tpmds-verifier --help', async () => {
+  it('tpmds-attestor --help, tpmds-verifier --help and tpmds-device-plugin --help', async () => {
     const a = await inImage(ctr, ['tpmds-attestor', '--help']);
     assert.equal(a.code, 0, a.stderr);
     assert.match(a.stdout, /^tpmds-attestor \d+\.\d+\.\d+: gRPC access to this node's TPM/);
@@ -163,11 +188,46 @@ describe('container image @image @swtpm', function () {
     assert.equal(v.code, 0, v.stderr);
     assert.match(v.stdout, /^usage: tpmds-verifier <command>/);
     assert.match(v.stdout, /run +walk an attestor through every RPC/);
+    const d = await inImage(ctr, ['tpmds-device-plugin', '--help']);
+    assert.equal(d.code, 0, d.stderr);
+    assert.match(d.stdout, /^tpmds-device-plugin \d+\.\d+\.\d+\n\nKubernetes device plugin \(kubelet API v1beta1\)/);
+    assert.match(d.stdout, /--resource-name NAME/);
+  });
+
+  it('links every command of the workspace packages, and every tpmds-* command the manifests run, into /usr/local/bin', () => {
+    const expected = new Map<string, string>();
+    for (const [dir, m] of COMMAND_PACKAGES) {
+      for (const [name, file] of Object.entries(m.bin!)) expected.set(name, join('/opt/tpmds', dir, file));
+    }
+    for (const name of ['tpmds-attestor', 'tpmds-verifier', 'tpmds-device-plugin', ...manifestCommands()]) {
+      assert.ok(expected.has(name), `${name} is no workspace package's command`);
+    }
+    const linked = new Map(
+      readdirSync(join(rootfs, 'usr/local/bin'))
+        .filter((n) => n.startsWith('tpmds-'))
+        .map((n) => [n, readlinkSync(join(rootfs, 'usr/local/bin', n))] as const),
+    );
+    assert.deepEqual(new Map([...linked].sort()), new Map([...expected].sort()));
   });
 
   it('holds the production trees only: no dev dependencies, tests, test data, sources or build tools', () => {
     const paths = walk(rootfs);
-    assert.ok(paths.includes('opt/tpmds/attestor/bin/tpmds-attestor.js') && paths.includes('opt/tpmds/verifier/bin/tpmds-verifier.js'));
+    for (const p of ['attestor/bin/tpmds-attestor.js', 'verifier/bin/tpmds-verifier.js', 'device-plugin/bin/tpmds-device-plugin.js']) {
+      assert.ok(paths.includes(`opt/tpmds/${p}`), `opt/tpmds/${p} is missing`);
+    }
+    // One tree per package with a command, each holding its package's "files", its manifest,
+    // pnpm's deploy metadata and, at the top of node_modules, exactly its production dependencies
+    // (the device plugin's tree: no yaml, protoc-gen-ts or @types/google-protobuf, its dev ones).
+    assert.deepEqual(readdirSync(join(rootfs, 'opt/tpmds')).sort(), [...COMMAND_PACKAGES.keys()].sort());
+    for (const [dir, m] of COMMAND_PACKAGES) {
+      const tree = join(rootfs, 'opt/tpmds', dir);
+      const allowed = new Set([...(m.files ?? []).filter((f) => !f.startsWith('!')), 'package.json', 'node_modules', 'pnpm-lock.yaml', 'pnpm-workspace.yaml']);
+      assert.deepEqual(readdirSync(tree).filter((f) => !allowed.has(f)), [], `${dir}: files outside its package's "files"`);
+      const top = readdirSync(join(tree, 'node_modules'))
+        .filter((n) => !n.startsWith('.'))
+        .flatMap((n) => (n.startsWith('@') ? readdirSync(join(tree, 'node_modules', n)).map((s) => `${n}/${s}`) : [n]));
+      assert.deepEqual(top.sort(), Object.keys(m.dependencies ?? {}).sort(), `${dir}: node_modules holds exactly its production dependencies`);
+    }
     const bad = (what: string, re: RegExp) => {
       const hits = paths.filter((p) => re.test(p));
       assert.deepEqual(hits.slice(0, 20), [], `${what} in the image`);
@@ -176,7 +236,7 @@ describe('container image @image @swtpm', function () {
     bad('dev dependencies', new RegExp(`(^|/)node_modules/(\\.pnpm/)?(${devDeps})([@/]|$)`));
     bad('test files', /\.(test|spec)\.[cm]?[jt]sx?$/);
     bad('test data or fixtures', /(^|\/)(testdata|test-data|fixtures|vectors)(\/|$)/);
-    bad('tests, benchmarks or TypeScript sources of the tpmds packages', /(^opt\/tpmds\/[^/]+|@tpmds\/[^/]+)\/(test|bench|src)(\/|$)/);
+    bad('tests, benchmarks, scripts or TypeScript sources of the tpmds packages', /(^opt\/tpmds\/[^/]+|@tpmds\/[^/]+)\/(test|bench|scripts|src)(\/|$)/);
     bad('TypeScript sources of the tpmds packages', /^(opt\/tpmds\/[^/]+\/(?!node_modules\/)|.*\/node_modules\/@tpmds\/).*(?<!\.d)\.[cm]?ts$/);
     bad('compilers, build tools or package managers', /^(usr\/(local\/)?(s?bin)\/(cc|c\+\+|gcc[-0-9.]*|g\+\+[-0-9.]*|clang[-0-9.]*|make|cmake|ld|as|python3?|npm|npx|pnpm|corepack|yarn|apt|apt-get|dpkg)|usr\/include\/.*|usr\/local\/lib\/node_modules|pnpm|src)$/);
   });
