@@ -217,7 +217,7 @@ describe('container image @image @swtpm', function () {
     }
     // One tree per package with a command, each holding its package's "files", its manifest,
     // pnpm's deploy metadata and, at the top of node_modules, exactly its production dependencies
-    // (the device plugin's tree: no yaml, protoc-gen-ts or @types/google-protobuf, its dev ones).
+    // (the device plugin's tree: no yaml or @types/google-protobuf, its dev ones).
     assert.deepEqual(readdirSync(join(rootfs, 'opt/tpmds')).sort(), [...COMMAND_PACKAGES.keys()].sort());
     for (const [dir, m] of COMMAND_PACKAGES) {
       const tree = join(rootfs, 'opt/tpmds', dir);
