@@ -198,8 +198,12 @@ fi
 # ---- 2. the project's Dockerfile -----------------------------------------------------------------
 # Behind a TLS-intercepting proxy Node needs its CA to reach the npm registry: the host's
 # NODE_EXTRA_CA_CERTS (or TPMDS_BUILD_CA) is mounted read-only into the build's RUN steps and named
-# by the build stage's NODE_EXTRA_CA_CERTS argument; it is not copied into any image.
+# by the build stage's NODE_EXTRA_CA_CERTS argument; it is not copied into any image. Without
+# either, the host's system bundle is used (the Debian base image has none of its own), so a
+# proxy CA installed with update-ca-certificates works even where the variable is not passed on.
+system_bundle=/etc/ssl/certs/ca-certificates.crt
 build_ca=${TPMDS_BUILD_CA:-${NODE_EXTRA_CA_CERTS:-}}
+if [ -z "$build_ca" ] && [ -f "$system_bundle" ]; then build_ca=$system_bundle; fi
 ca_args=()
 if [ -n "$build_ca" ]; then
   [ -f "$build_ca" ] || die "CA file $build_ca (TPMDS_BUILD_CA or NODE_EXTRA_CA_CERTS) does not exist"
