@@ -15,7 +15,8 @@ import (
 // V051 is go-attestation v0.5.1: TPM 2.0 is one of two TPM versions, named in each call; it
 // activates, and verifies quotes and certifications of, RSA AKs only.
 var V051 = suite.Library{
-	Name: "go-attestation v0.5.1",
+	Name:     "go-attestation v0.5.1",
+	TPMTools: "go-tpm-tools v0.4.5",
 	ParseAKPublic: func(public []byte) (*attest.AKPublic, error) {
 		return attest.ParseAKPublic(attest.TPMVersion20, public)
 	},
@@ -27,5 +28,6 @@ var V051 = suite.Library{
 }
 
 func TestInterop(t *testing.T) {
-	suite.Run(t, V051, "../../testdata/interop")
+	suite.CheckGoMod(t, V051)
+	suite.Run(t, V051, "../vectors")
 }

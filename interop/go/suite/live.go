@@ -109,7 +109,7 @@ func RunLive(t *testing.T, lib Library) {
 		}
 	}
 	if env.Record != "" {
-		l.rec = newRecorder(env.Record, lib.Name)
+		l.rec = newRecorder(env.Record, lib)
 	}
 	steps := []struct {
 		name string

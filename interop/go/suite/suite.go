@@ -7,6 +7,9 @@ package suite
 
 import (
 	"crypto"
+	"os"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/google/go-attestation/attest"
@@ -16,6 +19,8 @@ import (
 type Library struct {
 	// Name is the go-attestation release, e.g. "go-attestation v0.5.1".
 	Name string
+	// TPMTools is the go-tpm-tools release the module builds with, e.g. "go-tpm-tools v0.4.5".
+	TPMTools string
 	// ParseAKPublic is attest.ParseAKPublic for a TPM 2.0 AK.
 	ParseAKPublic func(public []byte) (*attest.AKPublic, error)
 	// Activation is the attest.ActivationParameters a verifier fills in for a TPM 2.0 AK.
@@ -36,9 +41,26 @@ func (lib Library) akTypes() []string {
 	return []string{"rsa"}
 }
 
-// Run runs the whole suite: the shared vectors (always) and the live attestor (when the harness
-// gave one; see Env).
+// Run runs the whole suite: the live attestor (when the harness gave one; see Env), then the
+// shared vectors (always; after the live tests, which may have just recorded them).
 func Run(t *testing.T, lib Library, vectorsDir string) {
-	t.Run("vectors", func(t *testing.T) { RunVectors(t, lib, vectorsDir) })
 	t.Run("attestor", func(t *testing.T) { RunLive(t, lib) })
+	t.Run("vectors", func(t *testing.T) { RunVectors(t, lib, vectorsDir) })
+}
+
+// CheckGoMod fails unless the go.mod in the current folder requires exactly the releases that
+// lib names, so the names in logs and in the recorded vectors are the versions under test.
+func CheckGoMod(t *testing.T, lib Library) {
+	gomod, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{lib.Name, lib.TPMTools} {
+		module, version, _ := strings.Cut(name, " ")
+		re := regexp.MustCompile(`(?m)^\s*(require\s+)?github\.com/google/` + regexp.QuoteMeta(module) + `\s+(\S+)`)
+		m := re.FindSubmatch(gomod)
+		if m == nil || string(m[2]) != version {
+			t.Fatalf("go.mod does not require github.com/google/%s %s (the Library says so)", module, version)
+		}
+	}
 }

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// The shared vectors (testdata/interop/): payloads from one live run, as they crossed the wire,
+// The shared vectors (interop/vectors/): payloads from one live run, as they crossed the wire,
 // one file each, and manifest.json with the values that go with them (secrets, nonces, signed
 // data; hex). Made by the attestor: ek-*, ak-*, quote-*, newkey-*. Made by go-attestation and
 // go-tpm-tools: credential-*, importblob-*, signingkey-*. The Go suite (RunVectors) and
@@ -25,7 +25,7 @@ import (
 //
 // They come from a run of the live suite with TPMDS_INTEROP_RECORD set (see the folder's README).
 
-// Manifest is testdata/interop/manifest.json.
+// Manifest is interop/vectors/manifest.json.
 type Manifest struct {
 	// Recorded says which libraries made the Go side's payloads.
 	Recorded string `json:"recorded"`
@@ -41,8 +41,8 @@ type recorder struct {
 	files map[string][]byte
 }
 
-func newRecorder(dir, lib string) *recorder {
-	return &recorder{dir: dir, man: Manifest{Recorded: lib + ", go-tpm-tools v0.4.5", Values: map[string]string{}}, files: map[string][]byte{}}
+func newRecorder(dir string, lib Library) *recorder {
+	return &recorder{dir: dir, man: Manifest{Recorded: lib.Name + ", " + lib.TPMTools, Values: map[string]string{}}, files: map[string][]byte{}}
 }
 
 // file and value do nothing on a nil recorder (a run that does not record).
