@@ -113,6 +113,10 @@ func makeCredential(lib Library, ek crypto.PublicKey, params attest.AttestationP
 // the verified PCRs.
 func checkQuote(t *testing.T, lib Library, akType string, platformJSON, akPublic, nonce, wantEventLog []byte) []attest.PCR {
 	t.Helper()
+	// Exactly v0.5.1's fields (FORMATS.md), whichever release decodes it below.
+	if err := decodeStrict(platformJSON, &platformParametersV051{}); err != nil {
+		t.Fatalf("Quote %s: PlatformParameters is not go-attestation v0.5.1's: %v", akType, err)
+	}
 	var pp attest.PlatformParameters
 	// Not decodeStrict: go-attestation v0.6 dropped the TPM 1.2 fields (TPMVersion, Quote.Version)
 	// that v0.5.1's JSON carries; decoding them into the newer type ignores them, as Go does.
@@ -180,6 +184,23 @@ func checkQuote(t *testing.T, lib Library, akType string, platformJSON, akPublic
 		t.Fatalf("Quote %s: EventLog.Verify accepted a PCR 0 the log does not replay to", akType)
 	}
 	return pp.PCRs
+}
+
+// platformParametersV051 is go-attestation v0.5.1's attest.PlatformParameters, field for field.
+type platformParametersV051 struct {
+	TPMVersion uint8
+	Public     []byte
+	Quotes     []struct {
+		Version   uint8
+		Quote     []byte
+		Signature []byte
+	}
+	PCRs []struct {
+		Index     int
+		Digest    []byte
+		DigestAlg crypto.Hash
+	}
+	EventLog []byte
 }
 
 func clonePCRs(pcrs []attest.PCR) []attest.PCR {
