@@ -49,11 +49,12 @@ function goTest(go: string, dir: string, env: NodeJS.ProcessEnv): Promise<GoRun>
   });
 }
 
-/** The lines of `go test -v` output worth keeping in the mocha log: the results and our t.Log lines. */
+/** The lines of `go test -v` output worth keeping in the mocha log: each package's result and the suite's t.Log lines. */
 function summary(output: string): string {
   return output
     .split('\n')
-    .filter((l) => /^(ok|FAIL|---|\S+\.go:\d+:)/.test(l.trim()) || /^(ok|FAIL)\s/.test(l))
+    .filter((l) => /^(ok|FAIL)\s/.test(l) || /^\S+\.go:\d+:/.test(l.trim()))
+    .map((l) => l.trim())
     .join('\n');
 }
 
