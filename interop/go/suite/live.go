@@ -350,6 +350,36 @@ func (l *live) importSigningKey(t *testing.T) {
 		l.rec.file("signingkey-ek-"+ekType+".pb", raw)
 		l.rec.value("signingkey-ek-"+ekType+".modulus", key.N.Bytes())
 	}
+	// Bound to PCRs 0 and 7: imported and usable while they hold those values; bound to a wrong
+	// PCR 7, the import (which signs the confirmation) is refused.
+	for _, wrong := range []bool{false, true} {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob, err := server.CreateSigningKeyImportBlob(l.eks["ecc"].Public, key, l.importPCRs(t, wrong))
+		if err != nil {
+			t.Fatalf("server.CreateSigningKeyImportBlob (PCR-bound): %v", err)
+		}
+		raw, _ := deterministic.Marshal(blob)
+		kid := fmt.Sprintf("imported-pcr-bound-%v", wrong)
+		ctx, cancel := l.ctx()
+		res, err := l.client.ImportSigningKey(ctx, &verifier.ImportSigningKeyRequest{Uid: uid, Kid: kid, EncryptedSigningKey: raw})
+		cancel()
+		if wrong {
+			if status.Code(err) != codes.FailedPrecondition {
+				t.Fatalf("ImportSigningKey bound to a wrong PCR 7: got %v, want FAILED_PRECONDITION", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("ImportSigningKey (PCR-bound): %v", err)
+		}
+		if err := verifySignature(&key.PublicKey, []byte(uid), res.Confirmation); err != nil {
+			t.Fatalf("ImportSigningKey (PCR-bound): the confirmation does not verify: %v", err)
+		}
+		l.sign(t, uid, kid, &key.PublicKey, []byte("signed by a PCR-bound imported key"))
+	}
 	// go-tpm-tools makes RSA signing-key blobs only.
 	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
