@@ -101,6 +101,8 @@ export interface RunReport {
   /** Names of the failed checks, and "<step> (not run)" for steps skipped, in order. */
   failed: string[];
   warnings: string[];
+  /** The nonce the quote was asked for (hex), once the quote step ran. */
+  quoteNonce?: string;
   /** Verified facts (only what the checks established). */
   facts: {
     ekName?: string;
@@ -218,6 +220,7 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
     quote: async (checks) => {
       const ak = need(akPublic, 'the AK');
       const nonce = new Uint8Array(randomBytes(32));
+      report.quoteNonce = toHex(nonce);
       const resp = await rpc(checks, 'quote', 'Quote', () => client.quote({ uid, nonce }, call()));
       const r = verifyPlatform(resp.platformAttestation, {
         akPublic: ak, nonce,
