@@ -75,8 +75,8 @@ export const DEFAULT_POLICY: AppraisalPolicy = {
       { if: { passed: ['ek.certificate.chain', 'attest.secret'] }, value: 'genuine_hw', because: 'the EK certificate chains to --ek-roots and the credential for EK and AK was activated' },
     ],
     'instance-identity': [
-      { if: { failed: ['health', 'ak.rpc', 'ak.notRun', 'attest.rpc', 'attest.notRun'] }, value: 'unrecognized_instance', because: 'the AK or credential activation could not be checked' },
-      { if: { failed: ['ak.*', 'attest.*', ...QUOTE_CRYPTO.filter((p) => p !== 'quote.rpc' && p !== 'quote.notRun')] }, value: 'crypto_failed', because: 'the AK, its credential activation or a quote signature/nonce did not verify' },
+      { if: { failed: ['ak.decode', 'ak.keyType', 'ak.certifyCreation', 'ak.attributes', 'attest.secret', ...QUOTE_CRYPTO.filter((p) => p !== 'quote.rpc' && p !== 'quote.notRun')] }, value: 'crypto_failed', because: 'the AK, its credential activation or a quote signature/nonce did not verify' },
+      { if: { failed: ['health', 'ak.*', 'attest.*'] }, value: 'unrecognized_instance', because: 'the AK or credential activation could not be checked' },
       { if: { passed: ['ak.*', 'attest.secret'] }, value: 'recognized_instance', because: 'the AK is a restricted TPM key bound to the EK by credential activation' },
     ],
     executables: [
