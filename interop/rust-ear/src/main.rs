@@ -31,7 +31,7 @@ fn raw_json(v: &RawValue) -> Value {
         RawValue::Float(f) => json!(f),
         RawValue::String(s) => json!(s),
         RawValue::Bool(b) => json!(b),
-        RawValue::Bytes(b) => json!(format!("bytes:{}", b.len())),
+        RawValue::Bytes(b) => json!(format!("bytes:{}", b.as_slice().len())),
         RawValue::Array(a) => Value::Array(a.iter().map(raw_json).collect()),
         RawValue::Map(m) => {
             let mut out = Map::new();
@@ -59,6 +59,7 @@ fn describe(ear: &Ear) -> Value {
             }
         }
         let attester: Map<String, Value> = a.attester_claims.iter().map(|(k, v)| (k.clone(), raw_json(v))).collect();
+        let verifier: Map<String, Value> = a.verifier_claims.iter().map(|(k, v)| (k.clone(), raw_json(v))).collect();
         submods.insert(
             name.clone(),
             json!({
@@ -66,6 +67,7 @@ fn describe(ear: &Ear) -> Value {
                 "ear_trustworthiness_vector": vector,
                 "ear_appraisal_policy_ids": a.policy_ids,
                 "ear_attester_claims": attester,
+                "ear_verifier_claims": verifier,
             }),
         );
     }
