@@ -80,8 +80,8 @@ export const DEFAULT_POLICY: AppraisalPolicy = {
       { if: { passed: ['ak.*', 'attest.secret'] }, value: 'recognized_instance', because: 'the AK is a restricted TPM key bound to the EK by credential activation' },
     ],
     executables: [
-      { if: { failed: ['eventlog*', 'policy.pcr.*', 'quote.expectPcr.*'] }, value: 'contraindicated_rt', because: 'a PCR differs from its reference value, or the event log does not replay to the quoted PCRs' },
       { if: { failed: QUOTE_CRYPTO }, value: 'crypto_failed', because: 'no quote verified (signature, nonce or AK)' },
+      { if: { failed: ['eventlog*', 'policy.pcr.*', 'quote.expectPcr.*'] }, value: 'contraindicated_rt', because: 'a PCR differs from its reference value, or the event log does not replay to the quoted PCRs' },
       { if: { passed: ['policy.pcr.*'] }, value: 'approved_rt', because: 'every PCR with a reference value holds it in a verified quote' },
     ],
     configuration: [
