@@ -311,10 +311,17 @@ describe('tpmds-verifier ear verify, run --ear-* usage', () => {
     assert.ok(old.code === 0 || /too old/.test(old.stderr)); // iat is this second: 0 s old or 1 s old
   });
 
+  it('ear default-policy prints the built-in policy, which parses as a --policy file', async () => {
+    const r = await cli(['ear', 'default-policy']);
+    assert.equal(r.code, 0);
+    assert.deepEqual(parsePolicy(r.stdout), DEFAULT_POLICY);
+  });
+
   it('usage errors exit 2 and name the flag', async () => {
     const cases: [string[], RegExp][] = [
       [['ear', 'verify', 'x.jwt'], /--key is required/],
       [['ear', 'check', 'x.jwt', '--key', 'k'], /unknown action "check"/],
+      [['ear', 'verify'], /missing TOKEN/],
       [['ear', 'verify', 'x.jwt', '--key', join(dir, 'pub.pem'), '--max-age', '1h'], /--max-age "1h": expected a whole number of seconds/],
       [['ear', 'verify', join(dir, 'nope.jwt'), '--key', join(dir, 'pub.pem')], /TOKEN .*nope\.jwt: cannot read \(no such file\)/],
       [['run', '--target', 'unix:/x', '--insecure', '--ear-out', join(dir, 'o.jwt')], /--ear-out needs --ear-key/],

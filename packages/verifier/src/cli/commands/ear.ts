@@ -85,9 +85,12 @@ export function earFinisherFromArgs(args: Args): ReportFinisher | undefined {
 
 export const earCommand: Command = {
   name: 'ear',
-  summary: 'check a signed EAR (EAT Attestation Result) offline: ear verify TOKEN --key PUB.pem',
-  usage: 'verify TOKEN --key PUB.pem [--max-age SECONDS] [--json]',
+  summary: 'check a signed EAR (EAT Attestation Result) offline; print the built-in appraisal policy',
+  usage: 'verify TOKEN --key PUB.pem [--max-age SECONDS] [--json] | default-policy',
   description: [
+    '`ear default-policy` prints the built-in appraisal policy of `run --ear-out` as JSON: a starting',
+    'point for a --policy file (add referenceValues.pcrs, change values).',
+    '',
     'TOKEN is a file holding the JWT (as `run --ear-out` writes it), or "-" for standard input.',
     'Checks the signature with --key (a PEM public key, certificate or private key; EC P-256 for',
     'ES256, Ed25519 for EdDSA), the EAR profile (draft-ietf-rats-ear-04, or Veraison\'s pre-draft',
@@ -102,10 +105,16 @@ export const earCommand: Command = {
     'max-age': { type: 'string', valueName: 'SECONDS', description: 'refuse a token issued (iat) more than SECONDS ago' },
     json: { type: 'boolean', description: 'print one JSON document: the algorithm, the claim spelling, the status, the submods and the claims' },
   },
-  positionals: { min: 2, max: 2, names: 'verify TOKEN' },
+  positionals: { min: 1, max: 2, names: 'verify TOKEN, or default-policy' },
   run: async (args, io) => {
-    const [action, tokenPath] = args.positionals as [string, string];
-    if (action !== 'verify') throw new UsageError(`unknown action "${action}" (expected: verify)`);
+    const [action, tokenPath] = args.positionals as [string, string | undefined];
+    if (action === 'default-policy') {
+      if (tokenPath !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(tokenPath)}`);
+      io.stdout(JSON.stringify(DEFAULT_POLICY, null, 2) + '\n');
+      return EXIT.OK;
+    }
+    if (action !== 'verify') throw new UsageError(`unknown action "${action}" (expected: verify, default-policy)`);
+    if (tokenPath === undefined) throw new UsageError('missing TOKEN (a file, or - for standard input)');
     const keyPath = args.string('key');
     if (keyPath === undefined) throw new UsageError('--key is required (the signer\'s PEM public key)');
     const maxAgeText = args.string('max-age');
