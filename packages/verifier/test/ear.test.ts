@@ -295,7 +295,8 @@ describe('tpmds-verifier ear verify, run --ear-* usage', () => {
     assert.match(ok.stdout, /^signature {2}ok \(ES256\)$/m);
     assert.match(ok.stdout, /^status {5}affirming$/m);
     assert.match(ok.stdout, /^ {4}hardware {10} {2}2 {2}genuine_hw/m);
-    assert.match(ok.stdout, /^ {4}tpm_ek_name {7}000b1111/m);
+    assert.match(ok.stdout, /^ {4}tpm_ek_name {11}000b1111/m);
+    assert.match(ok.stdout, /^ {4}tpm_pcrs {14}sha256: 24 PCRs \(values with --json\)$/m);
     const json = await cli(['ear', 'verify', join(dir, 'ear.jwt'), '--key', join(dir, 'pub.pem'), '--json']);
     const doc = JSON.parse(json.stdout) as { ok: boolean; status: string; claims: { eat_profile: string } };
     assert.equal(doc.ok, true);

@@ -333,6 +333,13 @@ export function formatVector(vector: Partial<Record<Ar4siClaim, number>>, indent
   return AR4SI_CLAIMS.filter((c) => vector[c] !== undefined).map((c) => `${indent}${c.padEnd(18)}${describeValue(c, vector[c]!)}`);
 }
 
+/** An attester claim in one line: PCR tables summarised (`--json` has them), objects as key=value. */
+function claimText(name: string, v: unknown): string {
+  if (name === 'tpm_pcrs' && isObject(v)) return Object.entries(v).map(([bank, pcrs]) => `${bank}: ${isObject(pcrs) ? Object.keys(pcrs).length : 0} PCRs`).join(', ') + ' (values with --json)';
+  if (isObject(v)) return Object.entries(v).map(([k, x]) => `${k}=${typeof x === 'string' || typeof x === 'number' ? x : JSON.stringify(x)}`).join(', ');
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : JSON.stringify(v);
+}
+
 /** A verified token, readably. */
 export function formatVerifiedEar(v: VerifiedEar): string {
   const lines = [
@@ -346,10 +353,10 @@ export function formatVerifiedEar(v: VerifiedEar): string {
   for (const [name, s] of Object.entries(v.submods)) {
     lines.push(`submod ${name}: ${s.status}`);
     lines.push(...formatVector(s.vector));
-    if (s.policyIds.length > 0) lines.push(`    policy            ${s.policyIds.join(', ')}`);
-    for (const [k, val] of Object.entries(s.attesterClaims ?? {})) lines.push(`    ${k.padEnd(18)}${typeof val === 'string' || typeof val === 'number' ? val : JSON.stringify(val)}`);
+    if (s.policyIds.length > 0) lines.push(`    ${'policy'.padEnd(22)}${s.policyIds.join(', ')}`);
+    for (const [k, val] of Object.entries(s.attesterClaims ?? {})) lines.push(`    ${k.padEnd(22)}${claimText(k, val)}`);
     const failed = s.verifierClaims?.['tpmds_checks_failed'];
-    if (Array.isArray(failed) && failed.length > 0) lines.push(`    failed checks     ${failed.join(', ')}`);
+    if (Array.isArray(failed) && failed.length > 0) lines.push(`    ${'failed checks'.padEnd(22)}${failed.join(', ')}`);
   }
   return lines.join('\n') + '\n';
 }
