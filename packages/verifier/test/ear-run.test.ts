@@ -144,7 +144,8 @@ describe('EAR from tpmds-verifier run against a tpmds-attestor on swtpm @swtpm',
     writeFileSync(file('ed.pem'), ed.privateKey.export({ type: 'pkcs8', format: 'pem' }));
     writeFileSync(file('ed.pub.pem'), ed.publicKey.export({ type: 'spki', format: 'pem' }));
     writeFileSync(file('ed.pub.jwk'), JSON.stringify(ed.publicKey.export({ format: 'jwk' })));
-    const policy = (pcr8: string) => JSON.stringify({ ...DEFAULT_POLICY, id: 'tpmds-test-policy:1', referenceValues: { pcrs: { sha256: { 7: expectedPcr(7), 8: pcr8 } } } }, null, 2);
+    const events = { sha256: { 7: BOOT_EVENTS.filter((e) => e.pcr === 7).map((e) => toHex(sha256(e.data))) } };
+    const policy = (pcr8: string) => JSON.stringify({ ...DEFAULT_POLICY, id: 'tpmds-test-policy:1', referenceValues: { pcrs: { sha256: { 7: expectedPcr(7), 8: pcr8 } }, events } }, null, 2);
     writeFileSync(file('policy.json'), policy(expectedPcr(8)));
     writeFileSync(file('policy-pcr8-off.json'), policy('ee'.repeat(32)));
   });
@@ -178,6 +179,7 @@ describe('EAR from tpmds-verifier run against a tpmds-attestor on swtpm @swtpm',
     assert.equal(a['tpm_ek_name'], report.facts.ekName);
     assert.equal(a['tpm_ak_name'], report.facts.akName);
     assert.equal(a['tpm_secure_boot'], 'enabled');
+    assert.deepEqual(report.facts.eventDigests!['sha256']!['8'], [toHex(sha256(BOOT_EVENTS[2]!.data))]);
     // tpm_pcr_digests is the quote's own pcrDigest.
     for (const bank of ['sha1', 'sha256']) {
       const quoteDetail = report.steps.find((x) => x.step === 'quote')!.checks.find((c) => c.name === `quote.${bank}`)!.detail;

@@ -98,6 +98,21 @@ describe('ear: appraisal policy', () => {
     assert.match(a.referenceChecks[0]!.detail!, /sha256 PCR 7 is c{64}; reference value a{64}/);
   });
 
+  it('event-log reference values: every measured event of the PCR must have an allowed digest', () => {
+    const policy = parsePolicy(JSON.stringify({ ...DEFAULT_POLICY, referenceValues: { events: { sha256: { 4: ['c1'.repeat(32), 'c2'.repeat(32)] } } } }));
+    const r = cleanReport();
+    r.facts.eventDigests = { sha256: { 4: ['c1'.repeat(32), 'c2'.repeat(32), 'c1'.repeat(32)] } };
+    assert.equal(vectorOf(r, policy)['executables'], 2);
+    r.facts.eventDigests = { sha256: { 4: ['c1'.repeat(32), 'c3'.repeat(32)] } };
+    const a = appraise(appraisalInputFromReport(r), policy);
+    assert.equal(a.vector.executables?.value, 96);
+    assert.deepEqual(a.vector.executables?.failedChecks, ['policy.event.sha256.4']);
+    assert.match(a.referenceChecks[0]!.detail!, /sha256 PCR 4: 1 of 2 event\(s\) with a digest not in the reference values: c3c3/);
+    delete r.facts.eventDigests;
+    assert.match(appraise(appraisalInputFromReport(r), policy).referenceChecks[0]!.detail!, /no event log replayed/);
+    assert.throws(() => parsePolicy(JSON.stringify({ claims: {}, referenceValues: { events: { sha256: { 4: 'c1'.repeat(32) } } } })), /events\.sha256\.4 must be a list of hex digests/);
+  });
+
   it('Secure Boot disabled is a warning on configuration; unknown is not claimed', () => {
     const r = cleanReport();
     r.facts.secureBoot = 'disabled';

@@ -44,10 +44,13 @@ export interface Rule {
 /** PCR reference values: bank ("sha256") → PCR index → hex value, or a list of acceptable values. */
 export type PcrReferenceValues = Readonly<Record<string, Readonly<Record<string, string | readonly string[]>>>>;
 
+/** Event-log reference values: bank → PCR index → the digests its measured events may have (an allow-list). */
+export type EventReferenceValues = Readonly<Record<string, Readonly<Record<string, readonly string[]>>>>;
+
 export interface AppraisalPolicy {
   /** Goes into `ear_appraisal_policy_ids`. Default: "tpmds-policy:sha256:<hash of the file>". */
   readonly id?: string;
-  readonly referenceValues?: { readonly pcrs?: PcrReferenceValues };
+  readonly referenceValues?: { readonly pcrs?: PcrReferenceValues; readonly events?: EventReferenceValues };
   /** Rules per AR4SI claim; a claim with no rule, or none that applies, is not set. */
   readonly claims: Readonly<Partial<Record<Ar4siClaim, readonly Rule[]>>>;
 }
@@ -59,8 +62,9 @@ const QUOTE_CRYPTO = ['quote.rpc', 'quote.notRun', 'quote.decode', 'quote.ak', '
  * The built-in policy. hardware: the EK certificate chains to --ek-roots and the credential made
  * for the EK and AK came back activated (no roots or no EK certificate: warning). instance-identity:
  * the AK is a restricted TPM key certified by itself and bound to the EK by credential activation.
- * executables: every PCR the policy has reference values for holds one of them in a verified quote
- * and the event log replays (no reference values: not claimed). configuration: Secure Boot enabled
+ * executables: every PCR the policy has reference values for holds one of them in a verified quote,
+ * and every event of a PCR with event reference values has an allowed digest (no reference values:
+ * not claimed). configuration: Secure Boot enabled
  * (disabled: warning; unknown: not claimed). storage-opaque: secrets sealed to the EK (and to the
  * quoted PCRs), imported keys and keys made in the TPM work, and wrong PCR values are refused.
  */
@@ -81,8 +85,8 @@ export const DEFAULT_POLICY: AppraisalPolicy = {
     ],
     executables: [
       { if: { failed: QUOTE_CRYPTO }, value: 'crypto_failed', because: 'no quote verified (signature, nonce or AK)' },
-      { if: { failed: ['eventlog*', 'policy.pcr.*', 'quote.expectPcr.*'] }, value: 'contraindicated_rt', because: 'a PCR differs from its reference value, or the event log does not replay to the quoted PCRs' },
-      { if: { passed: ['policy.pcr.*'] }, value: 'approved_rt', because: 'every PCR with a reference value holds it in a verified quote' },
+      { if: { failed: ['eventlog*', 'policy.*', 'quote.expectPcr.*'] }, value: 'contraindicated_rt', because: 'a PCR or an event differs from its reference values, or the event log does not replay to the quoted PCRs' },
+      { if: { passed: ['policy.*'] }, value: 'approved_rt', because: 'every PCR and event-log reference value of the policy matches the verified quote and log' },
     ],
     configuration: [
       { if: { fact: 'secureBoot', in: ['enabled'] }, value: 'approved_config', because: 'Secure Boot is enabled (from the replayed event log)' },
@@ -151,18 +155,18 @@ export function validatePolicy(doc: unknown, source = 'the policy'): AppraisalPo
   const refs = p['referenceValues'];
   if (refs !== undefined) {
     if (typeof refs !== 'object' || refs === null || Array.isArray(refs)) throw new PolicyError(`${source}: "referenceValues" must be an object`);
-    for (const k of Object.keys(refs)) if (k !== 'pcrs') throw new PolicyError(`${source}: referenceValues: unknown key "${k}" (expected pcrs)`);
-    const pcrs = (refs as Record<string, unknown>)['pcrs'];
-    if (pcrs !== undefined) {
-      if (typeof pcrs !== 'object' || pcrs === null) throw new PolicyError(`${source}: referenceValues.pcrs must be an object of bank → PCR → value`);
-      for (const [bank, values] of Object.entries(pcrs)) {
-        if (!/^sha(1|256|384|512)$/.test(bank)) throw new PolicyError(`${source}: referenceValues.pcrs: unknown bank "${bank}" (sha1, sha256, sha384, sha512)`);
-        if (typeof values !== 'object' || values === null) throw new PolicyError(`${source}: referenceValues.pcrs.${bank} must be an object of PCR index → value`);
+    for (const [kind, table] of Object.entries(refs)) {
+      if (kind !== 'pcrs' && kind !== 'events') throw new PolicyError(`${source}: referenceValues: unknown key "${kind}" (expected pcrs, events)`);
+      const where = `${source}: referenceValues.${kind}`;
+      if (typeof table !== 'object' || table === null || Array.isArray(table)) throw new PolicyError(`${where} must be an object of bank → PCR → ${kind === 'pcrs' ? 'value' : 'digests'}`);
+      for (const [bank, values] of Object.entries(table)) {
+        if (!/^sha(1|256|384|512)$/.test(bank)) throw new PolicyError(`${where}: unknown bank "${bank}" (sha1, sha256, sha384, sha512)`);
+        if (typeof values !== 'object' || values === null || Array.isArray(values)) throw new PolicyError(`${where}.${bank} must be an object of PCR index → ${kind === 'pcrs' ? 'value' : 'digests'}`);
         for (const [index, v] of Object.entries(values)) {
-          if (!/^(?:[0-9]|1[0-9]|2[0-3])$/.test(index)) throw new PolicyError(`${source}: referenceValues.pcrs.${bank}: "${index}" is not a PCR index 0-23`);
-          const list = Array.isArray(v) ? v : [v];
-          if (list.length === 0 || !list.every((x) => typeof x === 'string' && HEX_RE.test(x.toLowerCase()))) {
-            throw new PolicyError(`${source}: referenceValues.pcrs.${bank}.${index} must be a hex digest (or a list of them)`);
+          if (!/^(?:[0-9]|1[0-9]|2[0-3])$/.test(index)) throw new PolicyError(`${where}.${bank}: "${index}" is not a PCR index 0-23`);
+          const list = Array.isArray(v) ? v : kind === 'pcrs' ? [v] : undefined;
+          if (list === undefined || list.length === 0 || !list.every((x) => typeof x === 'string' && HEX_RE.test(x.toLowerCase()))) {
+            throw new PolicyError(`${where}.${bank}.${index} must be ${kind === 'pcrs' ? 'a hex digest (or a list of them)' : 'a list of hex digests'}`);
           }
         }
       }
@@ -209,7 +213,11 @@ function holds(c: Condition, input: AppraisalInput): boolean {
   return v !== undefined && c.in.includes(v as string | number | boolean);
 }
 
-/** The checks reference values add: `policy.pcr.<bank>.<index>`, each against the verified quoted value. */
+/**
+ * The checks reference values add: `policy.pcr.<bank>.<index>` (the verified quoted value is one of
+ * the PCR's reference values) and `policy.event.<bank>.<index>` (every measured event of the PCR in
+ * the replayed event log has an allowed digest).
+ */
 export function referenceValueChecks(policy: AppraisalPolicy, facts: Readonly<Record<string, unknown>>): AppraisalCheck[] {
   const out: AppraisalCheck[] = [];
   for (const [bank, values] of Object.entries(policy.referenceValues?.pcrs ?? {})) {
@@ -220,6 +228,21 @@ export function referenceValueChecks(policy: AppraisalPolicy, facts: Readonly<Re
       if (typeof got !== 'string') out.push({ name, ok: false, detail: `${bank} PCR ${index} is not in a verified quote` });
       else if (accepted.includes(got.toLowerCase())) out.push({ name, ok: true, detail: `${bank} PCR ${index} = ${got}, a reference value` });
       else out.push({ name, ok: false, detail: `${bank} PCR ${index} is ${got}; reference value${accepted.length > 1 ? 's' : ''} ${accepted.join(', ')}` });
+    }
+  }
+  for (const [bank, values] of Object.entries(policy.referenceValues?.events ?? {})) {
+    for (const [index, allowed] of Object.entries(values)) {
+      const name = `policy.event.${bank}.${index}`;
+      const accepted = new Set(allowed.map((x) => x.toLowerCase()));
+      const digests = factAt(facts, `eventDigests.${bank}.${index}`);
+      if (factAt(facts, 'eventDigests') === undefined) {
+        out.push({ name, ok: false, detail: `no event log replayed to the verified PCRs: ${bank} PCR ${index} events not checked` });
+        continue;
+      }
+      const list = Array.isArray(digests) ? (digests as string[]) : [];
+      const unknown = list.filter((d) => !accepted.has(d.toLowerCase()));
+      if (unknown.length > 0) out.push({ name, ok: false, detail: `${bank} PCR ${index}: ${unknown.length} of ${list.length} event(s) with a digest not in the reference values: ${unknown.join(', ')}` });
+      else out.push({ name, ok: true, detail: `${bank} PCR ${index}: all ${list.length} event digest(s) are reference values` });
     }
   }
   return out;
