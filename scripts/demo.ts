@@ -2,10 +2,12 @@
  * tpmds demo, end to end: a freshly provisioned swtpm is the node's TPM (EK
  * certificates from a local CA, a firmware event log written and measured into
  * its PCRs), `tpmds-attestor` serves it over gRPC, and `tpmds-verifier run`
- * proves everything from the outside — for an RSA and an ECC identity.
+ * proves everything from the outside — for an RSA and an ECC identity — and signs
+ * its verdict as an EAR (EAT Attestation Result) that `tpmds-verifier ear verify` reads back.
  *
  *   bash scripts/setup.sh && pnpm demo
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -56,6 +58,17 @@ function runVerifier(args: string[]): Promise<number> {
   });
 }
 
+/** Runs tpmds-verifier and returns its stdout. */
+function capture(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [verifierBin, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.once('error', reject);
+    p.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`tpmds-verifier ${args.join(' ')} exited ${code}`))));
+  });
+}
+
 const work = await mkdtemp(join(tmpdir(), 'tpmds-demo-'));
 console.log('tpmds demo\n==========\n');
 console.log('1. Starting swtpm with a freshly provisioned TPM (EK certificates from a local CA) ...');
@@ -71,7 +84,8 @@ try {
     if (e.type === EV.EV_NO_ACTION) continue;
     await tpm.pcrExtend(e.pcr, e.digests.map((d) => ({ hashAlg: d.alg, digest: d.digest })));
   }
-  const pcr7 = (await tpm.readPcrs(TPM_ALG.SHA256, [7])).get(7)!;
+  const pcrs = await tpm.readPcrs(TPM_ALG.SHA256, [4, 7]);
+  const pcr7 = pcrs.get(7)!;
   const props = await tpm.getProperties();
   await tpm.close();
   const logPath = join(work, 'binary_bios_measurements');
@@ -96,19 +110,33 @@ try {
   attestor = await startAttestor(config, await createBackend(config, metrics, logger), { logger, metrics });
   console.log(`   listening on ${attestor.address}; health and metrics on http://${attestor.healthAddress}\n`);
 
+  // The EAR signing key and an appraisal policy whose reference values are the measured PCR 4 and 7.
+  const earKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  await writeFile(join(work, 'ear-key.pem'), earKey.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  await writeFile(join(work, 'ear-key.pub.pem'), earKey.publicKey.export({ type: 'spki', format: 'pem' }));
+  const defaultPolicy = JSON.parse(await capture(['ear', 'default-policy'])) as Record<string, unknown>;
+  await writeFile(join(work, 'policy.json'), JSON.stringify({
+    ...defaultPolicy, id: 'tpmds-demo-policy:1', referenceValues: { pcrs: { sha256: { 4: toHex(pcrs.get(4)!), 7: toHex(pcr7) } } },
+  }, null, 2));
+
   for (const keyType of ['rsa', 'ecc'] as const) {
-    console.log(`3${keyType === 'rsa' ? 'a' : 'b'}. tpmds-verifier run --key-type ${keyType} (EK chain checked against the local CA, PCR7 expected)\n`);
+    console.log(`3${keyType === 'rsa' ? 'a' : 'b'}. tpmds-verifier run --key-type ${keyType} (EK chain checked against the local CA, PCR7 expected, a signed EAR)\n`);
     const code = await runVerifier([
       'run', '--target', attestor.address, '--insecure', '--key-type', keyType,
       '--ek-roots', sw.caRootPem, '--ek-intermediates', sw.caIntermediatePem, '--expect-pcr', `7:${toHex(pcr7)}`,
+      '--ear-out', join(work, `ear-${keyType}.jwt`), '--ear-key', join(work, 'ear-key.pem'), '--policy', join(work, 'policy.json'),
     ]);
     if (code !== 0) failures++;
     console.log('');
   }
+
+  console.log('4. tpmds-verifier ear verify: the ECC run\'s EAR, checked offline with the signer\'s public key\n');
+  if ((await runVerifier(['ear', 'verify', join(work, 'ear-ecc.jwt'), '--key', join(work, 'ear-key.pub.pem')])) !== 0) failures++;
+  console.log('');
 } finally {
   await attestor?.close();
   await sw.stop();
   await rm(work, { recursive: true, force: true });
 }
-console.log(failures === 0 ? 'Demo complete: every check passed for both key types.' : `Demo: ${failures} verifier run(s) FAILED.`);
+console.log(failures === 0 ? 'Demo complete: every check passed for both key types, and the signed EAR verifies.' : `Demo: ${failures} verifier run(s) FAILED.`);
 process.exitCode = failures === 0 ? 0 : 1;

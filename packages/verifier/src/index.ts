@@ -6,3 +6,4 @@ export * from './cli/flags.js';
 export * from './verify/index.js';
 export * from './proto/index.js';
 export * from './formats/index.js';
+export * from './ear/index.js';

@@ -5,6 +5,7 @@
 import type { Command } from './command.js';
 import { akCommand } from './commands/ak.js';
 import { attestCommand } from './commands/attest.js';
+import { earCommand } from './commands/ear.js';
 import { ekCommand } from './commands/ek.js';
 import { eventlogCommand } from './commands/eventlog.js';
 import { importBlobCommand } from './commands/import-blob.js';
@@ -25,6 +26,7 @@ export const COMMANDS: readonly Command[] = [
   newKeyCommand,
   signCommand,
   eventlogCommand,
+  earCommand,
 ];
 
 /** The command named `name`, or undefined. */

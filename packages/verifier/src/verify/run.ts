@@ -2,7 +2,7 @@
 // each payload verified with the steps of this folder, in the order a verifier needs them.
 import { type KeyObject, randomBytes, randomUUID } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
-import { TPM_ALG, bankName, objectName, toHex, type PcrValues, type SecureBootFact, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
+import { EV, TPM_ALG, bankName, objectName, parseEventLog, toHex, type PcrValues, type SecureBootFact, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
 import type { GetEKCertResult, HealthStatus, NewKeyResult } from '@tpmds/protocol/proto';
 import { type Check, type StepResult, errorText } from './checks.js';
 import { verifyEk } from './ek.js';
@@ -101,6 +101,8 @@ export interface RunReport {
   /** Names of the failed checks, and "<step> (not run)" for steps skipped, in order. */
   failed: string[];
   warnings: string[];
+  /** The nonce the quote was asked for (hex), once the quote step ran. */
+  quoteNonce?: string;
   /** Verified facts (only what the checks established). */
   facts: {
     ekName?: string;
@@ -110,6 +112,8 @@ export interface RunReport {
     pcrs?: Record<string, Record<string, string>>;
     secureBoot?: SecureBootFact['state'];
     eventLogEvents?: number;
+    /** Digests of the measured events of a log that replays to the verified PCRs: bank -> PCR (decimal string) -> hex, in log order. */
+    eventDigests?: Record<string, Record<string, string[]>>;
     newKeyName?: string;
   };
 }
@@ -218,6 +222,7 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
     quote: async (checks) => {
       const ak = need(akPublic, 'the AK');
       const nonce = new Uint8Array(randomBytes(32));
+      report.quoteNonce = toHex(nonce);
       const resp = await rpc(checks, 'quote', 'Quote', () => client.quote({ uid, nonce }, call()));
       const r = verifyPlatform(resp.platformAttestation, {
         akPublic: ak, nonce,
@@ -232,6 +237,7 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
         );
         report.facts.secureBoot = r.value.secureBoot?.state ?? 'unknown';
         report.facts.eventLogEvents = r.value.eventCount;
+        if (r.value.facts && r.value.params.eventLog) report.facts.eventDigests = eventDigests(r.value.params.eventLog);
       }
     },
     'import-blob': async (checks) => {
@@ -326,6 +332,16 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
   }
   report.ok = report.failed.length === 0;
   return report;
+}
+
+/** bank -> PCR -> digests of the measured events (EV_NO_ACTION is not extended), in log order. */
+function eventDigests(log: Uint8Array): Record<string, Record<string, string[]>> {
+  const out: Record<string, Record<string, string[]>> = {};
+  for (const e of parseEventLog(log).events) {
+    if (e.type === EV.EV_NO_ACTION) continue;
+    for (const d of e.digests) ((out[bankName(d.alg)] ??= {})[String(e.pcr)] ??= []).push(toHex(d.digest));
+  }
+  return out;
 }
 
 class MissingInput extends Error {}

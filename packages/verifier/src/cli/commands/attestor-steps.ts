@@ -11,7 +11,7 @@ import { pemToDers } from '@tpmds/tpm2-wire';
 import { AttestorClient, type CallerCredentials } from '@tpmds/protocol/proto';
 import {
   ExpectPcrError, expectedPcrMap, formatHeader, formatStep, formatVerdict, parseKeyType, runAll, stepsWithDependencies,
-  type RunOptions, type StepName, type VerifierRpc,
+  type RunOptions, type RunReport, type StepName, type VerifierRpc,
 } from '../../verify/index.js';
 import type { CliIo, Command } from '../command.js';
 import { EXIT, UsageError } from '../exit.js';
@@ -181,8 +181,14 @@ export function setClientFactory(f: ClientFactory): ClientFactory {
   return prev;
 }
 
+/**
+ * Work on the finished report before it is printed (the EAR of `run --ear-out`): `json` fields are
+ * added to the --json report, `text` is printed after the readable verdict.
+ */
+export type ReportFinisher = (report: RunReport) => Promise<{ json: Record<string, unknown>; text: string }>;
+
 /** Runs `steps` against the attestor named by the flags and prints the report; exit 0 only when every check passed. */
-export async function runSteps(args: Args, io: CliIo, steps: readonly StepName[]): Promise<number> {
+export async function runSteps(args: Args, io: CliIo, steps: readonly StepName[], finish?: ReportFinisher): Promise<number> {
   const opts = runOptionsFromArgs(args, steps);
   const credentials = channelCredentials(args);
   const caller = callerCredentials(args);
@@ -197,8 +203,9 @@ export async function runSteps(args: Args, io: CliIo, steps: readonly StepName[]
         else io.stdout(formatStep(s) + '\n');
       },
     });
-    if (json) io.stdout(JSON.stringify(report, null, 2) + '\n');
-    else io.stdout(formatVerdict(report));
+    const extra = finish ? await finish(report) : { json: {}, text: '' };
+    if (json) io.stdout(JSON.stringify({ ...report, ...extra.json }, null, 2) + '\n');
+    else io.stdout(formatVerdict(report) + extra.text);
     if (!report.ok && json) io.stderr(`FAIL: ${report.failed.join(', ')}\n`);
     return report.ok ? EXIT.OK : EXIT.FAILED;
   } finally {

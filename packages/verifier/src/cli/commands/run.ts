@@ -6,11 +6,12 @@
 import { STEPS } from '../../verify/index.js';
 import type { Command } from '../command.js';
 import { flagsForSteps, runSteps } from './attestor-steps.js';
+import { EAR_FLAGS, earFinisherFromArgs } from './ear.js';
 
 export const runCommand: Command = {
   name: 'run',
   summary: 'walk an attestor through every RPC and verify each answer',
-  usage: '--target HOST:PORT [--ca FILE | --insecure] [--client-cert F --client-key F] [--token-file F] [--ek-roots FILE]... [--ek-intermediates FILE]... [--expect-pcr IDX:HEX]... [--uid U] [--kid K] [--key-type rsa|ecc] [--json]',
+  usage: '--target HOST:PORT [--ca FILE | --insecure] [--client-cert F --client-key F] [--token-file F] [--ek-roots FILE]... [--ek-intermediates FILE]... [--expect-pcr IDX:HEX]... [--uid U] [--kid K] [--key-type rsa|ecc] [--json] [--ear-out FILE --ear-key KEY.pem [--ear-submod NAME] [--policy FILE]]',
   description: [
     'Steps, in order, each with named checks:',
     '  health              grpc.health.v1 says "verifier.Verifier" is SERVING',
@@ -31,10 +32,14 @@ export const runCommand: Command = {
     'uid and kid default to fresh random UUIDs; ImportSigningKey stores its key as "<kid>-import".',
     'No secret is printed: sealed and activated secrets are reported as matching or not.',
     '',
+    'With --ear-out the run ends with a signed EAR (EAT Attestation Result, draft-ietf-rats-ear-04):',
+    'the appraisal policy (--policy, or the built-in one) maps the checks and facts to AR4SI claims;',
+    'the token is written whatever the verdict, and the --json report carries its claims ("ear").',
+    '',
     'Exit status: 0 when every check passed, 1 when a check failed (the report says which and why),',
     '2 for a usage error (unknown flag, missing --target, --ca with --insecure, ...).',
   ].join('\n'),
-  flags: flagsForSteps(STEPS),
+  flags: { ...flagsForSteps(STEPS), ...EAR_FLAGS },
   positionals: { min: 0, max: 0, names: '' },
-  run: (args, io) => runSteps(args, io, STEPS),
+  run: (args, io) => runSteps(args, io, STEPS, earFinisherFromArgs(args)),
 };
