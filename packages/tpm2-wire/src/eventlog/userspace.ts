@@ -238,7 +238,7 @@ export function replayUserspaceLog(log: UserspaceLog, start: PcrBanks, options: 
     for (const [alg, digest] of r.digests) {
       const want = bankHash(alg, word);
       if (want !== undefined && !bytesEqual(want, digest)) {
-        problems.push({ record: r, problem: `phase ${JSON.stringify(r.string)}: its ${bankName(alg)} digest ${toHex(digest)} is not ${bankName(alg)}(${JSON.stringify(r.string)}) = ${toHex(want)}` });
+        problems.push({ record: r, problem: `its ${bankName(alg)} digest ${toHex(digest)} is not ${bankName(alg)}(${JSON.stringify(r.string)}) = ${toHex(want)}` });
       }
     }
   }
