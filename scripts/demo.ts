@@ -87,6 +87,7 @@ try {
     tpm: sw.address,
     stateDir: join(work, 'state'),
     eventLog: logPath,
+    userspaceLog: join(work, 'tpm2-measure.log'), // none: the host's own systemd log does not describe swtpm
     insecure: true,
     healthListen: '127.0.0.1:0',
     logLevel: 'error' as const,

@@ -37,7 +37,9 @@ function verifier(args: string[], env: Record<string, string> = {}): Promise<{ s
 
 /** A tpmds-attestor process (log level info); resolves once it logged "attestor listening". */
 async function startAttestor(args: string[]): Promise<{ child: ChildProcess; address: string; log: () => string; stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', ATTESTOR, ...args], { cwd: REPO, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  // Never the host's own systemd log: its measurements are not in swtpm.
+  const env = { ...cleanEnv(), TPMDS_USERSPACE_LOG: '/nonexistent/tpm2-measure.log' };
+  const child = spawn(process.execPath, ['--import', 'tsx', ATTESTOR, ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   // If mocha exits mid-test (a timeout, --exit), the attestor must not outlive it: the exit safety net kills it.
