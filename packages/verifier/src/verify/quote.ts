@@ -266,7 +266,7 @@ export function verifyPlatform(platformJson: Uint8Array, opts: PlatformOptions):
       const cmp = comparePcrs(log, firmwareQuoted);
       const notes = [...cmp.replay.warnings, ...cmp.workarounds.map((w) => `${bankName(w.bank)} PCR ${w.pcr}: ${w.workaround}`)];
       if (cmp.replay.unsupportedBanks.length > 0) notes.push(`banks not replayed: ${cmp.replay.unsupportedBanks.map(bankName).join(', ')}`);
-      if (userspacePcrs.size > 0) notes.push(`PCRs ${indexList(userspacePcrs)} are judged with the userspace log`);
+      if (userspacePcrs.size > 0) notes.push(`${userspacePcrs.size === 1 ? 'PCR' : 'PCRs'} ${indexList(userspacePcrs)} ${userspacePcrs.size === 1 ? 'is' : 'are'} judged with the userspace log`);
       if (cmp.mismatched.length > 0) {
         c.fail('eventlog.replay', `the log does not replay to the quoted PCRs: ${cmp.mismatched.map(describeMismatch).join('; ')}`);
       } else if (cmp.matched.length === 0) {
