@@ -150,4 +150,33 @@ describe('event logs for a non-root attestor (prod shape) @swtpm', function () {
     const detail = report.steps.flatMap((s) => s.checks).find((c) => c.name === 'eventlog.userspace.replay')!.detail;
     assert.match(detail, /PCR 11: enter-initrd -> leave-initrd -> sysinit -> ready/);
   });
+
+  it('a tampered userspace copy fails tpmds-verifier run, naming the record; without one, the unexplained PCRs are a warning', async () => {
+    const copies = join(dirs.dir, 'tampered');
+    mkdirSync(copies, { mode: 0o750 });
+    chownSync(copies, 0, UID);
+    const give = (name: string, bytes: Uint8Array | string): string => {
+      const path = join(copies, name);
+      writeFileSync(path, bytes);
+      chmodSync(path, 0o440);
+      chownSync(path, UID, UID);
+      return path;
+    };
+    const fw = give('binary_bios_measurements', firmware);
+    // "ready" logged with the digest of another word: the TPM saw the real one.
+    const forged = new TextDecoder().decode(userspace).replace(
+      createHash('sha256').update('ready').digest('hex'), createHash('sha256').update('ready!').digest('hex'));
+    const us = give('tpm2-measure.log', forged);
+    att = await start(fw, us);
+    const bad = await verifier(['run', '--target', att.address, '--insecure', '--ek-roots', swtpm.caRootPem, '--ek-intermediates', swtpm.caIntermediatePem]);
+    assert.equal(bad.status, 1, bad.stdout + bad.stderr);
+    assert.match(bad.stdout, /^ {2}FAIL {2}eventlog\.userspace\.records\s+record #5 phase "ready": its sha256 digest/m);
+    assert.match(bad.stdout, /^ {2}FAIL {2}eventlog\.userspace\.replay\s+the userspace log does not replay to the quoted PCRs: sha256 PCR 11:/m);
+    await att.stop();
+
+    att = await start(fw, join(copies, 'no-such-log'));
+    const none = await verifier(['run', '--target', att.address, '--insecure', '--ek-roots', swtpm.caRootPem, '--ek-intermediates', swtpm.caIntermediatePem]);
+    assert.equal(none.status, 0, none.stdout + none.stderr);
+    assert.match(none.stdout, /^ {2}warn {2}eventlog\.unexplained\s+sha1 PCRs 11,15, sha256 PCRs 11,15 hold values no event log explains/m);
+  });
 });

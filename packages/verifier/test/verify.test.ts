@@ -306,8 +306,10 @@ for (const keyType of ['rsa', 'ecc'] as const) {
         failsWith(verifyPlatform(json, { akPublic, nonce, userspaceLog: buildUserspaceLog(userspace, [TPM_ALG.SHA384]) }), ['eventlog.userspace.replay'], /no verified quote covers a bank every record has a digest for \(log banks sha384/);
         // The attestor could not read the node's userspace log: fails unless missing logs are allowed.
         failsWith(verifyPlatform(json, { akPublic, nonce, userspaceEventLogProblem: '/run/log/systemd/tpm2-measure.log: permission denied (EACCES)' }), ['eventlog.userspace', 'eventlog.replay'], /the attestor sent no userspace event log although the node has one: .*EACCES/);
-        // The firmware log alone: PCR 11 then holds more than it explains.
-        failsWith(verifyPlatform(json, { akPublic, nonce }), ['eventlog.replay'], /PCR 11/);
+        // The firmware log alone: PCR 11 then holds more than it explains, and PCR 15 is explained by no log.
+        const alone = verifyPlatform(json, { akPublic, nonce });
+        failsWith(alone, ['eventlog.replay'], /PCR 11/);
+        assert.match(alone.checks.find((c) => c.name === 'eventlog.unexplained' && c.warning)!.detail, /^sha1 PCRs 15, sha256 PCRs 15 hold values no event log explains/);
       });
     });
 

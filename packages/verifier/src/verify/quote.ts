@@ -286,7 +286,31 @@ export function verifyPlatform(platformJson: Uint8Array, opts: PlatformOptions):
   }
 
   const userspace = userspaceLog && verifyUserspaceLog(c, userspaceLog, firmwareLog, verified);
+  warnUnexplainedSystemdPcrs(c, verified, firmwareLog, userspacePcrs);
   return c.result({ pcrs: verified, ...(secureBoot ? { secureBoot } : {}), ...(facts ? { facts } : {}), eventCount, ...(userspace ? { userspace } : {}), params });
+}
+
+/** The PCRs systemd extends after the firmware (systemd.io TPM2_PCR_MEASUREMENTS): kernel-boot, kernel-config, sysexts, system-identity. */
+const SYSTEMD_PCRS = [11, 12, 13, 15];
+
+/**
+ * A warning when one of systemd's PCRs holds something no log explains: a node whose userspace
+ * log did not reach the verifier (systemd < 254 writes none). Not a failure: the quote is still
+ * genuine, but what those PCRs say about the boot cannot be checked.
+ */
+function warnUnexplainedSystemdPcrs(c: CheckList, verified: PcrBankValues, firmware: EventLog | undefined, userspacePcrs: ReadonlySet<number>): void {
+  const fromFirmware = firmware ? replayEventLog(firmware).banks : new Map<number, ReadonlyMap<number, Uint8Array>>();
+  const unexplained: string[] = [];
+  for (const [bank, values] of verified) {
+    const pcrs = SYSTEMD_PCRS.filter((pcr) => {
+      const v = values.get(pcr);
+      return v !== undefined && v.some((b) => b !== 0) && !userspacePcrs.has(pcr) && !fromFirmware.get(bank)?.has(pcr);
+    });
+    if (pcrs.length > 0) unexplained.push(`${bankName(bank)} PCRs ${indexList(pcrs)}`);
+  }
+  if (unexplained.length > 0) {
+    c.warn('eventlog.unexplained', `${unexplained.join(', ')} hold values no event log explains: systemd measures the boot phases, the kernel command line, system extensions and the machine id there, and the attestor sent no userspace log covering them (/run/log/systemd/tpm2-measure.log, systemd >= 254)`);
+  }
 }
 
 /**
