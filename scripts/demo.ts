@@ -1,7 +1,7 @@
 /**
  * tpmds demo, end to end: a freshly provisioned swtpm is the node's TPM (EK
- * certificates from a local CA, a firmware event log written and measured into
- * its PCRs), `tpmds-attestor` serves it over gRPC, and `tpmds-verifier run`
+ * certificates from a local CA, a firmware event log and systemd's userspace
+ * log written and measured into its PCRs), `tpmds-attestor` serves it over gRPC, and `tpmds-verifier run`
  * proves everything from the outside — for an RSA and an ECC identity — and signs
  * its verdict as an EAR (EAT Attestation Result) that `tpmds-verifier ear verify` reads back.
  *
@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  EV, TPM_ALG, TPM_PT, algName, buildEventLog, concatBytes, hash, openTpm, parseEventLog, parseGuid, toHex, utf8,
+  EV, TPM_ALG, TPM_PT, algName, buildEventLog, buildUserspaceLog, concatBytes, hash, openTpm, parseEventLog, parseGuid, parseUserspaceLog,
+  phaseRecord, toHex, utf8,
 } from '@tpmds/tpm2-wire';
 import { Logger, createBackend, defaultConfig, startAttestor, AttestorMetrics } from '@tpmds/attestor';
 import { startSwtpm } from '../packages/tpm2-wire/test/fixtures/swtpm.js';
@@ -84,15 +85,22 @@ try {
     if (e.type === EV.EV_NO_ACTION) continue;
     await tpm.pcrExtend(e.pcr, e.digests.map((d) => ({ hashAlg: d.alg, digest: d.digest })));
   }
+  // Then "systemd": the boot phases it measures into PCR 11 after the firmware, with its userspace log.
+  const phases = ['enter-initrd', 'leave-initrd', 'sysinit', 'ready'];
+  const userspaceLog = buildUserspaceLog(phases.map(phaseRecord), banks);
+  for (const r of parseUserspaceLog(userspaceLog).records) await tpm.pcrExtend(r.pcr, [...r.digests].map(([hashAlg, digest]) => ({ hashAlg, digest })));
   const pcrs = await tpm.readPcrs(TPM_ALG.SHA256, [4, 7]);
   const pcr7 = pcrs.get(7)!;
   const props = await tpm.getProperties();
   await tpm.close();
   const logPath = join(work, 'binary_bios_measurements');
   await writeFile(logPath, log);
+  const userspaceLogPath = join(work, 'tpm2-measure.log');
+  await writeFile(userspaceLogPath, userspaceLog);
   const mfr = props.get(TPM_PT.MANUFACTURER) ?? 0;
   console.log(`   TPM ${sw.address}: manufacturer ${String.fromCharCode(mfr >>> 24, (mfr >>> 16) & 255, (mfr >>> 8) & 255)}, banks ${banks.map(algName).join(', ')}`);
-  console.log(`   measured a ${parseEventLog(log).events.length}-event boot (Secure Boot on) into the PCRs; sha256 PCR7 = ${toHex(pcr7).slice(0, 16)}…\n`);
+  console.log(`   measured a ${parseEventLog(log).events.length}-event boot (Secure Boot on) into the PCRs; sha256 PCR7 = ${toHex(pcr7).slice(0, 16)}…`);
+  console.log(`   and systemd's boot phases into PCR 11 (${phases.join(', ')}), with its userspace log\n`);
 
   console.log('2. Starting tpmds-attestor on that TPM (plaintext, on a Unix socket: local development mode) ...');
   const config = {
@@ -101,6 +109,7 @@ try {
     tpm: sw.address,
     stateDir: join(work, 'state'),
     eventLog: logPath,
+    userspaceLog: userspaceLogPath, // the demo's, never the host's own /run/log/systemd/tpm2-measure.log
     insecure: true,
     healthListen: '127.0.0.1:0',
     logLevel: 'error' as const,

@@ -5,7 +5,6 @@ import type { AttestorConfig } from './config.js';
 import { FakeBackend } from './fake-backend.js';
 import type { Logger } from './log.js';
 import type { TpmMetrics } from './metrics.js';
-import { readFile } from 'node:fs/promises';
 import { commandName } from '@tpmds/tpm2-wire';
 import { KeyStore } from './keystore.js';
 import { TpmBackend } from './tpm-backend.js';
@@ -33,7 +32,6 @@ export async function createBackend(
     return new FakeBackend({
       latencyMs: Number(env['TPMDS_FAKE_LATENCY_MS'] ?? 0) || 0,
       readyAfterMs: Number(env['TPMDS_FAKE_READY_AFTER_MS'] ?? 0) || 0,
-      eventLog: config.eventLog,
       logger,
       metrics,
     });
@@ -67,16 +65,7 @@ export async function createBackend(
   });
   if (!tpm.reclaims) logger.debug('the TPM is behind a resource manager: it flushes what other processes leave, the attestor does not', { tpm: config.tpm });
   return new TpmBackend(tpm, store, {
-    readEventLog: async () => {
-      try {
-        return new Uint8Array(await readFile(config.eventLog));
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR') return null;
-        throw e;
-      }
-    },
-    warn: (message) => logger.warn(message, { tpm: config.tpm, eventLog: config.eventLog }),
+    warn: (message) => logger.warn(message, { tpm: config.tpm }),
     info: (message) => logger.info(message, { tpm: config.tpm }),
   });
 }

@@ -69,7 +69,7 @@ export interface AttestorBackend {
   getAK(identity: string, uid: string, keyType: KeyType, call?: CallOptions): Promise<AttestationParameters>;
   /** TPM2_ActivateCredential with the uid's AK and the EK the secret was made for; returns the secret. NOT_FOUND without an AK. */
   attest(identity: string, uid: string, credential: CheckedEncryptedCredential, call?: CallOptions): Promise<Uint8Array>;
-  /** One quote per active PCR bank over PCRs 0-23 with `nonce`, all PCR values, and the event log. NOT_FOUND without an AK. */
+  /** One quote per active PCR bank over PCRs 0-23 with `nonce` and all PCR values (the server adds the event logs). NOT_FOUND without an AK. */
   quote(identity: string, uid: string, nonce: Uint8Array, call?: CallOptions): Promise<PlatformParameters>;
   /** Import + Unseal of a sealed-data blob made for the EK; returns the unsealed bytes. */
   importBlob(identity: string, uid: string, blob: ImportBlob, call?: CallOptions): Promise<Uint8Array>;

@@ -19,6 +19,8 @@ export interface AttestorConfig {
   stateDir: string;
   /** Firmware event log shipped with quotes. */
   eventLog: string;
+  /** systemd's userspace measurement log shipped with quotes (absent file: none). */
+  userspaceLog: string;
   /** PEM server certificate chain (with tlsKey). */
   tlsCert?: string;
   /** PEM server private key (with tlsCert). */
@@ -63,7 +65,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: '--tpm', key: 'tpm', kind: 'string', default: 'device:/dev/tpmrm0', meta: 'ADDR', help: 'TPM address: device:/dev/tpmrm0, device:/dev/tpm0, swtpm:port=N, swtpm:host=H,port=N, swtpm:path=SOCK, mssim:host=H,port=N' },
   { flag: '--tpm-queue-limit', key: 'tpmQueueLimit', kind: 'int', default: '256', meta: 'N', help: 'most calls waiting for the TPM at once, shared fairly between callers (1 or more); more are answered RESOURCE_EXHAUSTED' },
   { flag: '--state-dir', key: 'stateDir', kind: 'string', default: '/var/lib/tpmds', meta: 'DIR', help: 'where TPM-wrapped key blobs are kept (created with mode 0700 when missing)' },
-  { flag: '--event-log', key: 'eventLog', kind: 'string', default: '/sys/kernel/security/tpm0/binary_bios_measurements', meta: 'FILE', help: 'firmware event log sent with quotes (a missing log is sent empty, with a warning)' },
+  { flag: '--event-log', key: 'eventLog', kind: 'string', default: '/sys/kernel/security/tpm0/binary_bios_measurements', meta: 'FILE', help: 'firmware event log sent with quotes (a missing or unreadable one is sent empty: said at start, in /readyz, /metrics and each QuoteResponse)' },
+  { flag: '--userspace-log', key: 'userspaceLog', kind: 'string', default: '/run/log/systemd/tpm2-measure.log', meta: 'FILE', help: "systemd's userspace measurement log (JSON-SEQ of CEL-JSON records) sent with quotes beside the firmware log; an absent file means none" },
   { flag: '--tls-cert', key: 'tlsCert', kind: 'string', meta: 'FILE', help: 'PEM certificate chain of the gRPC server (TLS); needs --tls-key' },
   { flag: '--tls-key', key: 'tlsKey', kind: 'string', meta: 'FILE', help: 'PEM private key of the gRPC server; needs --tls-cert' },
   { flag: '--client-ca', key: 'clientCa', kind: 'string', meta: 'FILE', help: 'PEM CA certificates: clients must present a certificate issued by one of them (mTLS); needs --tls-cert' },
@@ -99,6 +102,7 @@ export function defaultConfig(): AttestorConfig {
     tpmQueueLimit: 256,
     stateDir: '/var/lib/tpmds',
     eventLog: '/sys/kernel/security/tpm0/binary_bios_measurements',
+    userspaceLog: '/run/log/systemd/tpm2-measure.log',
     insecure: false,
     healthListen: '0.0.0.0:8080',
     logLevel: 'info',
@@ -221,6 +225,7 @@ export function validateConfig(c: AttestorConfig): void {
   }
   if (c.stateDir === '') throw new ConfigError('--state-dir', 'must not be empty');
   if (c.eventLog === '') throw new ConfigError('--event-log', 'must not be empty');
+  if (c.userspaceLog === '') throw new ConfigError('--userspace-log', 'must not be empty');
   if (!['debug', 'info', 'warn', 'error'].includes(c.logLevel)) {
     throw new ConfigError('--log-level', `expected debug, info, warn or error, got ${JSON.stringify(c.logLevel)}`);
   }

@@ -4,7 +4,6 @@
 // it proves nothing about a TPM.
 import { createHash, generateKeyPair, randomBytes, sign as cryptoSign } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/protocol/formats';
 import type { AttestorBackend, CheckedEncryptedCredential, EKCertResult, KeyType, NewKeyResult } from './backend.js';
@@ -21,8 +20,6 @@ export interface FakeBackendOptions {
   latencyMs?: number;
   /** Not ready until this many ms after construction (default 0). */
   readyAfterMs?: number;
-  /** Event log file sent with quotes (missing: sent empty with a warning). */
-  eventLog?: string;
   logger?: Logger;
   metrics?: TpmMetrics;
 }
@@ -113,23 +110,12 @@ export class FakeBackend implements AttestorBackend {
   async quote(identity: string, uid: string, nonce: Uint8Array): Promise<PlatformParameters> {
     await this.#enter('quote');
     const ak = this.#requireAK(identity, uid);
-    let eventLog: Uint8Array = new Uint8Array(0);
-    if (this.#opts.eventLog !== undefined) {
-      try {
-        eventLog = new Uint8Array(await readFile(this.#opts.eventLog));
-      } catch (e) {
-        this.#opts.logger?.warn('event log unreadable: sending an empty one', {
-          eventLog: this.#opts.eventLog,
-          error: (e as NodeJS.ErrnoException).code ?? String(e),
-        });
-      }
-    }
     return {
       tpmVersion: 2,
       public: ak.params.public,
       quotes: [{ version: 2, quote: concat(placeholder('fake quote', uid), nonce), signature: placeholder('fake signature', uid) }],
       pcrs: Array.from({ length: 24 }, (_, index) => ({ index, digest: new Uint8Array(32), digestAlg: 5 })),
-      eventLog,
+      eventLog: new Uint8Array(0), // the server adds the logs
     };
   }
 

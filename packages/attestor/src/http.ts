@@ -1,5 +1,6 @@
 // Plaintext HTTP for kubelet probes and Prometheus: /healthz (the process serves), /readyz (the
-// backend is ready and the server is not shutting down), /metrics (text format 0.0.4).
+// backend is ready and the server is not shutting down; further lines name what is degraded, such
+// as an event log that cannot be read), /metrics (text format 0.0.4).
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,6 +8,8 @@ import type { AddressInfo } from 'node:net';
 /** What the HTTP endpoints ask the attestor. */
 export interface HttpProbeSource {
   ready(): Promise<boolean>;
+  /** Lines /readyz adds after its verdict: what is degraded without making the attestor unready. */
+  readyNotes?(): string[];
   metrics(): string;
 }
 
@@ -28,7 +31,7 @@ export async function startHttpServer(host: string, port: number, source: HttpPr
         return;
       case '/readyz':
         source.ready().then(
-          (ok) => send(ok ? 200 : 503, ok ? 'ready\n' : 'not ready\n'),
+          (ok) => send(ok ? 200 : 503, [ok ? 'ready' : 'not ready', ...(source.readyNotes?.() ?? [])].join('\n') + '\n'),
           () => send(503, 'not ready\n'),
         );
         return;

@@ -1,4 +1,5 @@
 // A small Prometheus registry (text exposition format 0.0.4) for the attestor's own metrics.
+import { EVENT_LOG_STATUSES, type EventLogKind, type EventLogMetrics, type EventLogStatus } from './event-logs.js';
 
 /** Label names -> values of one series. */
 type Labels = Record<string, string>;
@@ -110,6 +111,31 @@ export class Gauge {
   }
 }
 
+/** A gauge with a fixed set of label names. */
+export class LabeledGauge {
+  readonly #series = new Map<string, { labels: Labels; value: number }>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly string[],
+  ) {}
+
+  set(labels: Labels, value: number): void {
+    this.#series.set(keyOf(this.labelNames, labels), { labels: pick(this.labelNames, labels), value });
+  }
+
+  /** Current value of one series (undefined when never set). */
+  get(labels: Labels): number | undefined {
+    return this.#series.get(keyOf(this.labelNames, labels))?.value;
+  }
+
+  render(): string {
+    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    for (const s of this.#series.values()) out.push(`${this.name}${formatLabels(s.labels)} ${formatNumber(s.value)}`);
+    return out.join('\n') + '\n';
+  }
+}
+
 function pick(names: readonly string[], labels: Labels): Labels {
   const out: Labels = {};
   for (const n of names) out[n] = labels[n] ?? '';
@@ -136,7 +162,7 @@ export interface TpmMetrics {
 }
 
 /** The attestor's metrics, served on /metrics. */
-export class AttestorMetrics implements TpmMetrics {
+export class AttestorMetrics implements TpmMetrics, EventLogMetrics {
   readonly rpcRequests = new Counter('tpmds_rpc_requests_total', 'gRPC requests by method and status code.', ['method', 'code']);
   readonly rpcDuration = new Histogram('tpmds_rpc_duration_seconds', 'gRPC request latency by method.', ['method'], RPC_BUCKETS);
   readonly tpmCommandDuration = new Histogram(
@@ -165,7 +191,18 @@ export class AttestorMetrics implements TpmMetrics {
     'Calls that never reached the TPM: the queue was full (RESOURCE_EXHAUSTED) or the caller cancelled or ran out of time while waiting, by reason.',
     ['reason'],
   );
+  readonly eventLogStatus = new LabeledGauge(
+    'tpmds_event_log_status',
+    'What quotes carry of each event log (log: firmware, userspace): 1 for its current status (ok, empty, missing, unreadable, absent), 0 for the others.',
+    ['log', 'status'],
+  );
+  readonly eventLogBytes = new LabeledGauge('tpmds_event_log_bytes', 'Size of each event log sent with quotes (0 when none is sent).', ['log']);
   readonly #startTime = Date.now() / 1000;
+
+  setEventLog(log: EventLogKind, status: EventLogStatus, bytes: number): void {
+    for (const s of EVENT_LOG_STATUSES) this.eventLogStatus.set({ log, status: s }, s === status ? 1 : 0);
+    this.eventLogBytes.set({ log }, bytes);
+  }
 
   /** Records one finished RPC. */
   observeRpc(method: string, code: string, seconds: number): void {
@@ -209,6 +246,8 @@ export class AttestorMetrics implements TpmMetrics {
       this.tpmQueueDepth.render(),
       this.tpmQueueWait.render(),
       this.tpmQueueRejected.render(),
+      this.eventLogStatus.render(),
+      this.eventLogBytes.render(),
       '# HELP tpmds_start_time_seconds Start time of the attestor since the Unix epoch.\n' +
         '# TYPE tpmds_start_time_seconds gauge\n' +
         `tpmds_start_time_seconds ${this.#startTime}\n`,

@@ -31,6 +31,7 @@ import type { AttestorBackend, CallOptions, CheckedEncryptedCredential } from '.
 import type { AttestorConfig } from './config.js';
 import { validateConfig } from './config.js';
 import { AttestorError, ConfigError, grpcStatusOf, statusName } from './errors.js';
+import { EventLogs } from './event-logs.js';
 import { HealthService } from './health.js';
 import { closeHttpServer, httpAddress, startHttpServer } from './http.js';
 import { Logger } from './log.js';
@@ -50,6 +51,8 @@ export interface StartOptions {
   readinessPollMs?: number;
   /** Caller authentication and policy; default: built from config.auth / config.allow. */
   auth?: CallerAuth;
+  /** The event logs Quote ships; default: config.eventLog and config.userspaceLog. */
+  eventLogs?: EventLogs;
 }
 
 /** A running attestor. */
@@ -86,6 +89,9 @@ export async function startAttestor(
       onTokenRefused: (reason, detail) => logger.info('the Kubernetes API server refused a caller token', { reason, detail: detail.slice(0, 300) }),
     }));
 
+  const eventLogs = options.eventLogs ?? new EventLogs(config, logger, metrics);
+  await eventLogs.read(); // logs each log's size and digest, or why it is missing, once at start
+
   const health = new HealthService();
   const inflight = new InflightTracker();
   let closing = false;
@@ -99,13 +105,14 @@ export async function startAttestor(
       logger.debug('backend readiness check failed', { error: errorText(e) });
     }
     if (!closing) health.setServing(ok);
+    await eventLogs.read(); // notices a log that appeared, changed or became unreadable
     return ok && !closing;
   };
 
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   });
-  const handlers = new VerifierHandlers(backend, auth, logger, metrics, inflight);
+  const handlers = new VerifierHandlers(backend, auth, logger, metrics, inflight, eventLogs);
   server.addService(verifierServiceDefinition('server'), handlers.implementation());
   server.addService(healthServiceDefinition('server'), health.handlers());
   const descriptors = loadFileDescriptorSetFromBuffer(Buffer.from(FILE_DESCRIPTOR_SET_BASE64, 'base64'));
@@ -117,6 +124,7 @@ export async function startAttestor(
     const m = /^(?:\[(.+)\]|(.+)):(\d+)$/.exec(config.healthListen) as RegExpExecArray;
     http = await startHttpServer(m[1] ?? (m[2] as string), Number(m[3]), {
       ready: checkReady,
+      readyNotes: () => eventLogs.notes(),
       metrics: () => metrics.render(),
     });
   } catch (e) {
@@ -269,6 +277,7 @@ class VerifierHandlers {
     private readonly logger: Logger,
     private readonly metrics: AttestorMetrics,
     private readonly inflight: InflightTracker,
+    private readonly eventLogs: EventLogs,
   ) {}
 
   implementation(): grpc.UntypedServiceImplementation {
@@ -297,7 +306,15 @@ class VerifierHandlers {
       Quote: this.#unary('Quote', async (req: verifierpb.QuoteRequest, caller, _log, call) => {
         const uid = checkId('uid', req.uid);
         const nonce = checkNonce(req.nonce);
-        return new pb.QuoteResponse({ platformAttestation: encodePlatformParameters(await b.quote(caller.identity, uid, nonce, call)) });
+        const platform = await b.quote(caller.identity, uid, nonce, call);
+        // Read after the quote, so the logs hold at least every measurement the quote covers.
+        const logs = await this.eventLogs.read();
+        return new pb.QuoteResponse({
+          platformAttestation: encodePlatformParameters({ ...platform, eventLog: logs.firmware.bytes }),
+          userspaceEventLog: logs.userspace.bytes,
+          eventLogProblem: logs.firmware.problem,
+          userspaceEventLogProblem: logs.userspace.problem,
+        });
       }),
       ImportBlob: this.#unary('ImportBlob', async (req: verifierpb.ImportBlobRequest, caller, log, call) => {
         const uid = checkId('uid', req.uid);

@@ -17,16 +17,12 @@ import { AttestorTpm, TpmFlowError, type FlowTag, type PrimaryKind, type Wrapped
 const GO_HASH: Readonly<Record<number, number>> = { [TPM_ALG.SHA1]: 3, [TPM_ALG.SHA256]: 5, [TPM_ALG.SHA384]: 6, [TPM_ALG.SHA512]: 7 };
 
 export interface TpmBackendOptions {
-  /** Reads the firmware event log (a missing log returns null and is logged as a warning by the caller). */
-  readEventLog: () => Promise<Uint8Array | null>;
-  /** Warnings that are not errors (missing event log, TPM not reachable). */
+  /** Warnings that are not errors (TPM not reachable). */
   warn?: (message: string) => void;
   info?: (message: string) => void;
 }
 
 export class TpmBackend implements AttestorBackend {
-  private warnedNoEventLog = false;
-
   constructor(
     private readonly tpm: AttestorTpm,
     private readonly store: KeyStore,
@@ -98,18 +94,12 @@ export class TpmBackend implements AttestorBackend {
     return this.guard('Quote', async () => {
       const ak = await this.ak(identity, uid);
       const banks = await this.tpm.quote(ak, nonce, tag(identity, 'Quote', call));
-      let eventLog = await this.opts.readEventLog();
-      if (eventLog === null) {
-        if (!this.warnedNoEventLog) this.opts.warn?.('no firmware event log: quotes are sent with an empty one');
-        this.warnedNoEventLog = true;
-        eventLog = new Uint8Array(0);
-      }
       return {
         tpmVersion: 2,
         public: publicAreaBytes(ak.public),
         quotes: banks.map((b) => ({ version: 2, quote: b.attestBytes, signature: marshal(TPMT_SIGNATURE, b.signature) })),
         pcrs: banks.flatMap((b) => [...b.pcrs].sort(([x], [y]) => x - y).map(([index, digest]) => ({ index, digest, digestAlg: GO_HASH[b.hashAlg] ?? 0 }))),
-        eventLog,
+        eventLog: new Uint8Array(0), // the server adds the logs (event-logs.ts)
       };
     });
   }

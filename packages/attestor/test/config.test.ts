@@ -29,6 +29,7 @@ describe('attestor config', () => {
       tpmQueueLimit: 256,
       stateDir: '/var/lib/tpmds',
       eventLog: '/sys/kernel/security/tpm0/binary_bios_measurements',
+      userspaceLog: '/run/log/systemd/tpm2-measure.log',
       insecure: true,
       healthListen: '0.0.0.0:8080',
       logLevel: 'info',
@@ -48,6 +49,7 @@ describe('attestor config', () => {
       '--tpm-queue-limit', '8',
       '--state-dir', '/tmp/s',
       '--event-log=/tmp/log',
+      '--userspace-log', '/tmp/ulog',
       '--tls-cert', '/c.pem',
       '--tls-key', '/k.pem',
       '--client-ca', '/ca.pem',
@@ -60,6 +62,7 @@ describe('attestor config', () => {
       tpmQueueLimit: 8,
       stateDir: '/tmp/s',
       eventLog: '/tmp/log',
+      userspaceLog: '/tmp/ulog',
       tlsCert: '/c.pem',
       tlsKey: '/k.pem',
       clientCa: '/ca.pem',
@@ -78,7 +81,7 @@ describe('attestor config', () => {
     assert.deepEqual(
       FLAGS.map((f) => envName(f.flag)),
       [
-        'TPMDS_LISTEN', 'TPMDS_TPM', 'TPMDS_TPM_QUEUE_LIMIT', 'TPMDS_STATE_DIR', 'TPMDS_EVENT_LOG', 'TPMDS_TLS_CERT', 'TPMDS_TLS_KEY', 'TPMDS_CLIENT_CA', 'TPMDS_INSECURE', 'TPMDS_HEALTH_LISTEN', 'TPMDS_LOG_LEVEL',
+        'TPMDS_LISTEN', 'TPMDS_TPM', 'TPMDS_TPM_QUEUE_LIMIT', 'TPMDS_STATE_DIR', 'TPMDS_EVENT_LOG', 'TPMDS_USERSPACE_LOG', 'TPMDS_TLS_CERT', 'TPMDS_TLS_KEY', 'TPMDS_CLIENT_CA', 'TPMDS_INSECURE', 'TPMDS_HEALTH_LISTEN', 'TPMDS_LOG_LEVEL',
         'TPMDS_AUTH', 'TPMDS_ALLOW', 'TPMDS_KUBE_API', 'TPMDS_KUBE_CA', 'TPMDS_KUBE_TOKEN_FILE', 'TPMDS_TOKEN_AUDIENCE', 'TPMDS_NODE_NAME', 'TPMDS_TOKEN_CACHE_SECONDS',
       ],
     );

@@ -140,6 +140,8 @@ export async function startWithConfig(config: Partial<AttestorConfig>, swtpm: { 
     tpm: swtpm.address,
     stateDir,
     eventLog: '/nonexistent',
+    // Never the host's own systemd log: its measurements are not in swtpm.
+    userspaceLog: '/nonexistent',
     logLevel: 'debug',
     insecure: true,
     ...config,
@@ -169,9 +171,15 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   return { ...env, ...extra };
 }
 
-/** Spawns the built `tpmds-attestor` binary and resolves once it logged "attestor listening". */
-export function spawnAttestor(args: string[]): Promise<SpawnedAttestor> {
-  const child = spawn(process.execPath, [ATTESTOR_BIN, ...args], { cwd: REPO, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Spawns the built `tpmds-attestor` binary and resolves once it logged "attestor listening".
+ * `wrap` runs it under another program that execs it (e.g. `setpriv --reuid 10001 ...`).
+ */
+export function spawnAttestor(args: string[], wrap: string[] = []): Promise<SpawnedAttestor> {
+  const argv = [...wrap, process.execPath, ATTESTOR_BIN, ...args];
+  // Never the host's own systemd log (its measurements are not in swtpm), unless --userspace-log says otherwise.
+  const env = cleanEnv({ TPMDS_USERSPACE_LOG: '/nonexistent/tpm2-measure.log' });
+  const child = spawn(argv[0]!, argv.slice(1), { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));

@@ -155,7 +155,7 @@ describe('TPM queue through gRPC: a call whose deadline passes while it waits ne
     const gate: { hold?: Promise<void> } = {};
     const rejections: string[] = [];
     const tpm = new AttestorTpm(swtpm.address, { openTransport: recording(swtpm.address, log, gate), queue: { onReject: (r) => rejections.push(r) } });
-    const backend = new TpmBackend(tpm, await KeyStore.open(state.dir), { readEventLog: () => Promise.resolve(null) });
+    const backend = new TpmBackend(tpm, await KeyStore.open(state.dir), {});
     const t = await startFake({ backend });
     try {
       await t.client.getAK({ uid: 'u', keyType: 'ecc' });

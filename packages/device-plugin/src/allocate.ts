@@ -1,9 +1,9 @@
 // What a container gets on Allocate: the TPM device (with the device-cgroup rule, which a hostPath
-// cannot give), the read-only event-log folder, the read-write state directory, and the attestor's
+// cannot give), the read-only event-log folder (the firmware log and systemd's userspace log), the read-write state directory, and the attestor's
 // environment variables pointing at them. Every device ID is a slot of the same TPM, so a
 // container gets the same answer however many IDs it was given.
 import type { DevicePluginConfig } from './config.js';
-import { FIRMWARE_LOG_NAME } from './eventlog.js';
+import { FIRMWARE_LOG_NAME, SYSTEMD_LOG_NAME } from './eventlog.js';
 
 export interface DeviceSpecPlan {
   containerPath: string;
@@ -49,6 +49,8 @@ export function containerAllocation(config: AllocationConfig): ContainerAllocati
       TPMDS_TPM: `device:${config.containerDevice}`,
       TPMDS_STATE_DIR: config.stateMount,
       TPMDS_EVENT_LOG: `${config.eventLogMount}/${FIRMWARE_LOG_NAME}`,
+      // Absent when the node has no userspace log: the attestor then sends none.
+      TPMDS_USERSPACE_LOG: `${config.eventLogMount}/${SYSTEMD_LOG_NAME}`,
     },
   };
 }

@@ -121,7 +121,7 @@ export function helpText(version: string): string {
     '  - a read-only copy of the firmware event log (and of systemd\'s tpm2-measure.log when present)',
     '    under --event-log-mount, refreshed when the source changes,',
     '  - the node\'s state directory at --state-mount (read-write, 0700, owned by --state-owner),',
-    '  - TPMDS_TPM, TPMDS_STATE_DIR and TPMDS_EVENT_LOG pointing at them (tpmds-attestor reads these).',
+    '  - TPMDS_TPM, TPMDS_STATE_DIR, TPMDS_EVENT_LOG and TPMDS_USERSPACE_LOG pointing at them (tpmds-attestor reads these).',
     'Devices turn Unhealthy while the TPM device is missing. The plugin registers with the kubelet',
     'again whenever the kubelet restarts. SIGTERM/SIGINT stop it and remove its socket.',
     '',

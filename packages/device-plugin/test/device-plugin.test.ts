@@ -155,6 +155,7 @@ describe('tpmds-device-plugin against a fake kubelet', function () {
       TPMDS_TPM: 'device:/dev/tpmrm0',
       TPMDS_STATE_DIR: '/var/lib/tpmds',
       TPMDS_EVENT_LOG: '/run/tpmds/eventlog/binary_bios_measurements',
+      TPMDS_USERSPACE_LOG: '/run/tpmds/eventlog/tpm2-measure.log',
     });
 
     // The copies: same bytes, 0440, owned by the attestor; the folder 0750 with its group.

@@ -173,7 +173,7 @@ describe('manifests (rendered offline)', function () {
       const c = ds['spec']['template']['spec']['containers'].find((x: Obj) => x['name'] === 'attestor');
       assert.equal(c['resources']['limits'][RESOURCE], '1');
       const env = envOf(c);
-      for (const k of ['TPMDS_TPM', 'TPMDS_STATE_DIR', 'TPMDS_EVENT_LOG']) assert.equal(env[k], undefined, `${k} must come from Allocate`);
+      for (const k of ['TPMDS_TPM', 'TPMDS_STATE_DIR', 'TPMDS_EVENT_LOG', 'TPMDS_USERSPACE_LOG']) assert.equal(env[k], undefined, `${k} must come from Allocate`);
     });
 
     it('the attestor authenticates with --auth k8s: TPMDS_AUTH, TPMDS_NODE_NAME from spec.nodeName, its own token, TLS', () => {
@@ -219,6 +219,32 @@ describe('manifests (rendered offline)', function () {
       assert.match((add?.key as Scalar | undefined)?.commentBefore ?? '', /PRIVILEGE: CAP_CHOWN/);
     });
 
+    it('the event-log hand-over: only the device plugin mounts securityfs and systemd\'s log folder, read-only; the attestor pod mounts no host path and gets the copies from Allocate', () => {
+      const hostMounts: string[] = [];
+      for (const p of podsOf(objects())) {
+        const hostVolumes = new Map<string, string>((p.spec['volumes'] ?? []).filter((v: Obj) => v['hostPath']).map((v: Obj) => [v['name'], v['hostPath']['path']]));
+        for (const c of containersOf(p.spec)) {
+          for (const m of c['volumeMounts'] ?? []) {
+            const host = hostVolumes.get(m['name']);
+            if (host === undefined || !['/sys/kernel/security', '/run/log/systemd', '/sys', '/run', '/'].includes(host)) continue;
+            hostMounts.push(`${p.namespace}/${p.name}/${c['name']}:${host}`);
+            assert.equal(m['readOnly'], true, `${p.name}/${c['name']} mounts ${host} read-only`);
+            // The copier keeps no capability that reads other users' files (uid 0 owns the logs): only CHOWN.
+            assert.deepEqual(c['securityContext']['capabilities'], { drop: ['ALL'], add: ['CHOWN'] }, `${p.name}/${c['name']} capabilities`);
+            assert.equal(c['securityContext']['privileged'] ?? false, false);
+          }
+        }
+      }
+      assert.deepEqual(hostMounts.sort(), ['tpmds-system/tpmds-device-plugin/device-plugin:/run/log/systemd', 'tpmds-system/tpmds-device-plugin/device-plugin:/sys/kernel/security']);
+      const pod = attestor()['spec']['template']['spec'];
+      assert.deepEqual((pod['volumes'] ?? []).filter((v: Obj) => v['hostPath']), [], 'the attestor pod has no hostPath');
+      const args = find(objects(), 'DaemonSet', 'tpmds-device-plugin')['spec']['template']['spec']['containers'][0]['args'] as string[];
+      assert.ok(args.includes('--event-log-source=/host/sys/kernel/security/tpm0/binary_bios_measurements'), 'the plugin copies the firmware log');
+      assert.ok(args.includes('--systemd-log-source=/host/run/log/systemd/tpm2-measure.log'), 'and systemd\'s userspace log');
+      // The prod verifier never accepts a quote without an event log.
+      assert.ok(!JSON.stringify(find(objects(), 'Job', 'tpmds-verify')).includes('--allow-missing-eventlog'));
+    });
+
     it('the ClusterRole grants only create on tokenreviews, bound to the attestor\'s ServiceAccount', () => {
       const roles = objects().filter((o) => o['kind'] === 'ClusterRole' || o['kind'] === 'Role');
       assert.equal(roles.length, 1);
@@ -256,6 +282,10 @@ describe('manifests (rendered offline)', function () {
       assert.equal(socketVolume(swtpm), socketVolume(attestor));
       assert.ok(spec['volumes'].find((v: Obj) => v['name'] === socketVolume(swtpm))['emptyDir']);
       assert.equal(objects().some((o) => o['kind'] === 'ClusterRole' || (o['kind'] === 'DaemonSet' && o['metadata']['name'] === 'tpmds-device-plugin')), false);
+    });
+
+    it('the dev client Job accepts quotes without a firmware event log (swtpm has none)', () => {
+      assert.ok((find(objects(), 'Job', 'tpmds-verify')['spec']['template']['spec']['containers'][0]['args'] as string[]).includes('--allow-missing-eventlog'));
     });
   });
 });

@@ -37,7 +37,9 @@ function verifier(args: string[], env: Record<string, string> = {}): Promise<{ s
 
 /** A tpmds-attestor process (log level info); resolves once it logged "attestor listening". */
 async function startAttestor(args: string[]): Promise<{ child: ChildProcess; address: string; log: () => string; stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', ATTESTOR, ...args], { cwd: REPO, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  // Never the host's own systemd log: its measurements are not in swtpm.
+  const env = { ...cleanEnv(), TPMDS_USERSPACE_LOG: '/nonexistent/tpm2-measure.log' };
+  const child = spawn(process.execPath, ['--import', 'tsx', ATTESTOR, ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   // If mocha exits mid-test (a timeout, --exit), the attestor must not outlive it: the exit safety net kills it.
@@ -241,10 +243,13 @@ describe('tpmds-verifier run over mTLS @swtpm', function () {
 
   it('--ca with --client-cert/--client-key passes; without the client certificate the attestor is unreachable', async () => {
     const target = attestor.address.replace(/^(?:127\.0\.0\.1|0\.0\.0\.0)/, 'localhost');
-    const ok = await verifier(['run', '--target', target, '--ca', join(dir, 'ca.pem'), '--client-cert', join(dir, 'client.pem'), '--client-key', join(dir, 'client.key'),
-      '--ek-roots', swtpm.caRootPem, '--ek-intermediates', swtpm.caIntermediatePem]);
+    const tls = ['--ca', join(dir, 'ca.pem'), '--client-cert', join(dir, 'client.pem'), '--client-key', join(dir, 'client.key')];
+    const noLog = await verifier(['quote', '--target', target, ...tls]);
+    assert.equal(noLog.status, 1, 'no event log file: the quote step fails');
+    assert.match(noLog.stdout, /^  FAIL  eventlog\s+the attestor sent no event log; quotes cannot be explained \(the attestor says: .*none: no such file/m);
+    const ok = await verifier(['run', '--target', target, ...tls, '--allow-missing-eventlog', '--ek-roots', swtpm.caRootPem, '--ek-intermediates', swtpm.caIntermediatePem]);
     assert.equal(ok.status, 0, ok.stdout + ok.stderr);
-    assert.match(ok.stdout, /^  warn  eventlog\s/m, 'no event log file: a warning');
+    assert.match(ok.stdout, /^  warn  eventlog\s/m, 'with --allow-missing-eventlog: a warning');
     const noClient = await verifier(['ek', '--target', target, '--ca', join(dir, 'ca.pem')]);
     assert.equal(noClient.status, 1);
     assert.match(noClient.stdout, /FAIL {2}health/);
@@ -286,7 +291,7 @@ describe('tpmds-verifier run --token-file against an attestor with --auth k8s @s
 
   it('with the pod token (--token-file or TPMDS_TOKEN_FILE) every check passes; without it the attestor says UNAUTHENTICATED', async () => {
     const ek = ['--ek-roots', swtpm.caRootPem, '--ek-intermediates', swtpm.caIntermediatePem];
-    const ok = await verifier(['run', '--target', target, '--insecure', '--token-file', join(dir, 'pod-token'), '--key-type', 'ecc', ...ek]);
+    const ok = await verifier(['run', '--target', target, '--insecure', '--token-file', join(dir, 'pod-token'), '--key-type', 'ecc', '--allow-missing-eventlog', ...ek]);
     assert.equal(ok.status, 0, ok.stdout + ok.stderr);
     const viaEnv = await verifier(['sign', '--target', target, '--insecure'], { TPMDS_TOKEN_FILE: join(dir, 'pod-token') });
     assert.equal(viaEnv.status, 0, viaEnv.stdout + viaEnv.stderr);

@@ -6,7 +6,7 @@ import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   EV, TPMA_OBJECT, TPM_ALG, TpmError, akTemplate, buildEventLog, concatBytes, ekTemplateEccP256, ekTemplateRsa2048, keyObjectToPublic, objectName, openTpm, parseGuid, pemToDers,
-  signingKeyTemplate, toHex, utf8, type TPMT_PUBLIC, type Tpm,
+  signingKeyTemplate, toHex, utf8, buildUserspaceLog, parseUserspaceLog, phaseRecord, type TPMT_PUBLIC, type Tpm,
 } from '@tpmds/tpm2-wire';
 import { decodePlatformParameters, encodeAttestationParameters, encodePlatformParameters } from '../src/formats/index.js';
 import {
@@ -171,38 +171,44 @@ for (const keyType of ['rsa', 'ecc'] as const) {
     });
 
     describe('verifyPlatform', () => {
-      it('the quotes of every active bank verify; an empty event log is a warning', async () => {
+      it('the quotes of every active bank verify; an empty event log fails, naming it, unless allowed', async () => {
         const nonce = randomBytes(32);
-        const r = verifyPlatform(await platform(tpm, ak.key, nonce), { akPublic, nonce });
+        const json = await platform(tpm, ak.key, nonce);
+        const r = verifyPlatform(json, { akPublic, nonce, allowMissingEventLog: true });
         allOk(r, ['eventlog']);
         assert.deepEqual(r.checks.map((c) => c.name), ['quote.decode', 'quote.ak', 'quote.pcrs', 'quote.sha1', 'quote.sha256', 'eventlog']);
+        assert.match(r.checks.at(-1)!.detail, /allowed by --allow-missing-eventlog/);
         assert.deepEqual([...r.value!.pcrs.keys()].sort((a, b) => a - b), [TPM_ALG.SHA1, TPM_ALG.SHA256]);
-        failsWith(verifyPlatform(await platform(tpm, ak.key, nonce), { akPublic, nonce, expectEventLog: true }), ['eventlog'], /no event log/);
+        failsWith(verifyPlatform(json, { akPublic, nonce }), ['eventlog'], /^the attestor sent no event log; quotes cannot be explained; .*--allow-missing-eventlog/);
+        const said = failsWith(verifyPlatform(json, { akPublic, nonce, eventLogProblem: '/sys/x: permission denied (EACCES)' }), ['eventlog']);
+        assert.match(said.detail, /\(the attestor says: \/sys\/x: permission denied \(EACCES\)\)/);
+        // --expect-pcr checks still run when the missing log is allowed.
+        failsWith(verifyPlatform(json, { akPublic, nonce, allowMissingEventLog: true, expectedPcrs: expectedPcrMap([`16:${'ab'.repeat(32)}`]) }), ['quote.expectPcr.sha256.16']);
       });
 
       it('another nonce, a changed PCR value, a flipped signature or another AK fail the quote check', async () => {
         const nonce = randomBytes(32);
         const json = await platform(tpm, ak.key, nonce);
-        failsWith(verifyPlatform(json, { akPublic, nonce: randomBytes(32) }), ['quote.sha1', 'quote.sha256'], /^nonce check failed/);
+        failsWith(verifyPlatform(json, { akPublic, nonce: randomBytes(32), allowMissingEventLog: true }), ['quote.sha1', 'quote.sha256'], /^nonce check failed/);
         const p = decodePlatformParameters(json);
         const pcr = p.pcrs!.findIndex((x) => x.digestAlg === 5 && x.index === 4);
         p.pcrs![pcr] = { ...p.pcrs![pcr]!, digest: flip(p.pcrs![pcr]!.digest!) };
-        failsWith(verifyPlatform(encodePlatformParameters(p), { akPublic, nonce }), ['quote.sha256'], /^pcrDigest check failed/);
+        failsWith(verifyPlatform(encodePlatformParameters(p), { akPublic, nonce, allowMissingEventLog: true }), ['quote.sha256'], /^pcrDigest check failed/);
         const q = decodePlatformParameters(json);
         q.quotes![1] = { ...q.quotes![1]!, signature: flip(q.quotes![1]!.signature!, -5) };
-        failsWith(verifyPlatform(encodePlatformParameters(q), { akPublic, nonce }), ['quote.sha256'], /^signature check failed/);
+        failsWith(verifyPlatform(encodePlatformParameters(q), { akPublic, nonce, allowMissingEventLog: true }), ['quote.sha256'], /^signature check failed/);
         const other = await makeAk(tpm, keyType);
-        failsWith(verifyPlatform(json, { akPublic: other.key.public, nonce }), ['quote.ak', 'quote.sha1', 'quote.sha256']);
+        failsWith(verifyPlatform(json, { akPublic: other.key.public, nonce, allowMissingEventLog: true }), ['quote.ak', 'quote.sha1', 'quote.sha256']);
       });
 
       it('missing quotes or PCR values fail, naming the bank', async () => {
         const nonce = randomBytes(32);
         const p = decodePlatformParameters(await platform(tpm, ak.key, nonce));
-        failsWith(verifyPlatform(encodePlatformParameters({ ...p, quotes: p.quotes!.slice(1) }), { akPublic, nonce }), ['quote.sha1'], /no quote covers/);
-        failsWith(verifyPlatform(encodePlatformParameters({ ...p, quotes: null }), { akPublic, nonce }), ['quote.quotes', 'quote.sha1', 'quote.sha256']);
-        failsWith(verifyPlatform(encodePlatformParameters({ ...p, pcrs: p.pcrs!.filter((x) => x.digestAlg !== 3) }), { akPublic, nonce }), ['quote.sha1'], /no PCR values of that bank/);
-        failsWith(verifyPlatform(encodePlatformParameters({ ...p, pcrs: p.pcrs!.filter((x) => x.index !== 23) }), { akPublic, nonce }), ['quote.sha1', 'quote.sha256'], /pcrSelection/);
-        failsWith(verifyPlatform(utf8('[]'), { akPublic, nonce }), ['quote.decode']);
+        failsWith(verifyPlatform(encodePlatformParameters({ ...p, quotes: p.quotes!.slice(1) }), { akPublic, nonce, allowMissingEventLog: true }), ['quote.sha1'], /no quote covers/);
+        failsWith(verifyPlatform(encodePlatformParameters({ ...p, quotes: null }), { akPublic, nonce, allowMissingEventLog: true }), ['quote.quotes', 'quote.sha1', 'quote.sha256']);
+        failsWith(verifyPlatform(encodePlatformParameters({ ...p, pcrs: p.pcrs!.filter((x) => x.digestAlg !== 3) }), { akPublic, nonce, allowMissingEventLog: true }), ['quote.sha1'], /no PCR values of that bank/);
+        failsWith(verifyPlatform(encodePlatformParameters({ ...p, pcrs: p.pcrs!.filter((x) => x.index !== 23) }), { akPublic, nonce, allowMissingEventLog: true }), ['quote.sha1', 'quote.sha256'], /pcrSelection/);
+        failsWith(verifyPlatform(utf8('[]'), { akPublic, nonce, allowMissingEventLog: true }), ['quote.decode']);
       });
 
       it('--expect-pcr values are compared with the verified quote, the bank chosen by the hex length', async () => {
@@ -213,13 +219,13 @@ for (const keyType of ['rsa', 'ecc'] as const) {
         const want1 = toHex(sha('sha1', new Uint8Array(20), d1));
         const nonce = randomBytes(16);
         const json = await platform(tpm, ak.key, nonce);
-        const good = verifyPlatform(json, { akPublic, nonce, expectedPcrs: expectedPcrMap([`16:${want256}`, `16:${want1}`, `23:${'00'.repeat(32)}`]) });
+        const good = verifyPlatform(json, { akPublic, nonce, allowMissingEventLog: true, expectedPcrs: expectedPcrMap([`16:${want256}`, `16:${want1}`, `23:${'00'.repeat(32)}`]) });
         allOk(good, ['eventlog']);
         assert.ok(good.checks.some((c) => c.name === 'quote.expectPcr.sha256.16' && c.ok));
         assert.ok(good.checks.some((c) => c.name === 'quote.expectPcr.sha1.16' && c.ok));
-        const bad = failsWith(verifyPlatform(json, { akPublic, nonce, expectedPcrs: expectedPcrMap([`16:${'00'.repeat(32)}`]) }), ['quote.expectPcr.sha256.16']);
+        const bad = failsWith(verifyPlatform(json, { akPublic, nonce, allowMissingEventLog: true, expectedPcrs: expectedPcrMap([`16:${'00'.repeat(32)}`]) }), ['quote.expectPcr.sha256.16']);
         assert.match(bad.detail, new RegExp(`is ${want256}; 0{64} expected`));
-        failsWith(verifyPlatform(json, { akPublic, nonce, expectedPcrs: expectedPcrMap([`1:${'00'.repeat(48)}`]) }), ['quote.expectPcr.sha384.1'], /no verified quote/);
+        failsWith(verifyPlatform(json, { akPublic, nonce, allowMissingEventLog: true, expectedPcrs: expectedPcrMap([`1:${'00'.repeat(48)}`]) }), ['quote.expectPcr.sha384.1'], /no verified quote/);
       });
 
       it('an event log is replayed against the verified PCRs (Secure Boot read from it); a log that does not match fails eventlog.replay', async () => {
@@ -238,7 +244,7 @@ for (const keyType of ['rsa', 'ecc'] as const) {
         for (const e of events) await tpm.pcrExtend(e.pcr, [{ hashAlg: TPM_ALG.SHA1, digest: sha('sha1', e.data) }, { hashAlg: TPM_ALG.SHA256, digest: sha('sha256', e.data) }]);
         const log = buildEventLog(events, [TPM_ALG.SHA1, TPM_ALG.SHA256]);
         const nonce = randomBytes(32);
-        const r = verifyPlatform(await platform(tpm, ak.key, nonce, log), { akPublic, nonce, expectEventLog: true });
+        const r = verifyPlatform(await platform(tpm, ak.key, nonce, log), { akPublic, nonce });
         allOk(r);
         assert.match(r.checks.find((c) => c.name === 'eventlog.replay')!.detail, /sha1 PCRs 7,8,9, sha256 PCRs 7,8,9/);
         assert.equal(r.value!.secureBoot?.state, 'enabled');
@@ -247,6 +253,63 @@ for (const keyType of ['rsa', 'ecc'] as const) {
         const bad = failsWith(verifyPlatform(await platform(tpm, ak.key, nonce, forged), { akPublic, nonce }), ['eventlog.replay'], /PCR 9/);
         assert.ok(!bad.detail.includes('PCR 8'), 'only the PCR that differs is named');
         failsWith(verifyPlatform(await platform(tpm, ak.key, nonce, utf8('not a log at all, really')), { akPublic, nonce }), ['eventlog.parse']);
+      });
+
+      it('systemd\'s userspace log replays phase by phase on top of the firmware log; a flipped digest, a dropped or an extra record fail, named', async () => {
+        const banks = [TPM_ALG.SHA1, TPM_ALG.SHA256];
+        // systemd-stub measures the UKI into PCR 11 and the command line into PCR 12 (firmware log);
+        // systemd-pcrphase then extends the phases into PCR 11, systemd-pcrextend the machine id into 15.
+        const firmware = [
+          { pcr: 11, type: EV.EV_IPL, data: utf8('.linux section of the UKI') },
+          { pcr: 12, type: EV.EV_IPL, data: utf8('console=ttyS0') },
+        ];
+        const userspace = [
+          phaseRecord('enter-initrd'), phaseRecord('leave-initrd'),
+          { pcr: 15, data: utf8('machine-id:4ac1a2c0f4a04bbd9b5cdd0e4a1a4e6b'), string: 'machine-id:4ac1a2c0f4a04bbd9b5cdd0e4a1a4e6b', eventType: 'machine-id' },
+          phaseRecord('sysinit'), phaseRecord('ready'),
+        ];
+        for (const e of firmware) await tpm.pcrExtend(e.pcr, banks.map((b) => ({ hashAlg: b, digest: sha(b === TPM_ALG.SHA1 ? 'sha1' : 'sha256', e.data) })));
+        const usLog = buildUserspaceLog(userspace, banks);
+        for (const r of parseUserspaceLog(usLog).records) await tpm.pcrExtend(r.pcr, [...r.digests].map(([hashAlg, digest]) => ({ hashAlg, digest })));
+        const fwLog = buildEventLog(firmware, banks);
+        const nonce = randomBytes(32);
+        const json = await platform(tpm, ak.key, nonce, fwLog);
+
+        const r = verifyPlatform(json, { akPublic, nonce, userspaceLog: usLog });
+        allOk(r, ['eventlog.secureBoot']);
+        assert.match(r.checks.find((c) => c.name === 'eventlog.replay')!.detail, /sha1 PCRs 12, sha256 PCRs 12 \(PCRs 11,15 are judged with the userspace log\)/);
+        const us = r.checks.find((c) => c.name === 'eventlog.userspace.replay')!.detail;
+        assert.match(us, /the userspace log \(5 record\(s\)\) replays on top of the firmware log to the quoted sha1 PCRs 11,15, sha256 PCRs 11,15/);
+        assert.match(us, /PCR 11: enter-initrd -> leave-initrd -> sysinit -> ready; PCR 15: machine-id "machine-id:4ac1/);
+        assert.deepEqual(r.value!.userspace, { records: 5, phases: ['enter-initrd', 'leave-initrd', 'sysinit', 'ready'], pcrs: { sha1: [11, 15], sha256: [11, 15] } });
+
+        // One flipped digest (the "sysinit" record's sha256): its phase no longer hashes to its name and PCR 11 does not replay.
+        const text = new TextDecoder().decode(usLog);
+        const sysinit = toHex(sha('sha256', utf8('sysinit')));
+        const flipped = text.replace(sysinit, sysinit.slice(0, -1) + (sysinit.endsWith('0') ? '1' : '0'));
+        const f = failsWith(verifyPlatform(json, { akPublic, nonce, userspaceLog: utf8(flipped) }), ['eventlog.userspace.records', 'eventlog.userspace.replay']);
+        assert.match(f.detail, /record #4 phase "sysinit": its sha256 digest/);
+        const flippedReplay = verifyPlatform(json, { akPublic, nonce, userspaceLog: utf8(flipped) }).checks.find((c) => c.name === 'eventlog.userspace.replay')!;
+        assert.match(flippedReplay.detail, /sha256 PCR 11: the log replays \(from the firmware log\) to [0-9a-f]{64}, quoted [0-9a-f]{64}; no prefix/);
+        assert.ok(!/PCR 15/.test(flippedReplay.detail), 'only PCR 11 is named');
+        // One dropped record.
+        const dropped = buildUserspaceLog(userspace.filter((x) => x.string !== 'leave-initrd'), banks);
+        failsWith(verifyPlatform(json, { akPublic, nonce, userspaceLog: dropped }), ['eventlog.userspace.replay'], /sha1 PCR 11: .*no prefix of its 3 record\(s\) gives the quoted value/);
+        // One extra record (a phase the TPM never saw).
+        const extra = buildUserspaceLog([...userspace, phaseRecord('shutdown')], banks);
+        const e = failsWith(verifyPlatform(json, { akPublic, nonce, userspaceLog: extra }), ['eventlog.userspace.replay']);
+        assert.match(e.detail, /the quoted value is reached after #5 phase "ready": the log has records the TPM never saw \(#6 phase "shutdown"\)/);
+        // Bad input: a truncated record, an unknown hash (PCR 11 is then unexplained: the firmware log alone fails it too),
+        // a bank the quote does not cover.
+        failsWith(verifyPlatform(json, { akPublic, nonce, userspaceLog: usLog.subarray(0, usLog.length - 1) }), ['eventlog.userspace.parse', 'eventlog.replay'], /record 5: truncated/);
+        failsWith(verifyPlatform(json, { akPublic, nonce, userspaceLog: utf8(text.replace('"sha1"', '"md5"')) }), ['eventlog.userspace.parse', 'eventlog.replay'], /record 1: digests\[0\]: unknown hashAlg "md5"/);
+        failsWith(verifyPlatform(json, { akPublic, nonce, userspaceLog: buildUserspaceLog(userspace, [TPM_ALG.SHA384]) }), ['eventlog.userspace.replay'], /no verified quote covers a bank every record has a digest for \(log banks sha384/);
+        // The attestor could not read the node's userspace log: fails unless missing logs are allowed.
+        failsWith(verifyPlatform(json, { akPublic, nonce, userspaceEventLogProblem: '/run/log/systemd/tpm2-measure.log: permission denied (EACCES)' }), ['eventlog.userspace', 'eventlog.replay'], /the attestor sent no userspace event log although the node has one: .*EACCES/);
+        // The firmware log alone: PCR 11 then holds more than it explains, and PCR 15 is explained by no log.
+        const alone = verifyPlatform(json, { akPublic, nonce });
+        failsWith(alone, ['eventlog.replay'], /PCR 11/);
+        assert.match(alone.checks.find((c) => c.name === 'eventlog.unexplained' && c.warning)!.detail, /^sha1 PCRs 15, sha256 PCRs 15 hold values no event log explains/);
       });
     });
 

@@ -14,7 +14,7 @@ export const MESSAGE_SCHEMAS: Readonly<Record<string, WireSchema>> = {
   'verifier.AttestRequest': lenFields(1, 2),
   'verifier.AttestResponse': lenFields(1),
   'verifier.QuoteRequest': lenFields(1, 2),
-  'verifier.QuoteResponse': lenFields(1),
+  'verifier.QuoteResponse': lenFields(1, 2, 3, 4),
   'verifier.ImportBlobRequest': lenFields(1, 2),
   'verifier.ImportBlobResponse': lenFields(1),
   'verifier.ImportSigningKeyRequest': lenFields(1, 2, 3),

@@ -30,6 +30,18 @@ export interface NewKeyResult {
   keyCertification: Uint8Array;
 }
 
+/** What Quote returns. */
+export interface QuoteResult {
+  /** go-attestation PlatformParameters JSON (its EventLog is the firmware log). */
+  platformAttestation: Uint8Array;
+  /** systemd's userspace measurement log (JSON-SEQ of CEL-JSON records); empty when the node has none. */
+  userspaceEventLog: Uint8Array;
+  /** Why the firmware log is empty; "" when it was read (or an attestor older than this field). */
+  eventLogProblem: string;
+  /** Why the userspace log is empty although the node has one; "" otherwise. */
+  userspaceEventLogProblem: string;
+}
+
 type Unary<Req, Res> = (
   request: Req,
   metadata: grpc.Metadata,
@@ -134,18 +146,26 @@ export class AttestorClient {
     return { secret: res.secret };
   }
 
-  /** Quote: go-attestation PlatformParameters JSON. */
+  /**
+   * Quote: go-attestation PlatformParameters JSON, systemd's userspace measurement log (empty
+   * when the node has none), and why either log is missing ("" when it was read).
+   */
   async quote(
     request: { uid: string; nonce: Uint8Array },
     options?: grpc.CallOptions,
-  ): Promise<{ platformAttestation: Uint8Array }> {
+  ): Promise<QuoteResult> {
     const res = await this.#call<verifier.QuoteRequest, verifier.QuoteResponse>(
       this.#client['Quote'] as Unary<verifier.QuoteRequest, verifier.QuoteResponse>,
       this.#client,
       new verifier.QuoteRequest(request),
       options,
     );
-    return { platformAttestation: res.platformAttestation };
+    return {
+      platformAttestation: res.platformAttestation,
+      userspaceEventLog: res.userspaceEventLog,
+      eventLogProblem: res.eventLogProblem,
+      userspaceEventLogProblem: res.userspaceEventLogProblem,
+    };
   }
 
   /** ImportBlob: the unsealed bytes of a go-tpm-tools ImportBlob. */

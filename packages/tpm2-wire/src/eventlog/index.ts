@@ -1,7 +1,8 @@
 /**
  * TCG PC Client firmware event logs: parse (SHA1 format and crypto agile), replay per bank
  * with PCR0's StartupLocality / H-CRTM rule, compare with quoted PCRs, read the facts
- * (Secure Boot, EFI applications, separators, quirks), and write crypto-agile logs.
+ * (Secure Boot, EFI applications, separators, quirks), and write crypto-agile logs; and
+ * systemd's userspace measurement log (tpm2-measure.log), replayed on top of the firmware log.
  */
 export * from './constants.js';
 export { EventLogError } from './errors.js';
@@ -11,3 +12,4 @@ export * from './replay.js';
 export * from './facts.js';
 export * from './writer.js';
 export * from './json.js';
+export * from './userspace.js';

@@ -2,8 +2,9 @@
 // verified with the AK, the PCR values it covers, the event log replayed against them,
 // expected PCR values, and the Secure Boot state the (verified) log records.
 import {
-  TPMS_ATTEST, TPM_ALG, TPM_ST, bankName, bytesEqual, comparePcrs, describeMismatch, eventLogFacts, indicesOf, objectName,
-  parseEventLog, toHex, unmarshal, verifyQuote, type EventLogFacts, type SecureBootFact, type TPMT_PUBLIC,
+  TPMS_ATTEST, TPM_ALG, TPM_ST, bankName, bytesEqual, comparePcrs, describeMismatch, describeUserspaceRecord, eventLogFacts,
+  explainUserspaceMismatch, indicesOf, objectName, parseEventLog, parseUserspaceLog, replayEventLog, replayUserspaceLog, toHex, unmarshal, verifyQuote,
+  type EventLog, type EventLogFacts, type PcrBanks, type SecureBootFact, type TPMT_PUBLIC, type UserspaceLog,
 } from '@tpmds/tpm2-wire';
 import { GoCryptoHash, decodePlatformParameters, requireBytes, type PlatformParameters } from '@tpmds/protocol/formats';
 import { CheckList, errorText, type StepResult } from './checks.js';
@@ -21,8 +22,26 @@ export interface PlatformOptions {
   /** The nonce sent in the QuoteRequest. */
   nonce: Uint8Array;
   expectedPcrs?: ExpectedPcrs;
-  /** Fail (instead of warning) when the event log is empty. */
-  expectEventLog?: boolean;
+  /**
+   * Accept a quote without a firmware event log (a warning instead of a failure): for TPMs that
+   * have none, such as swtpm or VMs without measured boot. --expect-pcr checks still run.
+   */
+  allowMissingEventLog?: boolean;
+  /** QuoteResponse.userspaceEventLog: systemd's userspace measurement log (empty: none). */
+  userspaceLog?: Uint8Array;
+  /** QuoteResponse.eventLogProblem: the attestor's word on why the firmware log is empty. */
+  eventLogProblem?: string;
+  /** QuoteResponse.userspaceEventLogProblem: why the userspace log is empty although the node has one. */
+  userspaceEventLogProblem?: string;
+}
+
+/** What the userspace log established (only when it replayed to the quoted PCRs). */
+export interface UserspaceLogValue {
+  records: number;
+  /** The boot phases it records, in order (e.g. enter-initrd, leave-initrd, sysinit, ready). */
+  phases: string[];
+  /** Bank name -> PCRs it explains. */
+  pcrs: Record<string, number[]>;
 }
 
 /** What a verified Quote yields. */
@@ -35,6 +54,8 @@ export interface PlatformValue {
   facts?: EventLogFacts;
   /** Number of events in the log (0 when empty). */
   eventCount: number;
+  /** The verified userspace log, when one was sent. */
+  userspace?: UserspaceLogValue;
   params: PlatformParameters;
 }
 
@@ -98,7 +119,9 @@ function indexList(indices: Iterable<number>): string {
  * tag QUOTE, magic, extraData == nonce, selection == the PCR values of that bank (all 24), and
  * pcrDigest (with `verifyQuote`); every bank's PCR values are covered by a quote; then the event
  * log is replayed against the verified PCRs, `expectedPcrs` are compared, and the Secure Boot
- * state is read from the log. An empty log is a warning unless `expectEventLog`.
+ * state is read from the log; systemd's userspace log is replayed on top of the firmware log and
+ * compared with the PCRs it extends. A missing or empty firmware log fails (the quote cannot be
+ * explained) unless `allowMissingEventLog`.
  */
 export function verifyPlatform(platformJson: Uint8Array, opts: PlatformOptions): StepResult<PlatformValue> {
   const c = new CheckList();
@@ -212,21 +235,38 @@ export function verifyPlatform(platformJson: Uint8Array, opts: PlatformOptions):
     }
   }
 
-  // The event log, replayed against the verified PCRs.
+  // The event logs: systemd's userspace log first (it tells which PCRs it extends after the
+  // firmware), then the firmware log against the other PCRs, then the userspace log on top of it.
   let secureBoot: SecureBootFact | undefined;
   let facts: EventLogFacts | undefined;
   let eventCount = 0;
+  const userspaceBytes = opts.userspaceLog ?? new Uint8Array(0);
+  let userspaceLog: UserspaceLog | undefined;
+  if (userspaceBytes.length > 0) {
+    userspaceLog = c.attempt('eventlog.userspace.parse', () => parseUserspaceLog(userspaceBytes), (l) => `systemd userspace log, ${l.records.length} record(s) for PCRs ${indexList(new Set(l.records.map((r) => r.pcr)))}`);
+  } else if (opts.userspaceEventLogProblem) {
+    const why = `the attestor sent no userspace event log although the node has one: ${opts.userspaceEventLogProblem}`;
+    if (opts.allowMissingEventLog) c.warn('eventlog.userspace', why);
+    else c.fail('eventlog.userspace', why);
+  }
+  const userspacePcrs = new Set(userspaceLog?.records.map((r) => r.pcr) ?? []);
+  const firmwareQuoted: PcrBankValues = new Map([...verified].map(([bank, values]) => [bank, new Map([...values].filter(([pcr]) => !userspacePcrs.has(pcr)))]));
+
+  let firmwareLog: EventLog | undefined;
   const logBytes = params.eventLog ?? new Uint8Array(0);
   if (logBytes.length === 0) {
-    if (opts.expectEventLog) c.fail('eventlog', 'the attestor sent no event log');
-    else c.warn('eventlog', 'the attestor sent no event log (swtpm and VMs without measured boot have none): the PCR values are not explained by a log, Secure Boot state unknown');
+    const why = `the attestor sent no event log; quotes cannot be explained${opts.eventLogProblem ? ` (the attestor says: ${opts.eventLogProblem})` : ''}`;
+    if (opts.allowMissingEventLog) c.warn('eventlog', `${why}; allowed by --allow-missing-eventlog: Secure Boot state unknown`);
+    else c.fail('eventlog', `${why}; give the attestor the firmware log, or pass --allow-missing-eventlog for TPMs that have none (swtpm, VMs without measured boot)`);
   } else {
-    const log = c.attempt('eventlog.parse', () => parseEventLog(logBytes), (l) => `${l.format} event log, ${l.events.length} events, banks ${l.banks.map(bankName).join(', ')}`);
-    if (log !== undefined) {
+    firmwareLog = c.attempt('eventlog.parse', () => parseEventLog(logBytes), (l) => `${l.format} event log, ${l.events.length} events, banks ${l.banks.map(bankName).join(', ')}`);
+    if (firmwareLog !== undefined) {
+      const log = firmwareLog;
       eventCount = log.events.length;
-      const cmp = comparePcrs(log, verified);
+      const cmp = comparePcrs(log, firmwareQuoted);
       const notes = [...cmp.replay.warnings, ...cmp.workarounds.map((w) => `${bankName(w.bank)} PCR ${w.pcr}: ${w.workaround}`)];
       if (cmp.replay.unsupportedBanks.length > 0) notes.push(`banks not replayed: ${cmp.replay.unsupportedBanks.map(bankName).join(', ')}`);
+      if (userspacePcrs.size > 0) notes.push(`${userspacePcrs.size === 1 ? 'PCR' : 'PCRs'} ${indexList(userspacePcrs)} ${userspacePcrs.size === 1 ? 'is' : 'are'} judged with the userspace log`);
       if (cmp.mismatched.length > 0) {
         c.fail('eventlog.replay', `the log does not replay to the quoted PCRs: ${cmp.mismatched.map(describeMismatch).join('; ')}`);
       } else if (cmp.matched.length === 0) {
@@ -244,5 +284,80 @@ export function verifyPlatform(platformJson: Uint8Array, opts: PlatformOptions):
       }
     }
   }
-  return c.result({ pcrs: verified, ...(secureBoot ? { secureBoot } : {}), ...(facts ? { facts } : {}), eventCount, params });
+
+  const userspace = userspaceLog && verifyUserspaceLog(c, userspaceLog, firmwareLog, verified);
+  warnUnexplainedSystemdPcrs(c, verified, firmwareLog, userspacePcrs);
+  return c.result({ pcrs: verified, ...(secureBoot ? { secureBoot } : {}), ...(facts ? { facts } : {}), eventCount, ...(userspace ? { userspace } : {}), params });
+}
+
+/** The PCRs systemd extends after the firmware (systemd.io TPM2_PCR_MEASUREMENTS): kernel-boot, kernel-config, sysexts, system-identity. */
+const SYSTEMD_PCRS = [11, 12, 13, 15];
+
+/**
+ * A warning when one of systemd's PCRs holds something no log explains: a node whose userspace
+ * log did not reach the verifier (systemd < 254 writes none). Not a failure: the quote is still
+ * genuine, but what those PCRs say about the boot cannot be checked.
+ */
+function warnUnexplainedSystemdPcrs(c: CheckList, verified: PcrBankValues, firmware: EventLog | undefined, userspacePcrs: ReadonlySet<number>): void {
+  const fromFirmware = firmware ? replayEventLog(firmware).banks : new Map<number, ReadonlyMap<number, Uint8Array>>();
+  const unexplained: string[] = [];
+  for (const [bank, values] of verified) {
+    const pcrs = SYSTEMD_PCRS.filter((pcr) => {
+      const v = values.get(pcr);
+      return v !== undefined && v.some((b) => b !== 0) && !userspacePcrs.has(pcr) && !fromFirmware.get(bank)?.has(pcr);
+    });
+    if (pcrs.length > 0) unexplained.push(`${bankName(bank)} PCRs ${indexList(pcrs)}`);
+  }
+  if (unexplained.length > 0) {
+    c.warn('eventlog.unexplained', `${unexplained.join(', ')} hold values no event log explains: systemd measures the boot phases, the kernel command line, system extensions and the machine id there, and the attestor sent no userspace log covering them (/run/log/systemd/tpm2-measure.log, systemd >= 254)`);
+  }
+}
+
+/**
+ * Replays the userspace log on top of the firmware log's values (or the PCRs' initial values
+ * without one) in every verified bank, and compares each PCR it extends with the quote. Checks:
+ * eventlog.userspace.records (a phase's digest is the hash of its name), eventlog.userspace.replay.
+ */
+function verifyUserspaceLog(c: CheckList, log: UserspaceLog, firmware: EventLog | undefined, verified: PcrBankValues): UserspaceLogValue | undefined {
+  const start: PcrBanks = firmware ? replayEventLog(firmware).banks : new Map();
+  const banks = [...verified.keys()].filter((bank) => log.records.every((r) => r.digests.has(bank)));
+  if (banks.length === 0) {
+    const logBanks = [...new Set(log.records.flatMap((r) => [...r.digests.keys()]))];
+    c.fail('eventlog.userspace.replay', `no verified quote covers a bank every record has a digest for (log banks ${logBanks.map(bankName).join(', ')}, quoted ${[...verified.keys()].map(bankName).join(', ') || 'none'})`);
+    return undefined;
+  }
+  let replay: ReturnType<typeof replayUserspaceLog>;
+  try {
+    replay = replayUserspaceLog(log, start, { banks });
+  } catch (e) {
+    c.fail('eventlog.userspace.replay', errorText(e));
+    return undefined;
+  }
+  if (replay.problems.length > 0) {
+    c.fail('eventlog.userspace.records', replay.problems.map((p) => `record ${describeUserspaceRecord(p.record)}: ${p.problem}`).join('; '));
+  }
+  const mismatches: string[] = [];
+  const explained: Record<string, number[]> = {};
+  for (const p of replay.pcrs) {
+    const quoted = verified.get(p.bank)?.get(p.pcr);
+    const name = `${bankName(p.bank)} PCR ${p.pcr}`;
+    if (quoted === undefined) {
+      mismatches.push(`records ${p.records.map(describeUserspaceRecord).join(', ')} extend ${name}, which no verified quote covers`);
+    } else if (!bytesEqual(quoted, p.replayed)) {
+      mismatches.push(`${name}: the log replays (from the ${p.startFrom}) to ${toHex(p.replayed)}, quoted ${toHex(quoted)}; ${explainUserspaceMismatch(p, quoted)}`);
+    } else {
+      (explained[bankName(p.bank)] ??= []).push(p.pcr);
+    }
+  }
+  const phases = log.records.filter((r) => r.eventType === 'phase' && r.string !== undefined).map((r) => r.string!);
+  if (mismatches.length > 0) {
+    c.fail('eventlog.userspace.replay', `the userspace log does not replay to the quoted PCRs: ${mismatches.join('; ')}`);
+    return undefined;
+  }
+  const byPcr = new Map<number, string[]>();
+  for (const r of log.records) byPcr.set(r.pcr, [...(byPcr.get(r.pcr) ?? []), r.eventType === 'phase' && r.string !== undefined ? r.string : describeUserspaceRecord(r).replace(/^#\d+ /, '')]);
+  const perPcr = [...byPcr].sort((a, b) => a[0] - b[0]).map(([pcr, what]) => `PCR ${pcr}: ${what.join(' -> ')}`).join('; ');
+  c.pass('eventlog.userspace.replay', `the userspace log (${log.records.length} record(s)) replays on top of the ${firmware ? 'firmware log' : 'initial PCR values'} to the quoted ${Object.entries(explained).map(([b, pcrs]) => `${b} PCRs ${indexList(pcrs)}`).join(', ')}; ${perPcr}`);
+  if (replay.problems.length > 0) return undefined;
+  return { records: log.records.length, phases, pcrs: explained };
 }

@@ -20,7 +20,10 @@ export interface VerifierRpc {
   getEKCert(keyType?: string, options?: { deadline?: Date }): Promise<GetEKCertResult>;
   getAK(request: { uid: string; keyType?: string }, options?: { deadline?: Date }): Promise<{ ak: Uint8Array }>;
   attest(request: { uid: string; encryptedCredentials: Uint8Array }, options?: { deadline?: Date }): Promise<{ secret: Uint8Array }>;
-  quote(request: { uid: string; nonce: Uint8Array }, options?: { deadline?: Date }): Promise<{ platformAttestation: Uint8Array }>;
+  quote(
+    request: { uid: string; nonce: Uint8Array },
+    options?: { deadline?: Date },
+  ): Promise<{ platformAttestation: Uint8Array; userspaceEventLog?: Uint8Array; eventLogProblem?: string; userspaceEventLogProblem?: string }>;
   importBlob(request: { uid: string; encryptedKey: Uint8Array }, options?: { deadline?: Date }): Promise<{ decryptedKey: Uint8Array }>;
   importSigningKey(request: { uid: string; kid: string; encryptedSigningKey: Uint8Array }, options?: { deadline?: Date }): Promise<{ confirmation: Uint8Array }>;
   newKey(request: { uid: string; kid: string; keyType?: string }, options?: { deadline?: Date }): Promise<NewKeyResult>;
@@ -66,8 +69,8 @@ export interface RunOptions {
   ekRoots?: readonly Uint8Array[];
   ekIntermediates?: readonly Uint8Array[];
   expectedPcrs?: ExpectedPcrs;
-  /** Fail when the attestor sends no event log. */
-  expectEventLog?: boolean;
+  /** Accept a quote without a firmware event log (a warning instead of a failure). */
+  allowMissingEventLog?: boolean;
   /** Run only these steps (plus what they need); default all of {@link STEPS}. */
   steps?: readonly StepName[];
   /** Deadline of each RPC in ms (default 120 s: RSA key generation on a real TPM is slow). */
@@ -114,6 +117,8 @@ export interface RunReport {
     eventLogEvents?: number;
     /** Digests of the measured events of a log that replays to the verified PCRs: bank -> PCR (decimal string) -> hex, in log order. */
     eventDigests?: Record<string, Record<string, string[]>>;
+    /** The verified systemd userspace log: record count, boot phases in order, the PCRs it explains per bank. */
+    userspaceLog?: { records: number; phases: string[]; pcrs: Record<string, number[]> };
     newKeyName?: string;
   };
 }
@@ -227,7 +232,10 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
       const r = verifyPlatform(resp.platformAttestation, {
         akPublic: ak, nonce,
         ...(opts.expectedPcrs ? { expectedPcrs: opts.expectedPcrs } : {}),
-        ...(opts.expectEventLog ? { expectEventLog: true } : {}),
+        ...(opts.allowMissingEventLog ? { allowMissingEventLog: true } : {}),
+        ...(resp.userspaceEventLog ? { userspaceLog: resp.userspaceEventLog } : {}),
+        ...(resp.eventLogProblem ? { eventLogProblem: resp.eventLogProblem } : {}),
+        ...(resp.userspaceEventLogProblem ? { userspaceEventLogProblem: resp.userspaceEventLogProblem } : {}),
       });
       checks.push(...r.checks);
       if (r.value) {
@@ -238,6 +246,7 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
         report.facts.secureBoot = r.value.secureBoot?.state ?? 'unknown';
         report.facts.eventLogEvents = r.value.eventCount;
         if (r.value.facts && r.value.params.eventLog) report.facts.eventDigests = eventDigests(r.value.params.eventLog);
+        if (r.value.userspace) report.facts.userspaceLog = r.value.userspace;
       }
     },
     'import-blob': async (checks) => {

@@ -572,12 +572,24 @@ export namespace verifier {
         #one_of_decls: number[][] = [];
         constructor(data?: any[] | {
             platformAttestation?: Uint8Array;
+            userspaceEventLog?: Uint8Array;
+            eventLogProblem?: string;
+            userspaceEventLogProblem?: string;
         }) {
             super();
             pb_1.Message.initialize(this, Array.isArray(data) ? data : [], 0, -1, [], this.#one_of_decls);
             if (!Array.isArray(data) && typeof data == "object") {
                 if ("platformAttestation" in data && data.platformAttestation != undefined) {
                     this.platformAttestation = data.platformAttestation;
+                }
+                if ("userspaceEventLog" in data && data.userspaceEventLog != undefined) {
+                    this.userspaceEventLog = data.userspaceEventLog;
+                }
+                if ("eventLogProblem" in data && data.eventLogProblem != undefined) {
+                    this.eventLogProblem = data.eventLogProblem;
+                }
+                if ("userspaceEventLogProblem" in data && data.userspaceEventLogProblem != undefined) {
+                    this.userspaceEventLogProblem = data.userspaceEventLogProblem;
                 }
             }
         }
@@ -587,21 +599,63 @@ export namespace verifier {
         set platformAttestation(value: Uint8Array) {
             pb_1.Message.setField(this, 1, value);
         }
+        get userspaceEventLog() {
+            return pb_1.Message.getFieldWithDefault(this, 2, new Uint8Array(0)) as Uint8Array;
+        }
+        set userspaceEventLog(value: Uint8Array) {
+            pb_1.Message.setField(this, 2, value);
+        }
+        get eventLogProblem() {
+            return pb_1.Message.getFieldWithDefault(this, 3, "") as string;
+        }
+        set eventLogProblem(value: string) {
+            pb_1.Message.setField(this, 3, value);
+        }
+        get userspaceEventLogProblem() {
+            return pb_1.Message.getFieldWithDefault(this, 4, "") as string;
+        }
+        set userspaceEventLogProblem(value: string) {
+            pb_1.Message.setField(this, 4, value);
+        }
         static fromObject(data: {
             platformAttestation?: Uint8Array;
+            userspaceEventLog?: Uint8Array;
+            eventLogProblem?: string;
+            userspaceEventLogProblem?: string;
         }): QuoteResponse {
             const message = new QuoteResponse({});
             if (data.platformAttestation != null) {
                 message.platformAttestation = data.platformAttestation;
+            }
+            if (data.userspaceEventLog != null) {
+                message.userspaceEventLog = data.userspaceEventLog;
+            }
+            if (data.eventLogProblem != null) {
+                message.eventLogProblem = data.eventLogProblem;
+            }
+            if (data.userspaceEventLogProblem != null) {
+                message.userspaceEventLogProblem = data.userspaceEventLogProblem;
             }
             return message;
         }
         toObject() {
             const data: {
                 platformAttestation?: Uint8Array;
+                userspaceEventLog?: Uint8Array;
+                eventLogProblem?: string;
+                userspaceEventLogProblem?: string;
             } = {};
             if (this.platformAttestation != null) {
                 data.platformAttestation = this.platformAttestation;
+            }
+            if (this.userspaceEventLog != null) {
+                data.userspaceEventLog = this.userspaceEventLog;
+            }
+            if (this.eventLogProblem != null) {
+                data.eventLogProblem = this.eventLogProblem;
+            }
+            if (this.userspaceEventLogProblem != null) {
+                data.userspaceEventLogProblem = this.userspaceEventLogProblem;
             }
             return data;
         }
@@ -611,6 +665,12 @@ export namespace verifier {
             const writer = w || new pb_1.BinaryWriter();
             if (this.platformAttestation.length)
                 writer.writeBytes(1, this.platformAttestation);
+            if (this.userspaceEventLog.length)
+                writer.writeBytes(2, this.userspaceEventLog);
+            if (this.eventLogProblem.length)
+                writer.writeString(3, this.eventLogProblem);
+            if (this.userspaceEventLogProblem.length)
+                writer.writeString(4, this.userspaceEventLogProblem);
             if (!w)
                 return writer.getResultBuffer();
         }
@@ -622,6 +682,15 @@ export namespace verifier {
                 switch (reader.getFieldNumber()) {
                     case 1:
                         message.platformAttestation = reader.readBytes();
+                        break;
+                    case 2:
+                        message.userspaceEventLog = reader.readBytes();
+                        break;
+                    case 3:
+                        message.eventLogProblem = reader.readString();
+                        break;
+                    case 4:
+                        message.userspaceEventLogProblem = reader.readString();
                         break;
                     default: reader.skipField();
                 }

@@ -36,6 +36,10 @@ const STEP_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'ek-roots': { type: 'string', repeatable: true, valueName: 'FILE', description: 'PEM file of EK CA root certificates (trust anchors; several per file allowed)' },
   'ek-intermediates': { type: 'string', repeatable: true, valueName: 'FILE', description: 'PEM file of untrusted intermediate certificates for the EK chain' },
   'expect-pcr': { type: 'string', repeatable: true, valueName: 'IDX:HEX', description: 'the quoted PCR IDX must hold HEX (40 hex digits: sha1, 64: sha256, 96: sha384)' },
+  'allow-missing-eventlog': {
+    type: 'boolean',
+    description: 'accept a quote without a firmware event log (a warning, not a failure): for TPMs that have none, such as swtpm or VMs without measured boot; --expect-pcr checks still run',
+  },
   uid: { type: 'string', valueName: 'U', description: 'the uid whose AK and keys are used (default: a fresh random UUID)' },
   kid: { type: 'string', valueName: 'K', description: 'the key id for NewKey/Sign; ImportSigningKey uses K-import (default: a fresh random UUID)' },
 };
@@ -50,7 +54,7 @@ const FLAGS_OF_STEP: Readonly<Record<StepName, readonly string[]>> = {
   ek: ['ek-roots', 'ek-intermediates'],
   ak: ['uid'],
   attest: ['uid'],
-  quote: ['uid', 'expect-pcr'],
+  quote: ['uid', 'expect-pcr', 'allow-missing-eventlog'],
   'import-blob': ['uid'],
   'import-signing-key': ['uid', 'kid'],
   'new-key': ['uid', 'kid'],
@@ -165,6 +169,7 @@ export function runOptionsFromArgs(args: Args, steps: readonly StepName[]): RunO
     ekRoots: readCerts('ek-roots', args.strings('ek-roots')),
     ekIntermediates: readCerts('ek-intermediates', args.strings('ek-intermediates')),
     ...(expectedPcrs.size > 0 ? { expectedPcrs } : {}),
+    ...(stepsWithDependencies(steps).includes('quote') && args.bool('allow-missing-eventlog') ? { allowMissingEventLog: true } : {}),
     steps: ['health', ...steps],
   };
 }
