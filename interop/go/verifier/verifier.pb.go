@@ -370,8 +370,17 @@ func (x *QuoteRequest) GetNonce() []byte {
 type QuoteResponse struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
 	PlatformAttestation []byte                 `protobuf:"bytes,1,opt,name=platformAttestation,proto3" json:"platformAttestation,omitempty"` // JSON go-attestation PlatformParameters
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Added by tpmds (clients of the seed ignore them):
+	// systemd's userspace measurement log (/run/log/systemd/tpm2-measure.log: JSON-SEQ of CEL-JSON
+	// records), extending PCRs on top of the firmware log; empty when the node has none.
+	UserspaceEventLog []byte `protobuf:"bytes,2,opt,name=userspaceEventLog,proto3" json:"userspaceEventLog,omitempty"`
+	// Why PlatformParameters.EventLog is empty ("" when the firmware log was read), e.g.
+	// "/sys/kernel/security/tpm0/binary_bios_measurements: permission denied (EACCES)".
+	EventLogProblem string `protobuf:"bytes,3,opt,name=eventLogProblem,proto3" json:"eventLogProblem,omitempty"`
+	// Why userspaceEventLog is empty although the file exists ("" otherwise: read, or absent).
+	UserspaceEventLogProblem string `protobuf:"bytes,4,opt,name=userspaceEventLogProblem,proto3" json:"userspaceEventLogProblem,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *QuoteResponse) Reset() {
@@ -409,6 +418,27 @@ func (x *QuoteResponse) GetPlatformAttestation() []byte {
 		return x.PlatformAttestation
 	}
 	return nil
+}
+
+func (x *QuoteResponse) GetUserspaceEventLog() []byte {
+	if x != nil {
+		return x.UserspaceEventLog
+	}
+	return nil
+}
+
+func (x *QuoteResponse) GetEventLogProblem() string {
+	if x != nil {
+		return x.EventLogProblem
+	}
+	return ""
+}
+
+func (x *QuoteResponse) GetUserspaceEventLogProblem() string {
+	if x != nil {
+		return x.UserspaceEventLogProblem
+	}
+	return ""
 }
 
 type ImportBlobRequest struct {
@@ -849,9 +879,12 @@ const file_verifier_proto_rawDesc = "" +
 	"\x06secret\x18\x01 \x01(\fR\x06secret\"6\n" +
 	"\fQuoteRequest\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\x14\n" +
-	"\x05nonce\x18\x02 \x01(\fR\x05nonce\"A\n" +
+	"\x05nonce\x18\x02 \x01(\fR\x05nonce\"\xd5\x01\n" +
 	"\rQuoteResponse\x120\n" +
-	"\x13platformAttestation\x18\x01 \x01(\fR\x13platformAttestation\"I\n" +
+	"\x13platformAttestation\x18\x01 \x01(\fR\x13platformAttestation\x12,\n" +
+	"\x11userspaceEventLog\x18\x02 \x01(\fR\x11userspaceEventLog\x12(\n" +
+	"\x0feventLogProblem\x18\x03 \x01(\tR\x0feventLogProblem\x12:\n" +
+	"\x18userspaceEventLogProblem\x18\x04 \x01(\tR\x18userspaceEventLogProblem\"I\n" +
 	"\x11ImportBlobRequest\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\"\n" +
 	"\fencryptedKey\x18\x02 \x01(\fR\fencryptedKey\"8\n" +

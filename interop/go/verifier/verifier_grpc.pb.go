@@ -48,7 +48,7 @@ type VerifierClient interface {
 	GetAK(ctx context.Context, in *GetAKRequest, opts ...grpc.CallOption) (*GetAKResponse, error)
 	// TPM2_ActivateCredential of a MakeCredential blob for the uid's AK.
 	Attest(ctx context.Context, in *AttestRequest, opts ...grpc.CallOption) (*AttestResponse, error)
-	// One quote per active PCR bank with the nonce, plus the firmware event log.
+	// One quote per active PCR bank with the nonce, plus the firmware and systemd userspace event logs.
 	Quote(ctx context.Context, in *QuoteRequest, opts ...grpc.CallOption) (*QuoteResponse, error)
 	// Imports and unseals a go-tpm-tools sealed-data ImportBlob made for the EK.
 	ImportBlob(ctx context.Context, in *ImportBlobRequest, opts ...grpc.CallOption) (*ImportBlobResponse, error)
@@ -170,7 +170,7 @@ type VerifierServer interface {
 	GetAK(context.Context, *GetAKRequest) (*GetAKResponse, error)
 	// TPM2_ActivateCredential of a MakeCredential blob for the uid's AK.
 	Attest(context.Context, *AttestRequest) (*AttestResponse, error)
-	// One quote per active PCR bank with the nonce, plus the firmware event log.
+	// One quote per active PCR bank with the nonce, plus the firmware and systemd userspace event logs.
 	Quote(context.Context, *QuoteRequest) (*QuoteResponse, error)
 	// Imports and unseals a go-tpm-tools sealed-data ImportBlob made for the EK.
 	ImportBlob(context.Context, *ImportBlobRequest) (*ImportBlobResponse, error)
