@@ -108,7 +108,6 @@ export function defaultConfig(): AttestorConfig {
     healthListen: '0.0.0.0:8080',
     logLevel: 'info',
     auth: 'none',
-    allowNodeKey: [],
     kubeCa: IN_CLUSTER_CA,
     kubeTokenFile: IN_CLUSTER_TOKEN,
     tokenAudience: 'tpmds',

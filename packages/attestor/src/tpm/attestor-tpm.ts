@@ -677,7 +677,8 @@ export class AttestorTpm {
   /**
    * Sign SHA-256(data) with the cloud attestation key of `keyType`: RSASSA-PKCS1-v1_5 (as the seed
    * does) or ECDSA. A restricted key (go-tpm-tools' AK template is one) signs only a digest the TPM
-   * made itself: TPM2_Hash gives the ticket, as in go-tpm-tools' Key.SignData.
+   * made itself: TPM2_Hash (a hash sequence for data longer than the TPM's input buffer) gives the
+   * ticket, as in go-tpm-tools' Key.SignData.
    */
   cloudAkSign(keyType: KeyType, data: Uint8Array, call: FlowTag = internal('cloudAkSign')): Promise<TPMT_SIGNATURE> {
     return this.flow(call, async (tpm) => {
@@ -688,15 +689,7 @@ export class AttestorTpm {
         if (TPM_GENERATED_VALUE.every((b, i) => data[i] === b)) {
           throw new TpmFlowError('INVALID_ARGUMENT', 'data begins with TPM_GENERATED_VALUE (0xff544347): an attestation key does not sign what could pass for a TPM attestation');
         }
-        let hashed: Awaited<ReturnType<Tpm['hash']>>;
-        try {
-          hashed = await tpm.hash(data, TPM_ALG.SHA256, TPM_RH.OWNER);
-        } catch (e) {
-          if (e instanceof TpmError && e.is(TPM_RC.SIZE)) {
-            throw new TpmFlowError('INVALID_ARGUMENT', `data (${data.length} bytes) is more than the TPM hashes in one TPM2_Hash (usually 1024 bytes), which an attestation key needs`, e);
-          }
-          throw e;
-        }
+        const hashed = await tpm.hashData(data, TPM_ALG.SHA256, TPM_RH.OWNER);
         return await tpm.sign(key.handle, hashed.outHash, { scheme, validation: hashed.validation });
       } finally {
         await this.flush(tpm, key);
