@@ -7,6 +7,7 @@ import { akCommand } from './commands/ak.js';
 import { attestCommand } from './commands/attest.js';
 import { ekCommand } from './commands/ek.js';
 import { eventlogCommand } from './commands/eventlog.js';
+import { gceAkCommand } from './commands/gce-ak.js';
 import { importBlobCommand } from './commands/import-blob.js';
 import { importSigningKeyCommand } from './commands/import-signing-key.js';
 import { newKeyCommand } from './commands/new-key.js';
@@ -24,6 +25,7 @@ export const COMMANDS: readonly Command[] = [
   importSigningKeyCommand,
   newKeyCommand,
   signCommand,
+  gceAkCommand,
   eventlogCommand,
 ];
 
