@@ -172,6 +172,23 @@ describe('cloud attestation key (GetGCEEKSigningKey, SignGCEEK) on swtpm @swtpm'
     });
   });
 
+  it('--auth mtls: --allow-node-key names certificate identities exactly', async () => {
+    const mtls = new TestPki(dirs.dir, 'client-ca');
+    const server = mtls.server('grpc-server');
+    const signer = mtls.leaf('signer', '/CN=ignored', ['subjectAltName=URI:spiffe://example.org/ns/tools/sa/signer', 'extendedKeyUsage=clientAuth']);
+    const other = mtls.leaf('builder', '/CN=builder', ['extendedKeyUsage=clientAuth']);
+    const { att } = await start({ insecure: false, tlsCert: server.cert, tlsKey: server.key, clientCa: mtls.caCert, auth: 'mtls', allowNodeKey: ['spiffe://example.org/ns/tools/sa/signer'] });
+    const as = (leaf: { keyPem: Buffer; certPem: Buffer }): AttestorClient => {
+      const c = new AttestorClient(att.running.address, grpc.credentials.createSsl(mtls.caPem, leaf.keyPem, leaf.certPem), { 'grpc.ssl_target_name_override': 'localhost' });
+      clients.push(c);
+      return c;
+    };
+    const key = pemKey((await as(signer).getGCEEKSigningKey()).public);
+    assert.ok(verify('sha256', enc('m'), key, (await as(signer).signGCEEK({ data: enc('m') })).signed));
+    await expectStatus(as(other).signGCEEK({ data: enc('m') }), S.PERMISSION_DENIED);
+    await att.stop();
+  });
+
   describe('a TPM without the template (runs last: removes it)', () => {
     it('a TPM without the template: FAILED_PRECONDITION naming the NV index, for both RPCs', async () => {
       await withTpm(swtpm.address, async (tpm) => {

@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { parseArgs } from '../src/config.js';
 import { NodeKeyAccess } from '../src/auth/node-key.js';
 import { ConfigError } from '../src/errors.js';
+import * as grpc from '@grpc/grpc-js';
+import { rejection, startFake } from './helpers.js';
 
 const K8S = ['--auth', 'k8s', '--insecure', '--kube-api', 'https://k8s.example:6443', '--node-name', 'n1'];
 
@@ -40,5 +42,20 @@ describe('--allow-node-key', () => {
   it('under --auth none there are no identities: every caller may, and the flag is refused', () => {
     assert.ok(NodeKeyAccess.of('none', []).allows({ identity: '', mode: 'none' }));
     assert.throws(() => config(['--insecure', '--allow-node-key', 'a/b']), (e: unknown) => e instanceof ConfigError && /--auth k8s or --auth mtls/.test(e.message));
+  });
+});
+
+describe('GetGCEEKSigningKey and SignGCEEK on the fake backend (--auth none)', () => {
+  it('every caller may try; the fake has no NV template: FAILED_PRECONDITION; a bad keyType: INVALID_ARGUMENT', async () => {
+    const t = await startFake();
+    try {
+      const get = await rejection(t.client.getGCEEKSigningKey());
+      assert.equal(get.code, grpc.status.FAILED_PRECONDITION);
+      assert.equal(get.details, 'this TPM has no cloud attestation-key template (NV 0x01c10001)');
+      assert.equal((await rejection(t.client.signGCEEK({ data: new Uint8Array(1), keyType: 'ecc' }))).details, 'this TPM has no cloud attestation-key template (NV 0x01c10003)');
+      assert.equal((await rejection(t.client.signGCEEK({ data: new Uint8Array(1), keyType: 'dsa' }))).code, grpc.status.INVALID_ARGUMENT);
+    } finally {
+      await t.stop();
+    }
   });
 });
