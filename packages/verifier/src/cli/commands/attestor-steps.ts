@@ -42,7 +42,7 @@ const STEP_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'ak-intermediates': { type: 'string', repeatable: true, valueName: 'FILE', description: 'PEM file of untrusted intermediate certificates for the cloud attestation key\'s chain' },
 };
 const COMMON_TAIL: FlagSpecs = {
-  'key-type': { type: 'string', valueName: 'rsa|ecc', description: 'EK, AK and key type: RSA-2048 or NIST P-256 (default rsa)' },
+  'key-type': { type: 'string', valueName: 'rsa|ecc', description: 'EK, AK, key and cloud attestation-key type: RSA-2048 or NIST P-256 (default rsa)' },
   json: { type: 'boolean', description: 'print exactly one JSON document (the report) on stdout; progress goes to stderr' },
 };
 
