@@ -857,6 +857,198 @@ func (x *SignResponse) GetSigned() []byte {
 	return nil
 }
 
+type GetGCEEKSigningKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyType       string                 `protobuf:"bytes,1,opt,name=keyType,proto3" json:"keyType,omitempty"` // tpmds: "rsa" (default, also "": the seed's request had no fields) | "ecc" (NIST P-256)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGCEEKSigningKeyRequest) Reset() {
+	*x = GetGCEEKSigningKeyRequest{}
+	mi := &file_verifier_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGCEEKSigningKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGCEEKSigningKeyRequest) ProtoMessage() {}
+
+func (x *GetGCEEKSigningKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_verifier_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGCEEKSigningKeyRequest.ProtoReflect.Descriptor instead.
+func (*GetGCEEKSigningKeyRequest) Descriptor() ([]byte, []int) {
+	return file_verifier_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetGCEEKSigningKeyRequest) GetKeyType() string {
+	if x != nil {
+		return x.KeyType
+	}
+	return ""
+}
+
+type GetGCEEKSigningKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Public        []byte                 `protobuf:"bytes,1,opt,name=public,proto3" json:"public,omitempty"` // PEM "PUBLIC KEY" (PKIX)
+	Cert          []byte                 `protobuf:"bytes,2,opt,name=cert,proto3" json:"cert,omitempty"`     // tpmds: the key's certificate DER from NV; empty if the TPM has none
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGCEEKSigningKeyResponse) Reset() {
+	*x = GetGCEEKSigningKeyResponse{}
+	mi := &file_verifier_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGCEEKSigningKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGCEEKSigningKeyResponse) ProtoMessage() {}
+
+func (x *GetGCEEKSigningKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_verifier_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGCEEKSigningKeyResponse.ProtoReflect.Descriptor instead.
+func (*GetGCEEKSigningKeyResponse) Descriptor() ([]byte, []int) {
+	return file_verifier_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetGCEEKSigningKeyResponse) GetPublic() []byte {
+	if x != nil {
+		return x.Public
+	}
+	return nil
+}
+
+func (x *GetGCEEKSigningKeyResponse) GetCert() []byte {
+	if x != nil {
+		return x.Cert
+	}
+	return nil
+}
+
+type SignGCEEKRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	KeyType       string                 `protobuf:"bytes,2,opt,name=keyType,proto3" json:"keyType,omitempty"` // tpmds: "rsa" (default, also "") | "ecc"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignGCEEKRequest) Reset() {
+	*x = SignGCEEKRequest{}
+	mi := &file_verifier_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignGCEEKRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignGCEEKRequest) ProtoMessage() {}
+
+func (x *SignGCEEKRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_verifier_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignGCEEKRequest.ProtoReflect.Descriptor instead.
+func (*SignGCEEKRequest) Descriptor() ([]byte, []int) {
+	return file_verifier_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SignGCEEKRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SignGCEEKRequest) GetKeyType() string {
+	if x != nil {
+		return x.KeyType
+	}
+	return ""
+}
+
+type SignGCEEKResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Signed        []byte                 `protobuf:"bytes,1,opt,name=signed,proto3" json:"signed,omitempty"` // RSA: PKCS#1 v1.5 over SHA-256(data); ECC: ASN.1 DER ECDSA over SHA-256(data)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignGCEEKResponse) Reset() {
+	*x = SignGCEEKResponse{}
+	mi := &file_verifier_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignGCEEKResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignGCEEKResponse) ProtoMessage() {}
+
+func (x *SignGCEEKResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_verifier_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignGCEEKResponse.ProtoReflect.Descriptor instead.
+func (*SignGCEEKResponse) Descriptor() ([]byte, []int) {
+	return file_verifier_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SignGCEEKResponse) GetSigned() []byte {
+	if x != nil {
+		return x.Signed
+	}
+	return nil
+}
+
 var File_verifier_proto protoreflect.FileDescriptor
 
 const file_verifier_proto_rawDesc = "" +
@@ -908,7 +1100,17 @@ const file_verifier_proto_rawDesc = "" +
 	"\x03kid\x18\x02 \x01(\tR\x03kid\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\"&\n" +
 	"\fSignResponse\x12\x16\n" +
-	"\x06signed\x18\x01 \x01(\fR\x06signed2\xed\x04\n" +
+	"\x06signed\x18\x01 \x01(\fR\x06signed\"5\n" +
+	"\x19GetGCEEKSigningKeyRequest\x12\x18\n" +
+	"\akeyType\x18\x01 \x01(\tR\akeyType\"H\n" +
+	"\x1aGetGCEEKSigningKeyResponse\x12\x16\n" +
+	"\x06public\x18\x01 \x01(\fR\x06public\x12\x12\n" +
+	"\x04cert\x18\x02 \x01(\fR\x04cert\"@\n" +
+	"\x10SignGCEEKRequest\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x18\n" +
+	"\akeyType\x18\x02 \x01(\tR\akeyType\"+\n" +
+	"\x11SignGCEEKResponse\x12\x16\n" +
+	"\x06signed\x18\x01 \x01(\fR\x06signed2\x98\x06\n" +
 	"\bVerifier\x12F\n" +
 	"\tGetEKCert\x12\x1a.verifier.GetEKCertRequest\x1a\x1b.verifier.GetEKCertResponse\"\x00\x12B\n" +
 	"\x05GetEK\x12\x1a.verifier.GetEKCertRequest\x1a\x1b.verifier.GetEKCertResponse\"\x00\x12:\n" +
@@ -919,7 +1121,9 @@ const file_verifier_proto_rawDesc = "" +
 	"ImportBlob\x12\x1b.verifier.ImportBlobRequest\x1a\x1c.verifier.ImportBlobResponse\"\x00\x12[\n" +
 	"\x10ImportSigningKey\x12!.verifier.ImportSigningKeyRequest\x1a\".verifier.ImportSigningKeyResponse\"\x00\x12=\n" +
 	"\x06NewKey\x12\x17.verifier.NewKeyRequest\x1a\x18.verifier.NewKeyResponse\"\x00\x127\n" +
-	"\x04Sign\x12\x15.verifier.SignRequest\x1a\x16.verifier.SignResponse\"\x00B0Z.github.com/salrashid123/tpm_daemonset/verifierb\x06proto3"
+	"\x04Sign\x12\x15.verifier.SignRequest\x1a\x16.verifier.SignResponse\"\x00\x12a\n" +
+	"\x12GetGCEEKSigningKey\x12#.verifier.GetGCEEKSigningKeyRequest\x1a$.verifier.GetGCEEKSigningKeyResponse\"\x00\x12F\n" +
+	"\tSignGCEEK\x12\x1a.verifier.SignGCEEKRequest\x1a\x1b.verifier.SignGCEEKResponse\"\x00B0Z.github.com/salrashid123/tpm_daemonset/verifierb\x06proto3"
 
 var (
 	file_verifier_proto_rawDescOnce sync.Once
@@ -933,24 +1137,28 @@ func file_verifier_proto_rawDescGZIP() []byte {
 	return file_verifier_proto_rawDescData
 }
 
-var file_verifier_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_verifier_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_verifier_proto_goTypes = []any{
-	(*GetEKCertRequest)(nil),         // 0: verifier.GetEKCertRequest
-	(*GetEKCertResponse)(nil),        // 1: verifier.GetEKCertResponse
-	(*GetAKRequest)(nil),             // 2: verifier.GetAKRequest
-	(*GetAKResponse)(nil),            // 3: verifier.GetAKResponse
-	(*AttestRequest)(nil),            // 4: verifier.AttestRequest
-	(*AttestResponse)(nil),           // 5: verifier.AttestResponse
-	(*QuoteRequest)(nil),             // 6: verifier.QuoteRequest
-	(*QuoteResponse)(nil),            // 7: verifier.QuoteResponse
-	(*ImportBlobRequest)(nil),        // 8: verifier.ImportBlobRequest
-	(*ImportBlobResponse)(nil),       // 9: verifier.ImportBlobResponse
-	(*ImportSigningKeyRequest)(nil),  // 10: verifier.ImportSigningKeyRequest
-	(*ImportSigningKeyResponse)(nil), // 11: verifier.ImportSigningKeyResponse
-	(*NewKeyRequest)(nil),            // 12: verifier.NewKeyRequest
-	(*NewKeyResponse)(nil),           // 13: verifier.NewKeyResponse
-	(*SignRequest)(nil),              // 14: verifier.SignRequest
-	(*SignResponse)(nil),             // 15: verifier.SignResponse
+	(*GetEKCertRequest)(nil),           // 0: verifier.GetEKCertRequest
+	(*GetEKCertResponse)(nil),          // 1: verifier.GetEKCertResponse
+	(*GetAKRequest)(nil),               // 2: verifier.GetAKRequest
+	(*GetAKResponse)(nil),              // 3: verifier.GetAKResponse
+	(*AttestRequest)(nil),              // 4: verifier.AttestRequest
+	(*AttestResponse)(nil),             // 5: verifier.AttestResponse
+	(*QuoteRequest)(nil),               // 6: verifier.QuoteRequest
+	(*QuoteResponse)(nil),              // 7: verifier.QuoteResponse
+	(*ImportBlobRequest)(nil),          // 8: verifier.ImportBlobRequest
+	(*ImportBlobResponse)(nil),         // 9: verifier.ImportBlobResponse
+	(*ImportSigningKeyRequest)(nil),    // 10: verifier.ImportSigningKeyRequest
+	(*ImportSigningKeyResponse)(nil),   // 11: verifier.ImportSigningKeyResponse
+	(*NewKeyRequest)(nil),              // 12: verifier.NewKeyRequest
+	(*NewKeyResponse)(nil),             // 13: verifier.NewKeyResponse
+	(*SignRequest)(nil),                // 14: verifier.SignRequest
+	(*SignResponse)(nil),               // 15: verifier.SignResponse
+	(*GetGCEEKSigningKeyRequest)(nil),  // 16: verifier.GetGCEEKSigningKeyRequest
+	(*GetGCEEKSigningKeyResponse)(nil), // 17: verifier.GetGCEEKSigningKeyResponse
+	(*SignGCEEKRequest)(nil),           // 18: verifier.SignGCEEKRequest
+	(*SignGCEEKResponse)(nil),          // 19: verifier.SignGCEEKResponse
 }
 var file_verifier_proto_depIdxs = []int32{
 	0,  // 0: verifier.Verifier.GetEKCert:input_type -> verifier.GetEKCertRequest
@@ -962,17 +1170,21 @@ var file_verifier_proto_depIdxs = []int32{
 	10, // 6: verifier.Verifier.ImportSigningKey:input_type -> verifier.ImportSigningKeyRequest
 	12, // 7: verifier.Verifier.NewKey:input_type -> verifier.NewKeyRequest
 	14, // 8: verifier.Verifier.Sign:input_type -> verifier.SignRequest
-	1,  // 9: verifier.Verifier.GetEKCert:output_type -> verifier.GetEKCertResponse
-	1,  // 10: verifier.Verifier.GetEK:output_type -> verifier.GetEKCertResponse
-	3,  // 11: verifier.Verifier.GetAK:output_type -> verifier.GetAKResponse
-	5,  // 12: verifier.Verifier.Attest:output_type -> verifier.AttestResponse
-	7,  // 13: verifier.Verifier.Quote:output_type -> verifier.QuoteResponse
-	9,  // 14: verifier.Verifier.ImportBlob:output_type -> verifier.ImportBlobResponse
-	11, // 15: verifier.Verifier.ImportSigningKey:output_type -> verifier.ImportSigningKeyResponse
-	13, // 16: verifier.Verifier.NewKey:output_type -> verifier.NewKeyResponse
-	15, // 17: verifier.Verifier.Sign:output_type -> verifier.SignResponse
-	9,  // [9:18] is the sub-list for method output_type
-	0,  // [0:9] is the sub-list for method input_type
+	16, // 9: verifier.Verifier.GetGCEEKSigningKey:input_type -> verifier.GetGCEEKSigningKeyRequest
+	18, // 10: verifier.Verifier.SignGCEEK:input_type -> verifier.SignGCEEKRequest
+	1,  // 11: verifier.Verifier.GetEKCert:output_type -> verifier.GetEKCertResponse
+	1,  // 12: verifier.Verifier.GetEK:output_type -> verifier.GetEKCertResponse
+	3,  // 13: verifier.Verifier.GetAK:output_type -> verifier.GetAKResponse
+	5,  // 14: verifier.Verifier.Attest:output_type -> verifier.AttestResponse
+	7,  // 15: verifier.Verifier.Quote:output_type -> verifier.QuoteResponse
+	9,  // 16: verifier.Verifier.ImportBlob:output_type -> verifier.ImportBlobResponse
+	11, // 17: verifier.Verifier.ImportSigningKey:output_type -> verifier.ImportSigningKeyResponse
+	13, // 18: verifier.Verifier.NewKey:output_type -> verifier.NewKeyResponse
+	15, // 19: verifier.Verifier.Sign:output_type -> verifier.SignResponse
+	17, // 20: verifier.Verifier.GetGCEEKSigningKey:output_type -> verifier.GetGCEEKSigningKeyResponse
+	19, // 21: verifier.Verifier.SignGCEEK:output_type -> verifier.SignGCEEKResponse
+	11, // [11:22] is the sub-list for method output_type
+	0,  // [0:11] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
@@ -989,7 +1201,7 @@ func file_verifier_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_verifier_proto_rawDesc), len(file_verifier_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

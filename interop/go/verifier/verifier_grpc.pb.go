@@ -25,15 +25,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Verifier_GetEKCert_FullMethodName        = "/verifier.Verifier/GetEKCert"
-	Verifier_GetEK_FullMethodName            = "/verifier.Verifier/GetEK"
-	Verifier_GetAK_FullMethodName            = "/verifier.Verifier/GetAK"
-	Verifier_Attest_FullMethodName           = "/verifier.Verifier/Attest"
-	Verifier_Quote_FullMethodName            = "/verifier.Verifier/Quote"
-	Verifier_ImportBlob_FullMethodName       = "/verifier.Verifier/ImportBlob"
-	Verifier_ImportSigningKey_FullMethodName = "/verifier.Verifier/ImportSigningKey"
-	Verifier_NewKey_FullMethodName           = "/verifier.Verifier/NewKey"
-	Verifier_Sign_FullMethodName             = "/verifier.Verifier/Sign"
+	Verifier_GetEKCert_FullMethodName          = "/verifier.Verifier/GetEKCert"
+	Verifier_GetEK_FullMethodName              = "/verifier.Verifier/GetEK"
+	Verifier_GetAK_FullMethodName              = "/verifier.Verifier/GetAK"
+	Verifier_Attest_FullMethodName             = "/verifier.Verifier/Attest"
+	Verifier_Quote_FullMethodName              = "/verifier.Verifier/Quote"
+	Verifier_ImportBlob_FullMethodName         = "/verifier.Verifier/ImportBlob"
+	Verifier_ImportSigningKey_FullMethodName   = "/verifier.Verifier/ImportSigningKey"
+	Verifier_NewKey_FullMethodName             = "/verifier.Verifier/NewKey"
+	Verifier_Sign_FullMethodName               = "/verifier.Verifier/Sign"
+	Verifier_GetGCEEKSigningKey_FullMethodName = "/verifier.Verifier/GetGCEEKSigningKey"
+	Verifier_SignGCEEK_FullMethodName          = "/verifier.Verifier/SignGCEEK"
 )
 
 // VerifierClient is the client API for Verifier service.
@@ -58,6 +60,13 @@ type VerifierClient interface {
 	NewKey(ctx context.Context, in *NewKeyRequest, opts ...grpc.CallOption) (*NewKeyResponse, error)
 	// Signs SHA-256(data) with the key uid/kid.
 	Sign(ctx context.Context, in *SignRequest, opts ...grpc.CallOption) (*SignResponse, error)
+	// The public key (PEM "PUBLIC KEY", PKIX) of the cloud attestation key whose template the platform
+	// keeps in TPM NV (Google Cloud: RSA 0x01c10001, ECC P-256 0x01c10003), created under the endorsement
+	// hierarchy, and its certificate when NV holds one (RSA 0x01c10000, ECC 0x01c10002).
+	// FAILED_PRECONDITION when the TPM has no such template.
+	GetGCEEKSigningKey(ctx context.Context, in *GetGCEEKSigningKeyRequest, opts ...grpc.CallOption) (*GetGCEEKSigningKeyResponse, error)
+	// Signs SHA-256(data) with that key (a node-wide key: only callers named by --allow-node-key).
+	SignGCEEK(ctx context.Context, in *SignGCEEKRequest, opts ...grpc.CallOption) (*SignGCEEKResponse, error)
 }
 
 type verifierClient struct {
@@ -158,6 +167,26 @@ func (c *verifierClient) Sign(ctx context.Context, in *SignRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *verifierClient) GetGCEEKSigningKey(ctx context.Context, in *GetGCEEKSigningKeyRequest, opts ...grpc.CallOption) (*GetGCEEKSigningKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetGCEEKSigningKeyResponse)
+	err := c.cc.Invoke(ctx, Verifier_GetGCEEKSigningKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *verifierClient) SignGCEEK(ctx context.Context, in *SignGCEEKRequest, opts ...grpc.CallOption) (*SignGCEEKResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignGCEEKResponse)
+	err := c.cc.Invoke(ctx, Verifier_SignGCEEK_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VerifierServer is the server API for Verifier service.
 // All implementations must embed UnimplementedVerifierServer
 // for forward compatibility.
@@ -180,6 +209,13 @@ type VerifierServer interface {
 	NewKey(context.Context, *NewKeyRequest) (*NewKeyResponse, error)
 	// Signs SHA-256(data) with the key uid/kid.
 	Sign(context.Context, *SignRequest) (*SignResponse, error)
+	// The public key (PEM "PUBLIC KEY", PKIX) of the cloud attestation key whose template the platform
+	// keeps in TPM NV (Google Cloud: RSA 0x01c10001, ECC P-256 0x01c10003), created under the endorsement
+	// hierarchy, and its certificate when NV holds one (RSA 0x01c10000, ECC 0x01c10002).
+	// FAILED_PRECONDITION when the TPM has no such template.
+	GetGCEEKSigningKey(context.Context, *GetGCEEKSigningKeyRequest) (*GetGCEEKSigningKeyResponse, error)
+	// Signs SHA-256(data) with that key (a node-wide key: only callers named by --allow-node-key).
+	SignGCEEK(context.Context, *SignGCEEKRequest) (*SignGCEEKResponse, error)
 	mustEmbedUnimplementedVerifierServer()
 }
 
@@ -216,6 +252,12 @@ func (UnimplementedVerifierServer) NewKey(context.Context, *NewKeyRequest) (*New
 }
 func (UnimplementedVerifierServer) Sign(context.Context, *SignRequest) (*SignResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Sign not implemented")
+}
+func (UnimplementedVerifierServer) GetGCEEKSigningKey(context.Context, *GetGCEEKSigningKeyRequest) (*GetGCEEKSigningKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetGCEEKSigningKey not implemented")
+}
+func (UnimplementedVerifierServer) SignGCEEK(context.Context, *SignGCEEKRequest) (*SignGCEEKResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SignGCEEK not implemented")
 }
 func (UnimplementedVerifierServer) mustEmbedUnimplementedVerifierServer() {}
 func (UnimplementedVerifierServer) testEmbeddedByValue()                  {}
@@ -400,6 +442,42 @@ func _Verifier_Sign_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Verifier_GetGCEEKSigningKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetGCEEKSigningKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VerifierServer).GetGCEEKSigningKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Verifier_GetGCEEKSigningKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VerifierServer).GetGCEEKSigningKey(ctx, req.(*GetGCEEKSigningKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Verifier_SignGCEEK_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignGCEEKRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VerifierServer).SignGCEEK(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Verifier_SignGCEEK_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VerifierServer).SignGCEEK(ctx, req.(*SignGCEEKRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Verifier_ServiceDesc is the grpc.ServiceDesc for Verifier service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -442,6 +520,14 @@ var Verifier_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Sign",
 			Handler:    _Verifier_Sign_Handler,
+		},
+		{
+			MethodName: "GetGCEEKSigningKey",
+			Handler:    _Verifier_GetGCEEKSigningKey_Handler,
+		},
+		{
+			MethodName: "SignGCEEK",
+			Handler:    _Verifier_SignGCEEK_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -37,6 +37,14 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** GetGCEEKSigningKey result. */
+export interface CloudAkResult {
+  /** PKIX SubjectPublicKeyInfo DER of the cloud attestation key (the server sends it as PEM "PUBLIC KEY"). */
+  publicKey: Uint8Array;
+  /** Its certificate DER from NV, or null when the TPM has none. */
+  certificate: Uint8Array | null;
+}
+
 /** NewKey result. */
 export interface NewKeyResult {
   /** PKIX SubjectPublicKeyInfo DER of the new key (the server sends it as PEM "PUBLIC KEY"). */
@@ -79,6 +87,14 @@ export interface AttestorBackend {
   newKey(identity: string, uid: string, kid: string, keyType: KeyType, call?: CallOptions): Promise<NewKeyResult>;
   /** Signature over SHA-256(data): RSA PKCS#1 v1.5, ECC ASN.1 DER ECDSA. NOT_FOUND for an unknown uid/kid. */
   sign(identity: string, uid: string, kid: string, data: Uint8Array, call?: CallOptions): Promise<Uint8Array>;
+  /**
+   * The cloud attestation key of `keyType`: a primary key of the endorsement hierarchy made from
+   * the template the platform keeps in NV (RSA 0x01c10001, ECC 0x01c10003), and its certificate
+   * (NV 0x01c10000 / 0x01c10002). FAILED_PRECONDITION when the TPM has no such template.
+   */
+  getGCEEKSigningKey(identity: string, keyType: KeyType, call?: CallOptions): Promise<CloudAkResult>;
+  /** Signature over SHA-256(data) by that key: RSA PKCS#1 v1.5, ECC ASN.1 DER ECDSA. The server has checked the caller may use it. */
+  signGCEEK(identity: string, keyType: KeyType, data: Uint8Array, call?: CallOptions): Promise<Uint8Array>;
   /** Whether the backend can serve requests now (TPM reachable, primary keys loaded). */
   ready(): boolean | Promise<boolean>;
   /** Releases the TPM; called once, after the last request finished (or the shutdown wait ran out). */

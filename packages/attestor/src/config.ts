@@ -1,6 +1,7 @@
 // tpmds-attestor flags (ARCHITECTURE.md "packages/attestor"): each also as TPMDS_<NAME>; a flag
 // given on the command line wins over the environment.
 import { AUTH_MODES, type AuthMode } from './auth/caller.js';
+import { NodeKeyAccess } from './auth/node-key.js';
 import { IN_CLUSTER_CA, IN_CLUSTER_TOKEN, MAX_CACHE_SECONDS } from './auth/k8s.js';
 import { ConfigError } from './errors.js';
 
@@ -36,6 +37,8 @@ export interface AttestorConfig {
   auth: AuthMode;
   /** Policy file mapping identities to the RPCs they may call (optional). */
   allow?: string;
+  /** Identities that may sign with the node's own keys (SignGCEEK): "ns/sa" under k8s, the certificate identity under mtls. */
+  allowNodeKey?: string[];
   /** Kubernetes API server URL for TokenReviews (--auth k8s; in-cluster default). */
   kubeApi?: string;
   /** PEM CA of the API server. */
@@ -53,7 +56,8 @@ export interface AttestorConfig {
 interface FlagSpec {
   flag: string;
   key: keyof AttestorConfig;
-  kind: 'string' | 'bool' | 'int';
+  /** 'list': repeatable, and each value may be a comma-separated list (the environment variable too). */
+  kind: 'string' | 'bool' | 'int' | 'list';
   default?: string;
   meta: string;
   help: string;
@@ -75,6 +79,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: '--log-level', key: 'logLevel', kind: 'string', default: 'info', meta: 'LEVEL', help: 'debug, info, warn or error (JSON lines on stdout)' },
   { flag: '--auth', key: 'auth', kind: 'string', default: 'none', meta: 'MODE', help: 'who callers are; keys are kept apart per caller: none (one shared namespace; only with --insecure or --client-ca), mtls (client certificate: first URI SAN, else subject CN; needs --client-ca), k8s (service-account token in "authorization: Bearer", checked with a TokenReview)' },
   { flag: '--allow', key: 'allow', kind: 'string', meta: 'FILE', help: 'JSON or YAML policy of which identities may call which RPCs (default: every authenticated caller may call every RPC on its own keys); needs --auth mtls or k8s' },
+  { flag: '--allow-node-key', key: 'allowNodeKey', kind: 'list', meta: 'NS/SA', help: "identities that may sign with the node's cloud attestation key (SignGCEEK): NAMESPACE/SERVICEACCOUNT under --auth k8s, the certificate identity under --auth mtls; repeatable or comma-separated (default: nobody; under --auth none every caller)" },
   { flag: '--kube-api', key: 'kubeApi', kind: 'string', meta: 'URL', help: '--auth k8s: the Kubernetes API server (default in a pod: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)' },
   { flag: '--kube-ca', key: 'kubeCa', kind: 'string', default: IN_CLUSTER_CA, meta: 'FILE', help: '--auth k8s: PEM CA of the API server' },
   { flag: '--kube-token-file', key: 'kubeTokenFile', kind: 'string', default: IN_CLUSTER_TOKEN, meta: 'FILE', help: "--auth k8s: the attestor's own service-account token (allowed to create tokenreviews; re-read when it rotates)" },
@@ -119,8 +124,9 @@ function parseInt10(flag: string, value: string): number {
   return Number(value);
 }
 
-function parseValue(spec: FlagSpec, name: string, raw: string): string | boolean | number {
+function parseValue(spec: FlagSpec, name: string, raw: string): string | boolean | number | string[] {
   if (spec.kind === 'bool') return parseBool(name, raw);
+  if (spec.kind === 'list') return raw.split(',').map((v) => v.trim()).filter((v) => v !== '');
   if (spec.kind === 'int') return parseInt10(name, raw);
   return raw;
 }
@@ -150,7 +156,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   if (argv.includes('--help') || argv.includes('-h')) return { kind: 'help', text: helpText(version) };
   if (argv.includes('--version')) return { kind: 'version', text: `tpmds-attestor ${version}` };
 
-  const values: Partial<Record<keyof AttestorConfig, string | boolean | number>> = {};
+  const values: Partial<Record<keyof AttestorConfig, string | boolean | number | string[]>> = {};
   for (const spec of FLAGS) {
     const raw = env[envName(spec.flag)];
     if (raw === undefined || raw === '') continue;
@@ -165,7 +171,8 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     const name = eq === -1 ? arg : arg.slice(0, eq);
     const spec = FLAGS.find((f) => f.flag === name);
     if (spec === undefined) throw new ConfigError(name, 'unknown flag (see --help)');
-    if (seen.has(name)) throw new ConfigError(name, 'given more than once');
+    if (seen.has(name) && spec.kind !== 'list') throw new ConfigError(name, 'given more than once');
+    const firstOnCommandLine = !seen.has(name);
     seen.add(name);
     if (spec.kind === 'bool') {
       values[spec.key] = eq === -1 ? true : parseBool(name, arg.slice(eq + 1));
@@ -180,7 +187,9 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
       value = next;
       i++;
     }
-    values[spec.key] = parseValue(spec, name, value);
+    const parsed = parseValue(spec, name, value);
+    // A list flag's command-line values replace the environment's and add up among themselves.
+    values[spec.key] = Array.isArray(parsed) && !firstOnCommandLine ? [...(values[spec.key] as string[]), ...parsed] : parsed;
   }
 
   const config = { ...defaultConfig(), ...values } as AttestorConfig;
@@ -246,6 +255,7 @@ function validateAuth(c: AttestorConfig, hasCa: boolean): void {
   if (!(AUTH_MODES as readonly string[]).includes(c.auth)) {
     throw new ConfigError('--auth', `expected none, mtls or k8s, got ${JSON.stringify(c.auth)}`);
   }
+  NodeKeyAccess.of(c.auth, c.allowNodeKey ?? []); // each entry names an identity of this --auth mode
   if (c.auth === 'none') {
     if (!c.insecure && !hasCa) {
       throw new ConfigError(

@@ -6,7 +6,7 @@ import { createHash, generateKeyPair, randomBytes, sign as cryptoSign } from 'no
 import type { KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/protocol/formats';
-import type { AttestorBackend, CheckedEncryptedCredential, EKCertResult, KeyType, NewKeyResult } from './backend.js';
+import type { AttestorBackend, CheckedEncryptedCredential, CloudAkResult, EKCertResult, KeyType, NewKeyResult } from './backend.js';
 import { AttestorError } from './errors.js';
 import { refKey } from './keystore.js';
 import type { Logger } from './log.js';
@@ -162,6 +162,17 @@ export class FakeBackend implements AttestorBackend {
     return signWith(key, data);
   }
 
+  /** The fake has no TPM NV, so no cloud attestation-key template (as on any machine outside such a cloud). */
+  async getGCEEKSigningKey(_identity: string, keyType: KeyType): Promise<CloudAkResult> {
+    await this.#enter('getGCEEKSigningKey');
+    throw noCloudAk(keyType);
+  }
+
+  async signGCEEK(_identity: string, keyType: KeyType): Promise<Uint8Array> {
+    await this.#enter('signGCEEK');
+    throw noCloudAk(keyType);
+  }
+
   #requireAK(identity: string, uid: string): { keyType: KeyType; params: AttestationParameters } {
     const ak = this.#aks.get(refKey(identity, uid));
     if (ak === undefined) throw new AttestorError('NOT_FOUND', `uid "${uid}" has no AK (call GetAK first)`);
@@ -191,4 +202,8 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a);
   out.set(b, a.length);
   return out;
+}
+
+function noCloudAk(keyType: KeyType): AttestorError {
+  return new AttestorError('FAILED_PRECONDITION', `this TPM has no cloud attestation-key template (NV ${keyType === 'ecc' ? '0x01c10003' : '0x01c10001'})`);
 }

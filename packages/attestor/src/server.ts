@@ -26,7 +26,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, lstat, unlink } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
 import { createSecureContext } from 'node:tls';
-import { AuthFailure, createCallerAuth, type Caller, type CallerAuth, type CallCredentials } from './auth/index.js';
+import { AuthFailure, NODE_KEY_RPCS, createCallerAuth, type Caller, type CallerAuth, type CallCredentials } from './auth/index.js';
 import type { AttestorBackend, CallOptions, CheckedEncryptedCredential } from './backend.js';
 import type { AttestorConfig } from './config.js';
 import { validateConfig } from './config.js';
@@ -345,6 +345,17 @@ class VerifierHandlers {
         const kid = checkId('kid', req.kid);
         return new pb.SignResponse({ signed: await b.sign(caller.identity, uid, kid, req.data, call) });
       }),
+      // The seed's names. The key is the node's, not the caller's (no uid): any authenticated
+      // caller may read its public half; signing needs --allow-node-key (see #caller).
+      GetGCEEKSigningKey: this.#unary('GetGCEEKSigningKey', async (req: verifierpb.GetGCEEKSigningKeyRequest, caller, _log, call) => {
+        const keyType = parseKeyType(req.keyType);
+        const r = await b.getGCEEKSigningKey(caller.identity, keyType, call);
+        return new pb.GetGCEEKSigningKeyResponse({ public: encodePublicKeyPem(r.publicKey), cert: r.certificate ?? new Uint8Array(0) });
+      }),
+      SignGCEEK: this.#unary('SignGCEEK', async (req: verifierpb.SignGCEEKRequest, caller, _log, call) => {
+        const keyType = parseKeyType(req.keyType);
+        return new pb.SignGCEEKResponse({ signed: await b.signGCEEK(caller.identity, keyType, req.data, call) });
+      }),
     };
   }
 
@@ -358,6 +369,11 @@ class VerifierHandlers {
     if (this.auth.policy !== null && !this.auth.policy.allows(caller.identity, method)) {
       throw new AuthFailure('PERMISSION_DENIED', 'forbidden_by_policy', `the --allow policy does not let this caller call ${method}`);
     }
+    if (NODE_KEY_RPCS.includes(method) && !(this.auth.nodeKey?.allows(caller) ?? caller.mode === 'none')) {
+      throw new AuthFailure('PERMISSION_DENIED', 'node_key_not_allowed', `${method} signs with this node's own key: only identities named by the attestor's --allow-node-key may call it`);
+    }
+    // Every signing RPC (Sign, SignGCEEK) has passed its authorization here: a per-identity
+    // signing rate limit applies at this one point to both.
     return caller;
   }
 

@@ -9,7 +9,7 @@ import {
 } from '@tpmds/tpm2-wire';
 import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/protocol/formats';
 import { AttestorError } from './errors.js';
-import type { AttestorBackend, CallOptions, CheckedEncryptedCredential, EKCertResult, KeyType, NewKeyResult } from './backend.js';
+import type { AttestorBackend, CallOptions, CheckedEncryptedCredential, CloudAkResult, EKCertResult, KeyType, NewKeyResult } from './backend.js';
 import { refKey, type KeyRecord, type KeyStore, type NewKeyRecord } from './keystore.js';
 import { AttestorTpm, TpmFlowError, type FlowTag, type PrimaryKind, type WrappedKey } from './tpm/attestor-tpm.js';
 
@@ -151,6 +151,17 @@ export class TpmBackend implements AttestorBackend {
       const policy: PolicyStep[] = rec.pcrPolicy ? [{ type: 'PolicyPCR', selection: pcrSelection(rec.pcrPolicy.hash, rec.pcrPolicy.pcrs), pcrDigest: new Uint8Array(0) }] : [];
       return signatureBytes(await this.tpm.sign(fromRecord(rec), data, policy, tag(identity, 'Sign', call)));
     });
+  }
+
+  async getGCEEKSigningKey(identity: string, keyType: KeyType, call: CallOptions = {}): Promise<CloudAkResult> {
+    return this.guard('GetGCEEKSigningKey', async () => {
+      const ak = await this.tpm.cloudAk(keyType, tag(identity, 'GetGCEEKSigningKey', call));
+      return { publicKey: publicToSpkiDer(ak.public), certificate: ak.certificate };
+    });
+  }
+
+  async signGCEEK(identity: string, keyType: KeyType, data: Uint8Array, call: CallOptions = {}): Promise<Uint8Array> {
+    return this.guard('SignGCEEK', async () => signatureBytes(await this.tpm.cloudAkSign(keyType, data, tag(identity, 'SignGCEEK', call))));
   }
 
   private lastNotReady: string | undefined;

@@ -66,7 +66,7 @@ describe('verify: runAll flow', () => {
     assert.match(step(r, 'sign').skipped ?? '', /the new key is not available|the AK is not available/);
     assert.ok(r.failed.includes('ek.rpc') && r.failed.includes('attest (not run)'));
     assert.deepEqual(client.calls, ['healthCheck', 'getEKCert', 'getAK'], 'nothing is sent for steps that cannot be verified');
-    assert.match(formatReport(r), /^FAIL: 2 of 3 checks failed, 6 step\(s\) not run:\n {2}ek\.rpc: GetEKCert failed: NOT_FOUND: no EK here$/m);
+    assert.match(formatReport(r), /^FAIL: 2 of 4 checks failed, 6 step\(s\) not run:\n {2}ek\.rpc: GetEKCert failed: NOT_FOUND: no EK here$/m);
   });
 
   it('a malformed AK fails ak.decode and the AK-based steps are not run', async () => {

@@ -13,6 +13,7 @@ import { EV, TPM_ALG, buildEventLog, concatBytes, openTpm, parseGuid, toHex, utf
 import type { RunReport } from '../src/verify/index.js';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { TestPki } from '../../attestor/test/fixtures/pki.js';
+import { CLOUD_AK_NV, issueCloudAkCertificate, provisionCloudAkTemplate, writePlatformNv } from '../../attestor/test/fixtures/cloud-ak.js';
 import { TokenReviewStandIn } from '../../attestor/test/fixtures/tokenreview-standin.js';
 import { trackProcess, untrackProcesses } from '../../../test/support/processes.js';
 
@@ -135,7 +136,7 @@ describe('tpmds-verifier run against a tpmds-attestor on swtpm @swtpm', function
     const r = await verifier(['run', '--target', attestor.address, '--insecure', ...ekFlags, '--key-type', 'rsa']);
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}\n${attestor.log()}`);
     assert.deepEqual(failLines(r.stdout), []);
-    assert.match(r.stdout, /^PASS: all \d+ checks passed$/m);
+    assert.match(r.stdout, /^PASS: all \d+ checks passed \(warnings: gceAk\.offered\)$/m, 'no cloud attestation-key template on this swtpm: a note');
     for (const check of ['health', 'ek.certificate.chain', 'ak.certifyCreation', 'attest.secret', 'quote.sha1', 'quote.sha256', 'eventlog.replay',
       'importBlob.unsealed', 'importBlob.pcrPolicy', 'importBlob.pcrPolicyEnforced', 'importSigningKey.confirmation', 'newKey.certify', 'sign.signature']) {
       assert.match(r.stdout, new RegExp(`^  ok    ${check.replace(/\./g, '\\.')}\\s`, 'm'), `${check} is reported ok`);
@@ -150,7 +151,8 @@ describe('tpmds-verifier run against a tpmds-attestor on swtpm @swtpm', function
     assert.equal(report.ok, true);
     assert.equal(report.keyType, 'ecc');
     assert.deepEqual([report.uid, report.kid, report.importKid], ['ecc-pod', 'k1', 'k1-import']);
-    assert.deepEqual(report.steps.map((s) => s.step), ['health', 'ek', 'ak', 'attest', 'quote', 'import-blob', 'import-signing-key', 'new-key', 'sign']);
+    assert.deepEqual(report.steps.map((s) => s.step), ['health', 'ek', 'ak', 'attest', 'quote', 'import-blob', 'import-signing-key', 'new-key', 'sign', 'gce-ak']);
+    assert.deepEqual(report.warnings, ['gceAk.offered'], 'this swtpm has no cloud attestation-key template: the step is skipped with a note');
     assert.deepEqual(report.steps.flatMap((s) => s.checks).filter((c) => !c.ok), []);
     assert.deepEqual(report.failed, []);
     assert.equal(report.facts.secureBoot, 'enabled');
@@ -202,7 +204,7 @@ describe('tpmds-verifier run against a tpmds-attestor on swtpm @swtpm', function
     const r = await verifier(['run', '--target', `unix:${join(dir, 'nobody.sock')}`, '--insecure']);
     assert.equal(r.status, 1);
     assert.match(r.stdout, /FAIL {2}health\s+health check failed: UNAVAILABLE/);
-    assert.match(r.stdout, /8 step\(s\) not run/);
+    assert.match(r.stdout, /9 step\(s\) not run/);
   });
 });
 
@@ -303,5 +305,74 @@ describe('tpmds-verifier run --token-file against an attestor with --auth k8s @s
     const missing = await verifier(['ek', '--target', target, '--insecure', '--token-file', join(dir, 'absent')]);
     assert.equal(missing.status, 2);
     assert.match(missing.stderr, /--token-file .*absent: cannot read \(no such file\)/);
+  });
+});
+
+describe('tpmds-verifier gce-ak against an attestor on a swtpm provisioned like a GCE vTPM @swtpm', function () {
+  this.timeout(180_000);
+  let swtpm: SwtpmInstance;
+  let attestor: Awaited<ReturnType<typeof startAttestor>>;
+  let dir: string;
+  let pki: TestPki;
+
+  before(async () => {
+    swtpm = await startSwtpm();
+    dir = mkdtempSync(join(tmpdir(), 'tpmds-verifier-gce-'));
+    pki = new TestPki(dir, 'ak-ca');
+    const tpm = await openTpm(swtpm.address);
+    try {
+      const rsa = await provisionCloudAkTemplate(tpm, 'rsa');
+      await provisionCloudAkTemplate(tpm, 'ecc');
+      await writePlatformNv(tpm, CLOUD_AK_NV.rsa.certificate, issueCloudAkCertificate(dir, rsa, { cert: pki.caCert, key: pki.caKey }));
+    } finally {
+      await tpm.close();
+    }
+    attestor = await startAttestor([
+      '--insecure', '--listen', `unix:${join(dir, 'grpc.sock')}`, '--tpm', swtpm.address, '--state-dir', join(dir, 'state'),
+      '--health-listen', '127.0.0.1:0', '--event-log', join(dir, 'none'), '--log-level', 'info',
+    ]);
+  });
+  after(async () => {
+    await attestor?.stop();
+    await swtpm?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('gce-ak: the signature over a fresh nonce verifies, the certificate chains to --ak-roots, the instance facts are printed', async () => {
+    const r = await verifier(['gce-ak', '--target', attestor.address, '--insecure', '--ak-roots', pki.caCert]);
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}\n${attestor.log()}`);
+    for (const check of ['gceAk.public', 'gceAk.signature', 'gceAk.certificate', 'gceAk.certificate.key', 'gceAk.certificate.chain']) {
+      assert.match(r.stdout, new RegExp(`^  ok    ${check.replace(/\./g, '\\.')}\\s`, 'm'), `${check} is reported ok`);
+    }
+    assert.match(r.stdout, /^  ok    gceAk\.instance\s+GCE instance: zone us-central1-a, project google\.com:wuale-gcp-testing \(117478743145\), instance cs-debug-pca \(218557372616137117\)/m);
+    const wrongRoot = await verifier(['gce-ak', '--target', attestor.address, '--insecure', '--ak-roots', swtpm.caRootPem]);
+    assert.equal(wrongRoot.status, 1);
+    assert.deepEqual(failLines(wrongRoot.stdout).map((l) => l.trim().split(/\s+/)[1]), ['gceAk.certificate.chain']);
+  });
+
+  it('run --json --key-type ecc: the ECC key signs; it has no certificate (a warning); the report carries the key', async () => {
+    const r = await verifier(['run', '--target', attestor.address, '--insecure', '--key-type', 'ecc', '--json', '--allow-missing-eventlog', '--ek-roots', swtpm.caRootPem, '--ek-intermediates', swtpm.caIntermediatePem]);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    const report = JSON.parse(r.stdout) as RunReport;
+    const step = report.steps.find((s) => s.step === 'gce-ak')!;
+    assert.deepEqual(step.checks.map((c) => [c.name, c.ok]), [['gceAk.public', true], ['gceAk.signature', true], ['gceAk.certificate', true]]);
+    assert.equal(report.facts.gceAk?.keyType, 'ecc');
+    assert.match(report.facts.gceAk?.spkiSha256 ?? '', /^[0-9a-f]{64}$/);
+  });
+
+  it('gce-ak against a target without the template fails (exit 1): FAILED_PRECONDITION naming the NV index', async () => {
+    const plain = await startSwtpm();
+    const other = await startAttestor([
+      '--insecure', '--listen', `unix:${join(dir, 'plain.sock')}`, '--tpm', plain.address, '--state-dir', join(dir, 'plain-state'),
+      '--health-listen', '127.0.0.1:0', '--event-log', join(dir, 'none'), '--log-level', 'info',
+    ]);
+    try {
+      const r = await verifier(['gce-ak', '--target', other.address, '--insecure']);
+      assert.equal(r.status, 1, r.stdout);
+      assert.match(r.stdout, /FAIL {2}gceAk\.offered\s+the target offers no cloud attestation key \(FAILED_PRECONDITION: this TPM has no cloud attestation-key template \(NV 0x01c10001\)\)/);
+    } finally {
+      await other.stop();
+      await plain.stop();
+    }
   });
 });

@@ -45,6 +45,7 @@ export type AuthFailureReason =
   | 'not_a_service_account'
   | 'no_identity_in_certificate'
   | 'forbidden_by_policy'
+  | 'node_key_not_allowed'
   | 'auth_backend_unavailable';
 
 /**

@@ -5,17 +5,21 @@ import { ConfigError } from '../errors.js';
 import { NoAuthenticator, type Authenticator } from './caller.js';
 import { K8sAuthenticator, TokenReviewClient } from './k8s.js';
 import { MtlsAuthenticator } from './mtls.js';
+import { NodeKeyAccess } from './node-key.js';
 import { AccessPolicy } from './policy.js';
 
 export * from './caller.js';
 export { MtlsAuthenticator, certificateIdentity } from './mtls.js';
 export { AccessPolicy, POLICY_RPCS } from './policy.js';
+export { NODE_KEY_RPCS, NodeKeyAccess } from './node-key.js';
 export { K8sAuthenticator, KubeApiError, TokenReviewClient, NODE_NAME_EXTRA, unverifiedClaims, type TokenReviewStatus } from './k8s.js';
 
 export interface CallerAuth {
   authenticator: Authenticator;
   /** null: every authenticated caller may call every RPC. */
   policy: AccessPolicy | null;
+  /** Who may sign with the node's own keys (--allow-node-key); absent: nobody, except under --auth none. */
+  nodeKey?: NodeKeyAccess;
 }
 
 /** Builds what `config.auth` and `config.allow` ask for; ConfigError for unreadable files. */
@@ -24,11 +28,12 @@ export async function createCallerAuth(
   hooks: { onTokenRefused?: (reason: string, detail: string) => void } = {},
 ): Promise<CallerAuth> {
   const policy = config.allow !== undefined && config.allow !== '' ? await AccessPolicy.load(config.allow) : null;
+  const nodeKey = NodeKeyAccess.of(config.auth, config.allowNodeKey ?? []);
   switch (config.auth) {
     case 'none':
-      return { authenticator: new NoAuthenticator(), policy };
+      return { authenticator: new NoAuthenticator(), policy, nodeKey };
     case 'mtls':
-      return { authenticator: new MtlsAuthenticator(), policy };
+      return { authenticator: new MtlsAuthenticator(), policy, nodeKey };
     case 'k8s': {
       let ca: string;
       try {
@@ -45,7 +50,7 @@ export async function createCallerAuth(
         cacheSeconds: config.tokenCacheSeconds,
         ...(hooks.onTokenRefused ? { onRefused: hooks.onTokenRefused } : {}),
       };
-      return { authenticator: new K8sAuthenticator(opts), policy };
+      return { authenticator: new K8sAuthenticator(opts), policy, nodeKey };
     }
   }
 }

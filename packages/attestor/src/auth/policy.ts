@@ -1,6 +1,7 @@
 // --allow FILE: which identities may call which RPCs. Without a policy every authenticated caller
 // may call every RPC (on its own keys: isolation does not depend on the policy). GetEK/GetEKCert
-// return public data and are open to every authenticated caller.
+// and GetGCEEKSigningKey return public data and are open to every authenticated caller. SignGCEEK
+// needs, besides this policy, an identity named by --allow-node-key (node-key.ts).
 //
 //   rules:
 //     - identities: ["system:serviceaccount:payments:*", "spiffe://example.org/ns/ci/sa/builder"]
@@ -15,9 +16,9 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.js';
 
 /** The RPCs a policy can name. */
-export const POLICY_RPCS = ['GetEKCert', 'GetEK', 'GetAK', 'Attest', 'Quote', 'ImportBlob', 'ImportSigningKey', 'NewKey', 'Sign'] as const;
+export const POLICY_RPCS = ['GetEKCert', 'GetEK', 'GetAK', 'Attest', 'Quote', 'ImportBlob', 'ImportSigningKey', 'NewKey', 'Sign', 'GetGCEEKSigningKey', 'SignGCEEK'] as const;
 export type PolicyRpc = (typeof POLICY_RPCS)[number];
-const PUBLIC_RPCS: readonly string[] = ['GetEKCert', 'GetEK'];
+const PUBLIC_RPCS: readonly string[] = ['GetEKCert', 'GetEK', 'GetGCEEKSigningKey'];
 
 interface Rule {
   patterns: string[];

@@ -6,10 +6,11 @@
  * with parameter encryption.
  */
 import {
-  PERSISTENT_HANDLE, parseTpmAddress, rawBytes, TPMA_SESSION, TPM_ALG, TPM_RC, TPM_RH, TPM_SU, Tpm, TpmError, TpmTransportError,
+  PERSISTENT_HANDLE, parseTpmAddress, rawBytes, TPMA_NV, TPMA_OBJECT, TPMA_SESSION, TPMT_PUBLIC, TPM_ALG, TPM_RC, TPM_RH, TPM_SU, Tpm, TpmError, TpmTransportError,
+  algName, unmarshal,
   akTemplate, ekTemplateEccP256, ekTemplateRsa2048, hash, openTpm, pcrSelection, signingKeyTemplate,
   srkTemplateEccP256, bytesEqual,
-  type Attestation, type KeyType, type Session, type TPMS_CONTEXT, type TPMT_PUBLIC, type TPMT_SIGNATURE, type PolicyStep, type Transport,
+  type Attestation, type KeyType, type Session, type TPMS_CONTEXT, type TPMT_SIG_SCHEME, type TPMT_SIGNATURE, type PolicyStep, type Transport,
 } from '@tpmds/tpm2-wire';
 import { FairQueue, INTERNAL, QueueRejection, type FairQueueOptions, type FlowTag } from './fair-queue.js';
 
@@ -38,7 +39,21 @@ export interface WrappedKey {
   parent: PrimaryKind;
 }
 
-export type PrimaryKind = 'srk' | 'ek-rsa' | 'ek-ecc';
+export type PrimaryKind = 'srk' | 'ek-rsa' | 'ek-ecc' | 'cloud-ak-rsa' | 'cloud-ak-ecc';
+
+/**
+ * The cloud attestation keys whose template (a TPMT_PUBLIC) and certificate (DER) the platform
+ * keeps in TPM NV: Google Cloud's Shielded/Confidential VM vTPM (go-tpm-tools
+ * GceAKTemplateNVIndexRSA/ECC and GceAKCertNVIndexRSA/ECC). The key is a primary key of the
+ * endorsement hierarchy made from that template, so it is the same key on every creation.
+ */
+export const CLOUD_AK_NV_INDEX = {
+  rsa: { template: 0x01c10001, certificate: 0x01c10000 },
+  ecc: { template: 0x01c10003, certificate: 0x01c10002 },
+} as const;
+
+/** TPM_GENERATED_VALUE (Part 2, 6.2): what every TPMS_ATTEST starts with; a restricted key never signs data that does. */
+const TPM_GENERATED_VALUE = [0xff, 0x54, 0x43, 0x47] as const;
 
 export interface CreatedAk {
   key: WrappedKey;
@@ -55,8 +70,10 @@ export interface BankQuote extends Attestation {
 
 interface PrimarySpec {
   hierarchy: number;
-  persistent: number;
-  template: () => TPMT_PUBLIC;
+  /** Where a provisioned copy of the key conventionally persists (looked at first), if anywhere. */
+  persistent?: number;
+  /** A fixed template, or the NV index the platform keeps the template in (`what` names it in errors). */
+  template: (() => TPMT_PUBLIC) | { nvIndex: number; what: string };
   /** Expected key type at the persistent handle. */
   type: number;
 }
@@ -65,6 +82,8 @@ const PRIMARIES: Record<PrimaryKind, PrimarySpec> = {
   'ek-rsa': { hierarchy: TPM_RH.ENDORSEMENT, persistent: PERSISTENT_HANDLE.ekRsa, template: ekTemplateRsa2048, type: TPM_ALG.RSA },
   'ek-ecc': { hierarchy: TPM_RH.ENDORSEMENT, persistent: PERSISTENT_HANDLE.ekEcc, template: ekTemplateEccP256, type: TPM_ALG.ECC },
   srk: { hierarchy: TPM_RH.OWNER, persistent: PERSISTENT_HANDLE.srk, template: srkTemplateEccP256, type: 0 },
+  'cloud-ak-rsa': { hierarchy: TPM_RH.ENDORSEMENT, template: { nvIndex: CLOUD_AK_NV_INDEX.rsa.template, what: 'cloud attestation-key template' }, type: TPM_ALG.RSA },
+  'cloud-ak-ecc': { hierarchy: TPM_RH.ENDORSEMENT, template: { nvIndex: CLOUD_AK_NV_INDEX.ecc.template, what: 'cloud attestation-key template' }, type: TPM_ALG.ECC },
 };
 
 interface LoadedPrimary {
@@ -148,6 +167,9 @@ export class AttestorTpm {
   private readonly primaries = new Map<PrimaryKind, { persistent?: number; context?: TPMS_CONTEXT; public: TPMT_PUBLIC; name: Uint8Array }>();
   private banks: number[] | undefined;
   private readonly ekCertificates = new Map<KeyType, Uint8Array | null>();
+  /** Templates and certificates read from NV (the platform writes them once; absent ones are looked for again). */
+  private readonly nvTemplates = new Map<number, TPMT_PUBLIC>();
+  private readonly nvCertificates = new Map<number, Uint8Array | null>();
   private closed = false;
   /** Whether this attestor reclaims the TPM (no resource manager in between). */
   readonly reclaims: boolean;
@@ -343,7 +365,7 @@ export class AttestorTpm {
         delete known.context; // TPM reset since: re-create below
       }
     }
-    if (!known) {
+    if (!known && spec.persistent !== undefined && typeof spec.template === 'function') {
       // First use: a persistent key of the right kind at the conventional handle wins.
       try {
         const rp = await tpm.readPublic(spec.persistent);
@@ -357,10 +379,59 @@ export class AttestorTpm {
         if (!(e instanceof TpmError && e.is(TPM_RC.HANDLE))) throw e;
       }
     }
-    const created = await tpm.createPrimary(spec.hierarchy, spec.template());
+    const template = typeof spec.template === 'function' ? spec.template() : await this.nvTemplate(tpm, spec.template.nvIndex, spec.template.what);
+    const created = await tpm.createPrimary(spec.hierarchy, template);
     const context = await tpm.contextSave(created.handle);
     this.primaries.set(which, { context, public: created.public, name: created.name });
     return { handle: created.handle, public: created.public, name: created.name, transient: true };
+  }
+
+  /**
+   * The contents of NV index `index`, or null when the TPM has no such index (or it was never
+   * written). Read with the owner's authorization where the index allows it (as go-tpm-tools reads
+   * the cloud templates), else its own or the platform's, whichever its attributes name.
+   */
+  private async readNv(tpm: Tpm, index: number): Promise<Uint8Array | null> {
+    let attributes: number;
+    let size: number;
+    try {
+      const { nvPublic } = await tpm.nvReadPublic(index);
+      attributes = nvPublic.attributes;
+      size = nvPublic.dataSize;
+    } catch (e) {
+      if (e instanceof TpmError && e.is(TPM_RC.HANDLE)) return null;
+      throw e;
+    }
+    if (!(attributes & TPMA_NV.WRITTEN)) return null;
+    const authHandle = attributes & TPMA_NV.OWNERREAD ? TPM_RH.OWNER : attributes & TPMA_NV.AUTHREAD ? index : attributes & TPMA_NV.PPREAD ? TPM_RH.PLATFORM : index;
+    return tpm.nvRead(index, { authHandle, size });
+  }
+
+  /** The key template (TPMT_PUBLIC) the platform keeps in NV `index`; FAILED_PRECONDITION when absent or not a template. */
+  private async nvTemplate(tpm: Tpm, index: number, what: string): Promise<TPMT_PUBLIC> {
+    const cached = this.nvTemplates.get(index);
+    if (cached) return cached;
+    const at = `NV 0x${index.toString(16).padStart(8, '0')}`;
+    const data = await this.readNv(tpm, index);
+    if (data === null) throw new TpmFlowError('FAILED_PRECONDITION', `this TPM has no ${what} (${at})`);
+    let template: TPMT_PUBLIC;
+    try {
+      // Like go-tpm-tools' DecodePublic: what follows the TPMT_PUBLIC (NV padding) is ignored.
+      template = unmarshal(TPMT_PUBLIC, data);
+    } catch (e) {
+      throw new TpmFlowError('FAILED_PRECONDITION', `${at} does not hold a key template (TPMT_PUBLIC): ${(e as Error).message}`, e);
+    }
+    this.nvTemplates.set(index, template);
+    return template;
+  }
+
+  /** A certificate (DER, NV padding cut off) the platform keeps in NV `index`, or null; read once. */
+  private async nvCertificate(tpm: Tpm, index: number): Promise<Uint8Array | null> {
+    if (this.nvCertificates.has(index)) return this.nvCertificates.get(index) ?? null;
+    const data = await this.readNv(tpm, index);
+    const certificate = data === null ? null : trimDer(data);
+    this.nvCertificates.set(index, certificate);
+    return certificate;
   }
 
   /** Flush transient handles, ignoring errors (best effort; used in finally blocks). */
@@ -589,6 +660,43 @@ export class AttestorTpm {
     });
   }
 
+  /**
+   * The cloud attestation key of `keyType` (a primary key of the endorsement hierarchy made from
+   * the template in NV, see {@link CLOUD_AK_NV_INDEX}; created once and re-used like the EK) and
+   * its certificate from NV (null when the TPM has none). FAILED_PRECONDITION without the template.
+   */
+  cloudAk(keyType: KeyType, call: FlowTag = internal('cloudAk')): Promise<{ public: TPMT_PUBLIC; certificate: Uint8Array | null }> {
+    return this.flow(call, async (tpm) => {
+      const key = await this.primary(tpm, keyType === 'ecc' ? 'cloud-ak-ecc' : 'cloud-ak-rsa');
+      await this.flush(tpm, key);
+      cloudAkScheme(key.public, keyType);
+      return { public: key.public, certificate: await this.nvCertificate(tpm, CLOUD_AK_NV_INDEX[keyType].certificate) };
+    });
+  }
+
+  /**
+   * Sign SHA-256(data) with the cloud attestation key of `keyType`: RSASSA-PKCS1-v1_5 (as the seed
+   * does) or ECDSA. A restricted key (go-tpm-tools' AK template is one) signs only a digest the TPM
+   * made itself: TPM2_Hash (a hash sequence for data longer than the TPM's input buffer) gives the
+   * ticket, as in go-tpm-tools' Key.SignData.
+   */
+  cloudAkSign(keyType: KeyType, data: Uint8Array, call: FlowTag = internal('cloudAkSign')): Promise<TPMT_SIGNATURE> {
+    return this.flow(call, async (tpm) => {
+      const key = await this.primary(tpm, keyType === 'ecc' ? 'cloud-ak-ecc' : 'cloud-ak-rsa');
+      try {
+        const scheme = cloudAkScheme(key.public, keyType);
+        if (!(key.public.objectAttributes & TPMA_OBJECT.restricted)) return await tpm.sign(key.handle, hash(TPM_ALG.SHA256, data), { scheme });
+        if (TPM_GENERATED_VALUE.every((b, i) => data[i] === b)) {
+          throw new TpmFlowError('INVALID_ARGUMENT', 'data begins with TPM_GENERATED_VALUE (0xff544347): an attestation key does not sign what could pass for a TPM attestation');
+        }
+        const hashed = await tpm.hashData(data, TPM_ALG.SHA256, TPM_RH.OWNER);
+        return await tpm.sign(key.handle, hashed.outHash, { scheme, validation: hashed.validation });
+      } finally {
+        await this.flush(tpm, key);
+      }
+    });
+  }
+
   /** Close the TPM connection after the running flow (pending flows fail with UNAVAILABLE). */
   async close(): Promise<void> {
     this.closed = true;
@@ -603,6 +711,40 @@ export class AttestorTpm {
 /** The tag of a flow no caller asked for (tests, tools): served like one more caller. */
 function internal(method: string): FlowTag {
   return { identity: INTERNAL, method };
+}
+
+/**
+ * The signing scheme of a cloud attestation key: its template's, or RSASSA / ECDSA when it has
+ * none; SHA-256 either way. FAILED_PRECONDITION for a template this contract cannot serve.
+ */
+function cloudAkScheme(pub: TPMT_PUBLIC, keyType: KeyType): TPMT_SIG_SCHEME {
+  const want = keyType === 'ecc' ? TPM_ALG.ECC : TPM_ALG.RSA;
+  const problem = (what: string) => new TpmFlowError('FAILED_PRECONDITION', `the cloud attestation-key template (NV 0x${CLOUD_AK_NV_INDEX[keyType].template.toString(16).padStart(8, '0')}) ${what}`);
+  if (pub.type !== want) throw problem(`is a ${algName(pub.type)} key, not ${keyType}`);
+  if (!(pub.objectAttributes & TPMA_OBJECT.sign)) throw problem('is not a signing key');
+  const own = pub.parameters.scheme;
+  const scheme = pub.type === TPM_ALG.ECC ? TPM_ALG.ECDSA : TPM_ALG.RSASSA;
+  if (own.scheme === TPM_ALG.NULL) return { scheme, hashAlg: TPM_ALG.SHA256 };
+  if (own.scheme !== scheme || !('hashAlg' in own) || own.hashAlg !== TPM_ALG.SHA256) {
+    throw problem(`signs with ${algName(own.scheme)}${'hashAlg' in own ? `-${algName(own.hashAlg)}` : ''}, not ${algName(scheme)}-sha256`);
+  }
+  return { scheme, hashAlg: TPM_ALG.SHA256 };
+}
+
+/** Length of the DER TLV at the start of `b`, so NV padding after a certificate is cut off; `b` itself if it is not DER. */
+function trimDer(b: Uint8Array): Uint8Array {
+  if (b.length < 2 || b[0] !== 0x30) return b;
+  const l = b[1]!;
+  let len = l;
+  let header = 2;
+  if (l >= 0x80) {
+    const n = l & 0x7f;
+    if (n === 0 || n > 4 || b.length < 2 + n) return b;
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + b[2 + i]!;
+    header += n;
+  }
+  return header + len <= b.length ? b.slice(0, header + len) : b;
 }
 
 function rawOf(v: object): Uint8Array {

@@ -23,6 +23,10 @@ export const MESSAGE_SCHEMAS: Readonly<Record<string, WireSchema>> = {
   'verifier.NewKeyResponse': lenFields(1, 2),
   'verifier.SignRequest': lenFields(1, 2, 3),
   'verifier.SignResponse': lenFields(1),
+  'verifier.GetGCEEKSigningKeyRequest': lenFields(1),
+  'verifier.GetGCEEKSigningKeyResponse': lenFields(1, 2),
+  'verifier.SignGCEEKRequest': lenFields(1, 2),
+  'verifier.SignGCEEKResponse': lenFields(1),
   'grpc.health.v1.HealthCheckRequest': lenFields(1),
   'grpc.health.v1.HealthCheckResponse': { 1: { wireType: 0 } },
 };

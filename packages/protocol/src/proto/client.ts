@@ -42,6 +42,14 @@ export interface QuoteResult {
   userspaceEventLogProblem: string;
 }
 
+/** What GetGCEEKSigningKey returns. */
+export interface GetGCEEKSigningKeyResult {
+  /** PEM "PUBLIC KEY" (PKIX) of the cloud attestation key. */
+  public: Uint8Array;
+  /** Its certificate DER from TPM NV; empty when the TPM has none. */
+  cert: Uint8Array;
+}
+
 type Unary<Req, Res> = (
   request: Req,
   metadata: grpc.Metadata,
@@ -219,6 +227,28 @@ export class AttestorClient {
       this.#client['Sign'] as Unary<verifier.SignRequest, verifier.SignResponse>,
       this.#client,
       new verifier.SignRequest(request),
+      options,
+    );
+    return { signed: res.signed };
+  }
+
+  /** GetGCEEKSigningKey: the cloud attestation key (keyType "rsa" default, or "ecc") made from the template in TPM NV, and its certificate. */
+  async getGCEEKSigningKey(keyType = '', options?: grpc.CallOptions): Promise<GetGCEEKSigningKeyResult> {
+    const res = await this.#call<verifier.GetGCEEKSigningKeyRequest, verifier.GetGCEEKSigningKeyResponse>(
+      this.#client['GetGCEEKSigningKey'] as Unary<verifier.GetGCEEKSigningKeyRequest, verifier.GetGCEEKSigningKeyResponse>,
+      this.#client,
+      new verifier.GetGCEEKSigningKeyRequest({ keyType }),
+      options,
+    );
+    return { public: res.public, cert: res.cert };
+  }
+
+  /** SignGCEEK: signature over SHA-256(data) by the cloud attestation key. */
+  async signGCEEK(request: { data: Uint8Array; keyType?: string }, options?: grpc.CallOptions): Promise<{ signed: Uint8Array }> {
+    const res = await this.#call<verifier.SignGCEEKRequest, verifier.SignGCEEKResponse>(
+      this.#client['SignGCEEK'] as Unary<verifier.SignGCEEKRequest, verifier.SignGCEEKResponse>,
+      this.#client,
+      new verifier.SignGCEEKRequest({ data: request.data, keyType: request.keyType ?? '' }),
       options,
     );
     return { signed: res.signed };

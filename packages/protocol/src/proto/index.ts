@@ -3,7 +3,7 @@
 export { verifier as verifierpb } from './gen/verifier.js';
 export { tpm as tpmpb } from './gen/tpm.js';
 export { grpc as grpcpb } from './gen/grpc/health/v1/health.js';
-export type { CallerCredentials, GetEKCertResult, HealthStatus, NewKeyResult, QuoteResult } from './client.js';
+export type { CallerCredentials, GetEKCertResult, GetGCEEKSigningKeyResult, HealthStatus, NewKeyResult, QuoteResult } from './client.js';
 export { AttestorClient, healthStatusName } from './client.js';
 export { MESSAGE_SCHEMAS, MalformedRequest, healthServiceDefinition, verifierServiceDefinition } from './checked.js';
 export type { WireSchema, WireType } from './wire.js';

@@ -64,6 +64,7 @@ const NULL_TICKET = (tag: number): TPMT_TK => ({ tag, hierarchy: TPM_RH.NULL, di
 /** A TPM: one typed async method per command (see `openTpm`). Errors are `TpmError`, `TpmTransportError`, `TpmAuthError`, `TpmDecodeError`. */
 export class Tpm {
   private nvBufferMax: number | undefined;
+  private inputBufferMax: number | undefined;
 
   constructor(readonly transport: Transport) {}
 
@@ -362,6 +363,28 @@ export class Tpm {
   /** TPM2_Hash (data up to TPM_PT_INPUT_BUFFER, usually 1024 bytes). */
   async hash(data: Uint8Array, hashAlg: number, hierarchy: number = TPM_RH.OWNER): Promise<{ outHash: Uint8Array; validation: TPMT_TK }> {
     return this.execute(TPM2.Hash, {}, { data, hashAlg, hierarchy });
+  }
+  /**
+   * The TPM's digest of `data` of any length, with the ticket a restricted signing key needs
+   * (TPM2_Sign `validation`): one TPM2_Hash when it fits TPM_PT_INPUT_BUFFER, else a hash sequence
+   * (TPM2_HashSequenceStart, SequenceUpdate per chunk, SequenceComplete; Part 3, 17). The ticket is
+   * a null ticket when `data` starts with TPM_GENERATED_VALUE, as the TPM decides.
+   */
+  async hashData(data: Uint8Array, hashAlg: number, hierarchy: number = TPM_RH.OWNER): Promise<{ outHash: Uint8Array; validation: TPMT_TK }> {
+    this.inputBufferMax ??= (await this.getProperty(TPM_PT.INPUT_BUFFER)) ?? 1024;
+    const chunk = this.inputBufferMax;
+    if (data.length <= chunk) return this.hash(data, hashAlg, hierarchy);
+    const { sequenceHandle } = await this.execute(TPM2.HashSequenceStart, {}, { auth: empty(), hashAlg });
+    try {
+      let at = 0;
+      for (; data.length - at > chunk; at += chunk) await this.execute(TPM2.SequenceUpdate, { sequenceHandle }, { buffer: data.subarray(at, at + chunk) });
+      const r = await this.execute(TPM2.SequenceComplete, { sequenceHandle }, { buffer: data.subarray(at), hierarchy });
+      return { outHash: r.result, validation: r.validation };
+    } catch (e) {
+      // SequenceComplete flushes the sequence object; a failure before it leaves it loaded.
+      await this.flushContext(sequenceHandle).catch(() => undefined);
+      throw e;
+    }
   }
   /** TPM2_Sign of a digest. The scheme defaults to the key's own (NULL); `validation` is needed only for restricted keys. */
   async sign(key: HandleRef, digest: Uint8Array, opts: CallOptions & { scheme?: TPMT_SIG_SCHEME; validation?: TPMT_TK } = {}): Promise<TPMT_SIGNATURE> {

@@ -96,6 +96,17 @@ export const Hash = defineCommand({
   name: 'TPM2_Hash', code: CC.Hash, handles: [], params: { data: S.TPM2B_MAX_BUFFER, hashAlg: S.TPMI_ALG_HASH, hierarchy: S.TPM_HANDLE },
   response: { outHash: S.TPM2B_DIGEST, validation: S.TPMT_TK_HASHCHECK },
 });
+export const HashSequenceStart = defineCommand({
+  name: 'TPM2_HashSequenceStart', code: CC.HashSequenceStart, handles: [], params: { auth: S.TPM2B_AUTH, hashAlg: S.TPMI_ALG_HASH },
+  responseHandles: ['sequenceHandle'], response: {},
+});
+export const SequenceUpdate = defineCommand({
+  name: 'TPM2_SequenceUpdate', code: CC.SequenceUpdate, handles: [{ name: 'sequenceHandle', ...AUTH }], params: { buffer: S.TPM2B_MAX_BUFFER }, response: {},
+});
+export const SequenceComplete = defineCommand({
+  name: 'TPM2_SequenceComplete', code: CC.SequenceComplete, handles: [{ name: 'sequenceHandle', ...AUTH }],
+  params: { buffer: S.TPM2B_MAX_BUFFER, hierarchy: S.TPM_HANDLE }, response: { result: S.TPM2B_DIGEST, validation: S.TPMT_TK_HASHCHECK },
+});
 export const Sign = defineCommand({
   name: 'TPM2_Sign', code: CC.Sign, handles: [{ name: 'keyHandle', ...AUTH }],
   params: { digest: S.TPM2B_DIGEST, inScheme: S.TPMT_SIG_SCHEME, validation: S.TPMT_TK_HASHCHECK }, response: { signature: S.TPMT_SIGNATURE },

@@ -8,6 +8,7 @@ import { attestCommand } from './commands/attest.js';
 import { earCommand } from './commands/ear.js';
 import { ekCommand } from './commands/ek.js';
 import { eventlogCommand } from './commands/eventlog.js';
+import { gceAkCommand } from './commands/gce-ak.js';
 import { importBlobCommand } from './commands/import-blob.js';
 import { importSigningKeyCommand } from './commands/import-signing-key.js';
 import { newKeyCommand } from './commands/new-key.js';
@@ -25,6 +26,7 @@ export const COMMANDS: readonly Command[] = [
   importSigningKeyCommand,
   newKeyCommand,
   signCommand,
+  gceAkCommand,
   eventlogCommand,
   earCommand,
 ];

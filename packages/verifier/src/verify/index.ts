@@ -17,6 +17,10 @@ export { makeImportBlob, makeSigningKeyImport, signatureVerifies, verifyImportBl
 export type { NewKeyValue } from './newkey.js';
 export { SIGNING_KEY_FORBIDDEN_ATTRIBUTES, SIGNING_KEY_REQUIRED_ATTRIBUTES, verifyNewKey } from './newkey.js';
 export { verifySign } from './sign.js';
+export type { GceInstanceInfo } from './gce.js';
+export { GCE_INSTANCE_INFO_OID, GceInstanceInfoError, decodeGceInstanceInfo, describeGceInstanceInfo, gceInstanceInfo } from './gce.js';
+export type { GceAkOptions, GceAkValue } from './gce-ak.js';
+export { instanceCheck, verifyGceAk } from './gce-ak.js';
 export type { RunOptions, RunReport, StepName, StepReport, VerifierRpc } from './run.js';
 export { STEPS, STEP_DEPENDENCIES, importKidFor, rpcErrorText, runAll, stepReport, stepsWithDependencies } from './run.js';
 export { formatChecks, formatHeader, formatReport, formatStep, formatVerdict } from './report.js';

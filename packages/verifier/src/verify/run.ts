@@ -12,6 +12,8 @@ import { type ExpectedPcrs, type PcrBankValues, verifyPlatform } from './quote.j
 import { makeImportBlob, makeSigningKeyImport, verifyImportBlob, verifyImportSigningKey } from './import.js';
 import { verifyNewKey } from './newkey.js';
 import { verifySign } from './sign.js';
+import { instanceCheck, verifyGceAk } from './gce-ak.js';
+import type { GceInstanceInfo } from './gce.js';
 import type { KeyType } from './keys.js';
 
 /** The calls `runAll` makes: what `AttestorClient` offers (a test may pass its own). */
@@ -28,10 +30,13 @@ export interface VerifierRpc {
   importSigningKey(request: { uid: string; kid: string; encryptedSigningKey: Uint8Array }, options?: { deadline?: Date }): Promise<{ confirmation: Uint8Array }>;
   newKey(request: { uid: string; kid: string; keyType?: string }, options?: { deadline?: Date }): Promise<NewKeyResult>;
   sign(request: { uid: string; kid: string; data: Uint8Array }, options?: { deadline?: Date }): Promise<{ signed: Uint8Array }>;
+  /** The cloud attestation key (a client without these is treated as a target that does not offer it). */
+  getGCEEKSigningKey?(keyType?: string, options?: { deadline?: Date }): Promise<{ public: Uint8Array; cert: Uint8Array }>;
+  signGCEEK?(request: { data: Uint8Array; keyType?: string }, options?: { deadline?: Date }): Promise<{ signed: Uint8Array }>;
 }
 
 /** The steps of `run`, in order; each is also a subcommand of the CLI. */
-export const STEPS = ['health', 'ek', 'ak', 'attest', 'quote', 'import-blob', 'import-signing-key', 'new-key', 'sign'] as const;
+export const STEPS = ['health', 'ek', 'ak', 'attest', 'quote', 'import-blob', 'import-signing-key', 'new-key', 'sign', 'gce-ak'] as const;
 export type StepName = (typeof STEPS)[number];
 
 /** What each step needs run before it. */
@@ -46,6 +51,7 @@ export const STEP_DEPENDENCIES: Readonly<Record<StepName, readonly StepName[]>> 
   'import-signing-key': ['ek'],
   'new-key': ['ak'],
   sign: ['ak', 'new-key'],
+  'gce-ak': [],
 };
 
 const TITLES: Readonly<Record<StepName, string>> = {
@@ -58,6 +64,7 @@ const TITLES: Readonly<Record<StepName, string>> = {
   'import-signing-key': 'Signing key import (ImportSigningKey)',
   'new-key': 'New TPM key certified by the AK (NewKey)',
   sign: 'Signature (Sign)',
+  'gce-ak': 'Cloud attestation key (GetGCEEKSigningKey, SignGCEEK)',
 };
 
 /** Options of {@link runAll}. */
@@ -71,6 +78,14 @@ export interface RunOptions {
   expectedPcrs?: ExpectedPcrs;
   /** Accept a quote without a firmware event log (a warning instead of a failure). */
   allowMissingEventLog?: boolean;
+  /** Trust anchors and untrusted intermediates (DER) for the cloud attestation key's certificate. */
+  akRoots?: readonly Uint8Array[];
+  akIntermediates?: readonly Uint8Array[];
+  /**
+   * Fail the gce-ak step when the target offers no cloud attestation key (UNIMPLEMENTED, or
+   * FAILED_PRECONDITION: its TPM has no template). Default: the step is skipped with a note.
+   */
+  requireGceAk?: boolean;
   /** Run only these steps (plus what they need); default all of {@link STEPS}. */
   steps?: readonly StepName[];
   /** Deadline of each RPC in ms (default 120 s: RSA key generation on a real TPM is slow). */
@@ -120,6 +135,10 @@ export interface RunReport {
     /** The verified systemd userspace log: record count, boot phases in order, the PCRs it explains per bank. */
     userspaceLog?: { records: number; phases: string[]; pcrs: Record<string, number[]> };
     newKeyName?: string;
+    /** Google's instance identity from a certificate (EK or cloud attestation key), when one carries it. */
+    gceInstance?: GceInstanceInfo & { source: 'ek' | 'gce-ak'; verified: boolean };
+    /** The cloud attestation key: SHA-256 of its SPKI, and its certificate. */
+    gceAk?: { keyType: KeyType; spkiSha256: string; certificate?: { subject: string; issuer: string; serialNumber: string; notBefore: string; notAfter: string } };
   };
 }
 
@@ -207,6 +226,10 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
             subject: cert.subject, issuer: cert.issuer, serialNumber: cert.serialNumber,
             notBefore: cert.notBefore.toISOString(), notAfter: cert.notAfter.toISOString(),
           };
+          // As the seed's client prints it: the VM a Google-issued EK certificate names.
+          const verified = r.checks.some((x) => x.name === 'ek.certificate.chain' && x.ok && !x.warning) && r.ok;
+          const info = instanceCheck(checks, 'ek.gceInstance', cert, verified);
+          if (info) report.facts.gceInstance = { ...info, source: 'ek', verified };
         }
       }
     },
@@ -279,6 +302,48 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
       const data = new Uint8Array(randomBytes(64));
       const resp = await rpc(checks, 'sign', 'Sign', () => client.sign({ uid, kid, data }, call()));
       checks.push(...verifySign(resp.signed, data, key, keyType).checks);
+    },
+    'gce-ak': async (checks) => {
+      const offered = (e: unknown): boolean => {
+        const code = rpcCode(e);
+        return code !== Status.UNIMPLEMENTED && code !== Status.FAILED_PRECONDITION;
+      };
+      const notOffered = (detail: string): void => {
+        checks.push(opts.requireGceAk
+          ? { name: 'gceAk.offered', ok: false, detail }
+          : { name: 'gceAk.offered', ok: true, warning: true, detail: `${detail}: step skipped` });
+      };
+      const getKey = client.getGCEEKSigningKey?.bind(client);
+      const signKey = client.signGCEEK?.bind(client);
+      if (getKey === undefined || signKey === undefined) {
+        notOffered('this client has no GetGCEEKSigningKey/SignGCEEK');
+        return;
+      }
+      let key: { public: Uint8Array; cert: Uint8Array };
+      try {
+        key = await getKey(keyType, call());
+      } catch (e) {
+        if (offered(e)) {
+          checks.push({ name: 'gceAk.rpc', ok: false, detail: `GetGCEEKSigningKey failed: ${rpcErrorText(e)}` });
+          throw new RpcFailed();
+        }
+        notOffered(`the target offers no cloud attestation key (${rpcErrorText(e)})`);
+        return;
+      }
+      const nonce = new Uint8Array(randomBytes(32));
+      const signed = await rpc(checks, 'gceAk', 'SignGCEEK', () => signKey({ data: nonce, keyType }, call()));
+      const r = await verifyGceAk(key, nonce, signed.signed, { keyType, roots: opts.akRoots ?? [], intermediates: opts.akIntermediates ?? [] });
+      checks.push(...r.checks);
+      if (r.value) {
+        const cert = r.value.certificate;
+        report.facts.gceAk = {
+          keyType, spkiSha256: r.value.spkiSha256,
+          ...(cert ? { certificate: { subject: cert.subject, issuer: cert.issuer, serialNumber: cert.serialNumber, notBefore: cert.notBefore.toISOString(), notAfter: cert.notAfter.toISOString() } } : {}),
+        };
+        if (r.value.instance && !(report.facts.gceInstance?.verified === true && !r.value.chainVerified)) {
+          report.facts.gceInstance = { ...r.value.instance, source: 'gce-ak', verified: r.value.chainVerified };
+        }
+      }
     },
   };
 

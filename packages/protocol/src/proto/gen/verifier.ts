@@ -1424,6 +1424,320 @@ export namespace verifier {
             return SignResponse.deserialize(bytes);
         }
     }
+    export class GetGCEEKSigningKeyRequest extends pb_1.Message {
+        #one_of_decls: number[][] = [];
+        constructor(data?: any[] | {
+            keyType?: string;
+        }) {
+            super();
+            pb_1.Message.initialize(this, Array.isArray(data) ? data : [], 0, -1, [], this.#one_of_decls);
+            if (!Array.isArray(data) && typeof data == "object") {
+                if ("keyType" in data && data.keyType != undefined) {
+                    this.keyType = data.keyType;
+                }
+            }
+        }
+        get keyType() {
+            return pb_1.Message.getFieldWithDefault(this, 1, "") as string;
+        }
+        set keyType(value: string) {
+            pb_1.Message.setField(this, 1, value);
+        }
+        static fromObject(data: {
+            keyType?: string;
+        }): GetGCEEKSigningKeyRequest {
+            const message = new GetGCEEKSigningKeyRequest({});
+            if (data.keyType != null) {
+                message.keyType = data.keyType;
+            }
+            return message;
+        }
+        toObject() {
+            const data: {
+                keyType?: string;
+            } = {};
+            if (this.keyType != null) {
+                data.keyType = this.keyType;
+            }
+            return data;
+        }
+        serialize(): Uint8Array;
+        serialize(w: pb_1.BinaryWriter): void;
+        serialize(w?: pb_1.BinaryWriter): Uint8Array | void {
+            const writer = w || new pb_1.BinaryWriter();
+            if (this.keyType.length)
+                writer.writeString(1, this.keyType);
+            if (!w)
+                return writer.getResultBuffer();
+        }
+        static deserialize(bytes: Uint8Array | pb_1.BinaryReader): GetGCEEKSigningKeyRequest {
+            const reader = bytes instanceof pb_1.BinaryReader ? bytes : new pb_1.BinaryReader(bytes), message = new GetGCEEKSigningKeyRequest();
+            while (reader.nextField()) {
+                if (reader.isEndGroup())
+                    break;
+                switch (reader.getFieldNumber()) {
+                    case 1:
+                        message.keyType = reader.readString();
+                        break;
+                    default: reader.skipField();
+                }
+            }
+            return message;
+        }
+        serializeBinary(): Uint8Array {
+            return this.serialize();
+        }
+        static override deserializeBinary(bytes: Uint8Array): GetGCEEKSigningKeyRequest {
+            return GetGCEEKSigningKeyRequest.deserialize(bytes);
+        }
+    }
+    export class GetGCEEKSigningKeyResponse extends pb_1.Message {
+        #one_of_decls: number[][] = [];
+        constructor(data?: any[] | {
+            public?: Uint8Array;
+            cert?: Uint8Array;
+        }) {
+            super();
+            pb_1.Message.initialize(this, Array.isArray(data) ? data : [], 0, -1, [], this.#one_of_decls);
+            if (!Array.isArray(data) && typeof data == "object") {
+                if ("public" in data && data.public != undefined) {
+                    this.public = data.public;
+                }
+                if ("cert" in data && data.cert != undefined) {
+                    this.cert = data.cert;
+                }
+            }
+        }
+        get public() {
+            return pb_1.Message.getFieldWithDefault(this, 1, new Uint8Array(0)) as Uint8Array;
+        }
+        set public(value: Uint8Array) {
+            pb_1.Message.setField(this, 1, value);
+        }
+        get cert() {
+            return pb_1.Message.getFieldWithDefault(this, 2, new Uint8Array(0)) as Uint8Array;
+        }
+        set cert(value: Uint8Array) {
+            pb_1.Message.setField(this, 2, value);
+        }
+        static fromObject(data: {
+            public?: Uint8Array;
+            cert?: Uint8Array;
+        }): GetGCEEKSigningKeyResponse {
+            const message = new GetGCEEKSigningKeyResponse({});
+            if (data.public != null) {
+                message.public = data.public;
+            }
+            if (data.cert != null) {
+                message.cert = data.cert;
+            }
+            return message;
+        }
+        toObject() {
+            const data: {
+                public?: Uint8Array;
+                cert?: Uint8Array;
+            } = {};
+            if (this.public != null) {
+                data.public = this.public;
+            }
+            if (this.cert != null) {
+                data.cert = this.cert;
+            }
+            return data;
+        }
+        serialize(): Uint8Array;
+        serialize(w: pb_1.BinaryWriter): void;
+        serialize(w?: pb_1.BinaryWriter): Uint8Array | void {
+            const writer = w || new pb_1.BinaryWriter();
+            if (this.public.length)
+                writer.writeBytes(1, this.public);
+            if (this.cert.length)
+                writer.writeBytes(2, this.cert);
+            if (!w)
+                return writer.getResultBuffer();
+        }
+        static deserialize(bytes: Uint8Array | pb_1.BinaryReader): GetGCEEKSigningKeyResponse {
+            const reader = bytes instanceof pb_1.BinaryReader ? bytes : new pb_1.BinaryReader(bytes), message = new GetGCEEKSigningKeyResponse();
+            while (reader.nextField()) {
+                if (reader.isEndGroup())
+                    break;
+                switch (reader.getFieldNumber()) {
+                    case 1:
+                        message.public = reader.readBytes();
+                        break;
+                    case 2:
+                        message.cert = reader.readBytes();
+                        break;
+                    default: reader.skipField();
+                }
+            }
+            return message;
+        }
+        serializeBinary(): Uint8Array {
+            return this.serialize();
+        }
+        static override deserializeBinary(bytes: Uint8Array): GetGCEEKSigningKeyResponse {
+            return GetGCEEKSigningKeyResponse.deserialize(bytes);
+        }
+    }
+    export class SignGCEEKRequest extends pb_1.Message {
+        #one_of_decls: number[][] = [];
+        constructor(data?: any[] | {
+            data?: Uint8Array;
+            keyType?: string;
+        }) {
+            super();
+            pb_1.Message.initialize(this, Array.isArray(data) ? data : [], 0, -1, [], this.#one_of_decls);
+            if (!Array.isArray(data) && typeof data == "object") {
+                if ("data" in data && data.data != undefined) {
+                    this.data = data.data;
+                }
+                if ("keyType" in data && data.keyType != undefined) {
+                    this.keyType = data.keyType;
+                }
+            }
+        }
+        get data() {
+            return pb_1.Message.getFieldWithDefault(this, 1, new Uint8Array(0)) as Uint8Array;
+        }
+        set data(value: Uint8Array) {
+            pb_1.Message.setField(this, 1, value);
+        }
+        get keyType() {
+            return pb_1.Message.getFieldWithDefault(this, 2, "") as string;
+        }
+        set keyType(value: string) {
+            pb_1.Message.setField(this, 2, value);
+        }
+        static fromObject(data: {
+            data?: Uint8Array;
+            keyType?: string;
+        }): SignGCEEKRequest {
+            const message = new SignGCEEKRequest({});
+            if (data.data != null) {
+                message.data = data.data;
+            }
+            if (data.keyType != null) {
+                message.keyType = data.keyType;
+            }
+            return message;
+        }
+        toObject() {
+            const data: {
+                data?: Uint8Array;
+                keyType?: string;
+            } = {};
+            if (this.data != null) {
+                data.data = this.data;
+            }
+            if (this.keyType != null) {
+                data.keyType = this.keyType;
+            }
+            return data;
+        }
+        serialize(): Uint8Array;
+        serialize(w: pb_1.BinaryWriter): void;
+        serialize(w?: pb_1.BinaryWriter): Uint8Array | void {
+            const writer = w || new pb_1.BinaryWriter();
+            if (this.data.length)
+                writer.writeBytes(1, this.data);
+            if (this.keyType.length)
+                writer.writeString(2, this.keyType);
+            if (!w)
+                return writer.getResultBuffer();
+        }
+        static deserialize(bytes: Uint8Array | pb_1.BinaryReader): SignGCEEKRequest {
+            const reader = bytes instanceof pb_1.BinaryReader ? bytes : new pb_1.BinaryReader(bytes), message = new SignGCEEKRequest();
+            while (reader.nextField()) {
+                if (reader.isEndGroup())
+                    break;
+                switch (reader.getFieldNumber()) {
+                    case 1:
+                        message.data = reader.readBytes();
+                        break;
+                    case 2:
+                        message.keyType = reader.readString();
+                        break;
+                    default: reader.skipField();
+                }
+            }
+            return message;
+        }
+        serializeBinary(): Uint8Array {
+            return this.serialize();
+        }
+        static override deserializeBinary(bytes: Uint8Array): SignGCEEKRequest {
+            return SignGCEEKRequest.deserialize(bytes);
+        }
+    }
+    export class SignGCEEKResponse extends pb_1.Message {
+        #one_of_decls: number[][] = [];
+        constructor(data?: any[] | {
+            signed?: Uint8Array;
+        }) {
+            super();
+            pb_1.Message.initialize(this, Array.isArray(data) ? data : [], 0, -1, [], this.#one_of_decls);
+            if (!Array.isArray(data) && typeof data == "object") {
+                if ("signed" in data && data.signed != undefined) {
+                    this.signed = data.signed;
+                }
+            }
+        }
+        get signed() {
+            return pb_1.Message.getFieldWithDefault(this, 1, new Uint8Array(0)) as Uint8Array;
+        }
+        set signed(value: Uint8Array) {
+            pb_1.Message.setField(this, 1, value);
+        }
+        static fromObject(data: {
+            signed?: Uint8Array;
+        }): SignGCEEKResponse {
+            const message = new SignGCEEKResponse({});
+            if (data.signed != null) {
+                message.signed = data.signed;
+            }
+            return message;
+        }
+        toObject() {
+            const data: {
+                signed?: Uint8Array;
+            } = {};
+            if (this.signed != null) {
+                data.signed = this.signed;
+            }
+            return data;
+        }
+        serialize(): Uint8Array;
+        serialize(w: pb_1.BinaryWriter): void;
+        serialize(w?: pb_1.BinaryWriter): Uint8Array | void {
+            const writer = w || new pb_1.BinaryWriter();
+            if (this.signed.length)
+                writer.writeBytes(1, this.signed);
+            if (!w)
+                return writer.getResultBuffer();
+        }
+        static deserialize(bytes: Uint8Array | pb_1.BinaryReader): SignGCEEKResponse {
+            const reader = bytes instanceof pb_1.BinaryReader ? bytes : new pb_1.BinaryReader(bytes), message = new SignGCEEKResponse();
+            while (reader.nextField()) {
+                if (reader.isEndGroup())
+                    break;
+                switch (reader.getFieldNumber()) {
+                    case 1:
+                        message.signed = reader.readBytes();
+                        break;
+                    default: reader.skipField();
+                }
+            }
+            return message;
+        }
+        serializeBinary(): Uint8Array {
+            return this.serialize();
+        }
+        static override deserializeBinary(bytes: Uint8Array): SignGCEEKResponse {
+            return SignGCEEKResponse.deserialize(bytes);
+        }
+    }
     interface GrpcUnaryServiceInterface<P, R> {
         (message: P, metadata: grpc_1.Metadata, options: grpc_1.CallOptions, callback: grpc_1.requestCallback<R>): grpc_1.ClientUnaryCall;
         (message: P, metadata: grpc_1.Metadata, callback: grpc_1.requestCallback<R>): grpc_1.ClientUnaryCall;
@@ -1530,6 +1844,24 @@ export namespace verifier {
                 requestDeserialize: (bytes: Buffer) => SignRequest.deserialize(new Uint8Array(bytes)),
                 responseSerialize: (message: SignResponse) => Buffer.from(message.serialize()),
                 responseDeserialize: (bytes: Buffer) => SignResponse.deserialize(new Uint8Array(bytes))
+            },
+            GetGCEEKSigningKey: {
+                path: "/verifier.Verifier/GetGCEEKSigningKey",
+                requestStream: false,
+                responseStream: false,
+                requestSerialize: (message: GetGCEEKSigningKeyRequest) => Buffer.from(message.serialize()),
+                requestDeserialize: (bytes: Buffer) => GetGCEEKSigningKeyRequest.deserialize(new Uint8Array(bytes)),
+                responseSerialize: (message: GetGCEEKSigningKeyResponse) => Buffer.from(message.serialize()),
+                responseDeserialize: (bytes: Buffer) => GetGCEEKSigningKeyResponse.deserialize(new Uint8Array(bytes))
+            },
+            SignGCEEK: {
+                path: "/verifier.Verifier/SignGCEEK",
+                requestStream: false,
+                responseStream: false,
+                requestSerialize: (message: SignGCEEKRequest) => Buffer.from(message.serialize()),
+                requestDeserialize: (bytes: Buffer) => SignGCEEKRequest.deserialize(new Uint8Array(bytes)),
+                responseSerialize: (message: SignGCEEKResponse) => Buffer.from(message.serialize()),
+                responseDeserialize: (bytes: Buffer) => SignGCEEKResponse.deserialize(new Uint8Array(bytes))
             }
         };
         [method: string]: grpc_1.UntypedHandleCall;
@@ -1542,6 +1874,8 @@ export namespace verifier {
         abstract ImportSigningKey(call: grpc_1.ServerUnaryCall<ImportSigningKeyRequest, ImportSigningKeyResponse>, callback: grpc_1.sendUnaryData<ImportSigningKeyResponse>): void;
         abstract NewKey(call: grpc_1.ServerUnaryCall<NewKeyRequest, NewKeyResponse>, callback: grpc_1.sendUnaryData<NewKeyResponse>): void;
         abstract Sign(call: grpc_1.ServerUnaryCall<SignRequest, SignResponse>, callback: grpc_1.sendUnaryData<SignResponse>): void;
+        abstract GetGCEEKSigningKey(call: grpc_1.ServerUnaryCall<GetGCEEKSigningKeyRequest, GetGCEEKSigningKeyResponse>, callback: grpc_1.sendUnaryData<GetGCEEKSigningKeyResponse>): void;
+        abstract SignGCEEK(call: grpc_1.ServerUnaryCall<SignGCEEKRequest, SignGCEEKResponse>, callback: grpc_1.sendUnaryData<SignGCEEKResponse>): void;
     }
     export class VerifierClient extends grpc_1.makeGenericClientConstructor(UnimplementedVerifierService.definition, "Verifier", {}) {
         constructor(address: string, credentials: grpc_1.ChannelCredentials, options?: Partial<grpc_1.ChannelOptions>) {
@@ -1573,6 +1907,12 @@ export namespace verifier {
         };
         Sign: GrpcUnaryServiceInterface<SignRequest, SignResponse> = (message: SignRequest, metadata: grpc_1.Metadata | grpc_1.CallOptions | grpc_1.requestCallback<SignResponse>, options?: grpc_1.CallOptions | grpc_1.requestCallback<SignResponse>, callback?: grpc_1.requestCallback<SignResponse>): grpc_1.ClientUnaryCall => {
             return super.Sign(message, metadata, options, callback);
+        };
+        GetGCEEKSigningKey: GrpcUnaryServiceInterface<GetGCEEKSigningKeyRequest, GetGCEEKSigningKeyResponse> = (message: GetGCEEKSigningKeyRequest, metadata: grpc_1.Metadata | grpc_1.CallOptions | grpc_1.requestCallback<GetGCEEKSigningKeyResponse>, options?: grpc_1.CallOptions | grpc_1.requestCallback<GetGCEEKSigningKeyResponse>, callback?: grpc_1.requestCallback<GetGCEEKSigningKeyResponse>): grpc_1.ClientUnaryCall => {
+            return super.GetGCEEKSigningKey(message, metadata, options, callback);
+        };
+        SignGCEEK: GrpcUnaryServiceInterface<SignGCEEKRequest, SignGCEEKResponse> = (message: SignGCEEKRequest, metadata: grpc_1.Metadata | grpc_1.CallOptions | grpc_1.requestCallback<SignGCEEKResponse>, options?: grpc_1.CallOptions | grpc_1.requestCallback<SignGCEEKResponse>, callback?: grpc_1.requestCallback<SignGCEEKResponse>): grpc_1.ClientUnaryCall => {
+            return super.SignGCEEK(message, metadata, options, callback);
         };
     }
 }

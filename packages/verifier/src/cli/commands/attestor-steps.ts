@@ -42,9 +42,11 @@ const STEP_FLAGS: Readonly<Record<string, FlagSpec>> = {
   },
   uid: { type: 'string', valueName: 'U', description: 'the uid whose AK and keys are used (default: a fresh random UUID)' },
   kid: { type: 'string', valueName: 'K', description: 'the key id for NewKey/Sign; ImportSigningKey uses K-import (default: a fresh random UUID)' },
+  'ak-roots': { type: 'string', repeatable: true, valueName: 'FILE', description: 'PEM file of CA root certificates for the cloud attestation key\'s certificate (e.g. Google\'s EK/AK roots)' },
+  'ak-intermediates': { type: 'string', repeatable: true, valueName: 'FILE', description: 'PEM file of untrusted intermediate certificates for the cloud attestation key\'s chain' },
 };
 const COMMON_TAIL: FlagSpecs = {
-  'key-type': { type: 'string', valueName: 'rsa|ecc', description: 'EK, AK and key type: RSA-2048 or NIST P-256 (default rsa)' },
+  'key-type': { type: 'string', valueName: 'rsa|ecc', description: 'EK, AK, key and cloud attestation-key type: RSA-2048 or NIST P-256 (default rsa)' },
   json: { type: 'boolean', description: 'print exactly one JSON document (the report) on stdout; progress goes to stderr' },
 };
 
@@ -59,6 +61,7 @@ const FLAGS_OF_STEP: Readonly<Record<StepName, readonly string[]>> = {
   'import-signing-key': ['uid', 'kid'],
   'new-key': ['uid', 'kid'],
   sign: ['uid', 'kid'],
+  'gce-ak': ['ak-roots', 'ak-intermediates'],
 };
 
 /** The flags of a command that runs `steps` (and what they need). */
@@ -168,6 +171,8 @@ export function runOptionsFromArgs(args: Args, steps: readonly StepName[]): RunO
     keyType,
     ekRoots: readCerts('ek-roots', args.strings('ek-roots')),
     ekIntermediates: readCerts('ek-intermediates', args.strings('ek-intermediates')),
+    akRoots: readCerts('ak-roots', args.strings('ak-roots')),
+    akIntermediates: readCerts('ak-intermediates', args.strings('ak-intermediates')),
     ...(expectedPcrs.size > 0 ? { expectedPcrs } : {}),
     ...(stepsWithDependencies(steps).includes('quote') && args.bool('allow-missing-eventlog') ? { allowMissingEventLog: true } : {}),
     steps: ['health', ...steps],
@@ -193,8 +198,14 @@ export function setClientFactory(f: ClientFactory): ClientFactory {
 export type ReportFinisher = (report: RunReport) => Promise<{ json: Record<string, unknown>; text: string }>;
 
 /** Runs `steps` against the attestor named by the flags and prints the report; exit 0 only when every check passed. */
-export async function runSteps(args: Args, io: CliIo, steps: readonly StepName[], finish?: ReportFinisher): Promise<number> {
-  const opts = runOptionsFromArgs(args, steps);
+export async function runSteps(
+  args: Args,
+  io: CliIo,
+  steps: readonly StepName[],
+  extra: Partial<RunOptions> = {},
+  finish?: ReportFinisher,
+): Promise<number> {
+  const opts = { ...runOptionsFromArgs(args, steps), ...extra };
   const credentials = channelCredentials(args);
   const caller = callerCredentials(args);
   const json = args.bool('json');

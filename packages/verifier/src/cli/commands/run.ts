@@ -11,7 +11,7 @@ import { EAR_FLAGS, earFinisherFromArgs } from './ear.js';
 export const runCommand: Command = {
   name: 'run',
   summary: 'walk an attestor through every RPC and verify each answer',
-  usage: '--target HOST:PORT [--ca FILE | --insecure] [--client-cert F --client-key F] [--token-file F] [--ek-roots FILE]... [--ek-intermediates FILE]... [--expect-pcr IDX:HEX]... [--allow-missing-eventlog] [--uid U] [--kid K] [--key-type rsa|ecc] [--json] [--ear-out FILE --ear-key KEY.pem [--ear-submod NAME] [--policy FILE]]',
+  usage: '--target HOST:PORT [--ca FILE | --insecure] [--client-cert F --client-key F] [--token-file F] [--ek-roots FILE]... [--ek-intermediates FILE]... [--ak-roots FILE]... [--ak-intermediates FILE]... [--expect-pcr IDX:HEX]... [--allow-missing-eventlog] [--uid U] [--kid K] [--key-type rsa|ecc] [--json] [--ear-out FILE --ear-key KEY.pem [--ear-submod NAME] [--policy FILE]]',
   description: [
     'Steps, in order, each with named checks:',
     '  health              grpc.health.v1 says "verifier.Verifier" is SERVING',
@@ -28,7 +28,11 @@ export const runCommand: Command = {
     '  import-signing-key  ImportSigningKey: a key made here, wrapped for the EK, signs the uid',
     '  new-key             NewKey: TPM2_Certify by the AK, attributes, the PEM key is the certified key',
     '  sign                Sign: the signature verifies with the new key',
+    '  gce-ak              GetGCEEKSigningKey, SignGCEEK: the cloud attestation key (template in TPM NV) signs',
+    '                      a fresh nonce; its certificate is for it and chains to --ak-roots; skipped with a',
+    '                      note when the target offers none (UNIMPLEMENTED or FAILED_PRECONDITION)',
     '',
+    'A Google-issued EK or AK certificate\'s instance identity (zone, project, instance) is reported too.',
     'Without --ek-roots the EK chain is not checked (a warning). A missing or empty firmware event log',
     'fails the quote step ("quotes cannot be explained") unless --allow-missing-eventlog is given.',
     'uid and kid default to fresh random UUIDs; ImportSigningKey stores its key as "<kid>-import".',
@@ -43,5 +47,5 @@ export const runCommand: Command = {
   ].join('\n'),
   flags: { ...flagsForSteps(STEPS), ...EAR_FLAGS },
   positionals: { min: 0, max: 0, names: '' },
-  run: (args, io) => runSteps(args, io, STEPS, earFinisherFromArgs(args)),
+  run: (args, io) => runSteps(args, io, STEPS, {}, earFinisherFromArgs(args)),
 };

@@ -1,0 +1,109 @@
+// GetGCEEKSigningKey + SignGCEEK: the node's cloud attestation key (Google Cloud's vTPM: a key
+// the platform's template in TPM NV defines, certified by Google's EK/AK CA). A signature over a
+// fresh nonce proves the key is in use on the target now; the certificate, chained to --ak-roots,
+// proves whose TPM it lives in, and Google's instance-identity extension says which VM.
+import { type KeyObject, createHash, createPublicKey } from 'node:crypto';
+import { parseCertificate, verifyCertificateChain, type ParsedCertificate } from '@tpmds/tpm2-wire';
+import { decodePublicKeyPem } from '@tpmds/protocol/formats';
+import { type Check, CheckList, errorText, type StepResult } from './checks.js';
+import { type GceInstanceInfo, describeGceInstanceInfo, gceInstanceInfo } from './gce.js';
+import { signatureVerifies } from './import.js';
+import { describeKeyObject, hex, keyObjectTypeMismatch, type KeyType } from './keys.js';
+
+export interface GceAkOptions {
+  keyType: KeyType;
+  /** Trust anchors for the key's certificate (DER); empty: the chain is not checked (a warning). */
+  roots: readonly Uint8Array[];
+  intermediates: readonly Uint8Array[];
+  /** Validate the chain at this time (default now). */
+  at?: Date;
+}
+
+export interface GceAkValue {
+  publicKey: KeyObject;
+  /** SHA-256 of the key's SubjectPublicKeyInfo DER, hex. */
+  spkiSha256: string;
+  certificate?: ParsedCertificate;
+  /** Whether the certificate chained to the roots given. */
+  chainVerified: boolean;
+  instance?: GceInstanceInfo;
+}
+
+/**
+ * Verifies a GetGCEEKSigningKey response and a SignGCEEK signature over `nonce`: the PEM key
+ * decodes and is the requested type, the signature is RSASSA-PKCS1-v1_5 / ECDSA over
+ * SHA-256(nonce) by it, and a certificate, when sent, is for this key and chains to `roots`.
+ */
+export async function verifyGceAk(resp: { public: Uint8Array; cert: Uint8Array }, nonce: Uint8Array, signature: Uint8Array, opts: GceAkOptions): Promise<StepResult<GceAkValue>> {
+  const c = new CheckList();
+  const key = c.attempt(
+    'gceAk.public',
+    () => createPublicKey({ key: Buffer.from(decodePublicKeyPem(resp.public)), format: 'der', type: 'spki' }),
+    (k) => `PEM public key decodes (${describeKeyObject(k)})`,
+  );
+  if (key === undefined) return c.result();
+  const mismatch = keyObjectTypeMismatch(key, opts.keyType);
+  if (mismatch !== undefined) c.fail('gceAk.keyType', mismatch);
+  const scheme = key.asymmetricKeyType === 'ec' ? 'ECDSA (ASN.1 DER)' : 'RSASSA-PKCS1-v1_5';
+  c.expect(
+    'gceAk.signature',
+    signatureVerifies(key, nonce, signature),
+    `SignGCEEK: ${scheme} SHA-256 signature over a fresh ${nonce.length}-byte nonce verifies with the key`,
+    `SignGCEEK: the signature (${signature.length} bytes) is not a ${scheme} SHA-256 signature over the nonce by the key`,
+  );
+  const spki = new Uint8Array(key.export({ format: 'der', type: 'spki' }));
+  const value: GceAkValue = { publicKey: key, spkiSha256: hex(new Uint8Array(createHash('sha256').update(spki).digest())), chainVerified: false };
+
+  if (resp.cert.length === 0) {
+    if (opts.roots.length > 0) c.fail('gceAk.certificate', 'the TPM has no certificate for this key (NV 0x01c10000 / 0x01c10002 empty); it cannot be chained to --ak-roots');
+    else c.warn('gceAk.certificate', 'the TPM has no certificate for this key');
+    return c.result(value);
+  }
+  const certificate = c.attempt(
+    'gceAk.certificate',
+    () => parseCertificate(resp.cert),
+    (p) => `subject "${p.subject}", issuer "${p.issuer}", serial ${p.serialNumber}, valid ${p.notBefore.toISOString()} to ${p.notAfter.toISOString()}`,
+  );
+  if (certificate === undefined) return c.result(value);
+  value.certificate = certificate;
+  let same = false;
+  try {
+    same = createPublicKey({ key: Buffer.from(certificate.spki), format: 'der', type: 'spki' }).equals(key);
+  } catch {
+    // said below
+  }
+  c.expect('gceAk.certificate.key', same, 'the certificate is for this key (same key material)', 'the certificate is for another key than the one GetGCEEKSigningKey returned');
+  if (opts.roots.length === 0) {
+    c.warn('gceAk.certificate.chain', 'no --ak-roots given, chain not checked');
+  } else {
+    const r = await verifyCertificateChain(resp.cert, opts.roots, opts.intermediates, opts.at ? { at: opts.at } : {});
+    value.chainVerified = c.expect(
+      'gceAk.certificate.chain',
+      r.ok,
+      `chains to one of ${opts.roots.length} root(s)${opts.intermediates.length > 0 ? ` through ${opts.intermediates.length} intermediate(s) given` : ''}`,
+      `does not chain to --ak-roots: ${r.error ?? 'unknown reason'}`,
+    );
+  }
+  const instance = instanceCheck(c.checks, 'gceAk.instance', certificate, value.chainVerified && same);
+  if (instance) value.instance = instance;
+  return c.result(value);
+}
+
+/**
+ * Google's instance identity in `certificate`, as a check named `name` (none when the certificate
+ * has no such extension): a warning when the certificate is not verified, since the facts are then
+ * only what the certificate claims.
+ */
+export function instanceCheck(checks: Check[], name: string, certificate: ParsedCertificate, verified: boolean): GceInstanceInfo | undefined {
+  let info: GceInstanceInfo | undefined;
+  try {
+    info = gceInstanceInfo(certificate);
+  } catch (e) {
+    checks.push({ name, ok: false, detail: errorText(e) });
+    return undefined;
+  }
+  if (info === undefined) return undefined;
+  const facts = `GCE instance: ${describeGceInstanceInfo(info)}`;
+  checks.push(verified ? { name, ok: true, detail: facts } : { name, ok: true, warning: true, detail: `${facts} (claimed by a certificate whose chain was not verified)` });
+  return info;
+}
