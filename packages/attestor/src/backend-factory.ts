@@ -8,6 +8,8 @@ import type { TpmMetrics } from './metrics.js';
 import { readFile } from 'node:fs/promises';
 import { commandName } from '@tpmds/tpm2-wire';
 import { KeyStore } from './keystore.js';
+import { KeyPool, parseKeyPool } from './key-pool.js';
+import { join } from 'node:path';
 import { TpmBackend } from './tpm-backend.js';
 import { AttestorTpm } from './tpm/attestor-tpm.js';
 
@@ -65,6 +67,17 @@ export async function createBackend(
       onReject: (reason) => metrics.countTpmQueueRejected(reason),
     },
   });
+  const poolSize = parseKeyPool('--key-pool', config.keyPool);
+  let pool: KeyPool | undefined;
+  if (poolSize.rsa + poolSize.ecc > 0) {
+    const warn = (message: string): void => logger.warn(message, { tpm: config.tpm, stateDir: config.stateDir });
+    try {
+      pool = await KeyPool.open(tpm, join(store.dir, 'pool'), poolSize, { warn });
+    } catch (e) {
+      throw new BackendUnavailableError(`--state-dir ${config.stateDir}: the key pool: ${(e as Error).message}`);
+    }
+    pool.start();
+  }
   if (!tpm.reclaims) logger.debug('the TPM is behind a resource manager: it flushes what other processes leave, the attestor does not', { tpm: config.tpm });
   return new TpmBackend(tpm, store, {
     readEventLog: async () => {
@@ -78,5 +91,6 @@ export async function createBackend(
     },
     warn: (message) => logger.warn(message, { tpm: config.tpm, eventLog: config.eventLog }),
     info: (message) => logger.info(message, { tpm: config.tpm }),
+    ...(pool ? { pool } : {}),
   });
 }

@@ -653,15 +653,13 @@ function internal(method: string): FlowTag {
 
 const ALL_PCRS: readonly number[] = Array.from({ length: 24 }, (_, i) => i);
 
-/** The object cache's name of a stored key: its parent and a digest of its wrapped blobs. */
+/** The object cache's name of a stored key: its parent and a digest of its wrapped private blob. */
 const objectIds = new WeakMap<WrappedKey, string>();
 function objectId(key: WrappedKey): string {
   let id = objectIds.get(key);
   if (id === undefined) {
-    const h = createHash('sha256').update(key.parent).update(key.private);
-    const pub = rawBytes(key.public);
-    if (pub) h.update(pub);
-    id = `key:${h.digest('hex')}`;
+    // The private blob is unique to the key (its integrity HMAC covers the key's Name).
+    id = `key:${createHash('sha256').update(key.parent).update(key.private).digest('hex')}`;
     objectIds.set(key, id);
   }
   return id;
