@@ -8,12 +8,12 @@
 import {
   PERSISTENT_HANDLE, parseTpmAddress, rawBytes, TPMA_SESSION, TPM_ALG, TPM_RC, TPM_RH, TPM_SU, Tpm, TpmError, TpmTransportError,
   akTemplate, ekTemplateEccP256, ekTemplateRsa2048, hash, openTpm, pcrSelection, signingKeyTemplate,
-  srkTemplateEccP256, bytesEqual, TPM_PT, verifySignature,
+  srkTemplateEccP256, bytesEqual, TPM_PT, publicToSpkiDer, signatureToDer,
   type Attestation, type KeyType, type Session, type TPMT_PUBLIC, type TPMT_SIGNATURE, type TPMT_TK, type PolicyStep, type Transport,
 } from '@tpmds/tpm2-wire';
 import { FairQueue, INTERNAL, QueueRejection, type FairQueueOptions, type FlowTag } from './fair-queue.js';
 import { ObjectCache, type ObjectCacheStats } from './object-cache.js';
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 
 export { BACKGROUND, INTERNAL, type FlowTag } from './fair-queue.js';
 
@@ -87,6 +87,8 @@ interface LoadedPrimary {
   handle: number;
   public: TPMT_PUBLIC;
   name: Uint8Array;
+  /** A persistent handle: every command naming it needs a free object slot for it while it runs. */
+  persistent: boolean;
 }
 
 /** What occupies the TPM's volatile memory (TPM2_GetCapability(TPM_CAP_HANDLES)). */
@@ -114,6 +116,11 @@ export interface AttestorTpmOptions {
   onExhausted?: (kind: 'object' | 'session', held: HeldHandles) => void;
   /** The queue in front of the TPM (see fair-queue.ts): how many flows may wait (default 256) and its metrics hooks. */
   queue?: Partial<FairQueueOptions>;
+  /**
+   * Most objects kept loaded between flows (default: the TPM's TPM_PT_HR_TRANSIENT_MIN, at least 3).
+   * Fewer leave slots to another process using the same TPM without a resource manager (the benchmark).
+   */
+  objectSlots?: number;
   /** Opens the TPM connection's transport instead of `address` (tests record the commands sent). */
   openTransport?: () => Promise<Transport>;
 }
@@ -251,7 +258,7 @@ export class AttestorTpm {
           this.objects.beginFlow();
           if (this.reclaims && this.reclaimDue) await this.reclaim(tpm);
           if (!this.slotsKnown) {
-            this.objects.slots = Math.max(3, (await tpm.getProperty(TPM_PT.HR_TRANSIENT_MIN)) ?? 3);
+            this.objects.slots = this.opts.objectSlots ?? Math.max(3, (await tpm.getProperty(TPM_PT.HR_TRANSIENT_MIN)) ?? 3);
             this.slotsKnown = true;
           }
           result = await f(tpm);
@@ -379,6 +386,7 @@ export class AttestorTpm {
     if (!known) {
       // First use: a persistent key of the right kind at the conventional handle wins.
       try {
+        await this.objects.makeRoom(tpm, 1); // a command naming a persistent object loads it into a slot
         const rp = await tpm.readPublic(spec.persistent);
         const expected = spec.template();
         const matches = spec.type === 0 ? rp.public.type === TPM_ALG.RSA || rp.public.type === TPM_ALG.ECC : rp.public.type === spec.type && bytesEqual(rp.public.authPolicy, expected.authPolicy);
@@ -387,7 +395,7 @@ export class AttestorTpm {
         if (!(e instanceof TpmError && e.is(TPM_RC.HANDLE))) throw e;
       }
     }
-    if (known?.persistent !== undefined) return { handle: known.persistent, public: known.public, name: known.name };
+    if (known?.persistent !== undefined) return { handle: known.persistent, public: known.public, name: known.name, persistent: true };
     const handle = await this.objects.acquire(tpm, `primary:${which}`, async () => {
       await this.objects.makeRoom(tpm, 1);
       const created = await tpm.createPrimary(spec.hierarchy, spec.template());
@@ -395,7 +403,15 @@ export class AttestorTpm {
       return created.handle;
     });
     const p = this.primaries.get(which) as { public: TPMT_PUBLIC; name: Uint8Array };
-    return { handle, public: p.public, name: p.name };
+    return { handle, public: p.public, name: p.name, persistent: false };
+  }
+
+  /**
+   * Room in the TPM's object slots for a command that makes `objects` new objects (Create, Load)
+   * and names `parent`: a persistent parent is loaded into a slot for the command's duration too.
+   */
+  private room(tpm: Tpm, parent: LoadedPrimary, objects = 1): Promise<void> {
+    return this.objects.makeRoom(tpm, objects + (parent.persistent ? 1 : 0));
   }
 
   /** Flush transient handles (sessions, a flow's temporary objects), ignoring errors (best effort; used in finally blocks). */
@@ -405,6 +421,7 @@ export class AttestorTpm {
 
   /** A session salted to `salt` with parameter encryption both ways (the bus sees no secret in clear). */
   private async encryptingSession(tpm: Tpm, salt: LoadedPrimary, type: 'hmac' | 'policy' = 'hmac'): Promise<Session> {
+    await this.room(tpm, salt, 0);
     const s = await tpm.startAuthSession({ type, salt: { handle: salt.handle, public: salt.public } });
     return s.with(TPMA_SESSION.decrypt | TPMA_SESSION.encrypt);
   }
@@ -423,8 +440,10 @@ export class AttestorTpm {
       let session: Session | undefined;
       try {
         if (key.parent !== 'srk') session = await this.ekPolicySession(tpm);
-        await this.objects.makeRoom(tpm, 1);
-        return (await tpm.load(parent.handle, key.private, key.public, session ? { sessions: [session] } : {})).handle;
+        await this.room(tpm, parent);
+        const handle = (await tpm.load(parent.handle, key.private, key.public, session ? { sessions: [session] } : {})).handle;
+        this.releasePrimary(key.parent);
+        return handle;
       } catch (e) {
         if (e instanceof TpmError && (e.is(TPM_RC.INTEGRITY) || e.is(TPM_RC.BINDING) || e.is(TPM_RC.VALUE))) {
           throw new TpmFlowError('FAILED_PRECONDITION', `a stored key no longer loads under its parent (${key.parent}): the TPM was cleared or the ${key.parent} replaced`, e);
@@ -438,16 +457,28 @@ export class AttestorTpm {
 
   /** Load a key just created by this flow and keep it in the object cache (it is usually used next). */
   private async loadNew(tpm: Tpm, parent: LoadedPrimary, key: WrappedKey): Promise<number> {
-    await this.objects.makeRoom(tpm, 1);
+    await this.room(tpm, parent);
     const handle = (await tpm.load(parent.handle, key.private, key.public)).handle;
     this.objects.insert(objectId(key), handle);
+    this.releasePrimary(key.parent);
     return handle;
+  }
+
+  /**
+   * The running flow is done with a primary it used as a parent: with few slots it may be pushed
+   * out (saved) to make room for the flow's next object. Flows that use a primary's handle later
+   * (the EK of ActivateCredential) take it after loading their keys.
+   */
+  private releasePrimary(which: PrimaryKind): void {
+    this.objects.release(`primary:${which}`);
   }
 
   /** TPM2_Create of an AK or a signing key under the SRK: the only TPM command besides loading the SRK. */
   private async createUnderSrk(tpm: Tpm, kind: 'ak' | 'key', keyType: KeyType): Promise<UncertifiedKey> {
     const srk = await this.primary(tpm, 'srk');
+    await this.room(tpm, srk); // TPM2_Create holds the new object in a slot while it runs
     const c = await tpm.create(srk.handle, kind === 'ak' ? akTemplate(keyType) : signingKeyTemplate(keyType));
+    this.releasePrimary('srk');
     return {
       kind,
       key: { keyType, public: c.public, private: c.private, parent: 'srk' },
@@ -510,6 +541,7 @@ export class AttestorTpm {
         const ek = await this.primary(tpm, ekType === 'ecc' ? 'ek-ecc' : 'ek-rsa');
         policy = await this.ekPolicySession(tpm);
         enc = await this.encryptingSession(tpm, ek);
+        await this.room(tpm, ek, 0);
         return await tpm.activateCredential(akHandle, ek.handle, credentialBlob, encryptedSecret, { sessions: [undefined, policy, enc] });
       } finally {
         await this.flush(tpm, enc?.handle, policy?.handle);
@@ -553,7 +585,7 @@ export class AttestorTpm {
       let lp: Session | undefined;
       try {
         lp = await this.ekPolicySession(tpm);
-        await this.objects.makeRoom(tpm, 1);
+        await this.room(tpm, ek);
         obj = (await tpm.load(ek.handle, key.private, blob.publicArea, { sessions: [lp] })).handle;
         s = await this.encryptingSession(tpm, ek, blob.policy.length > 0 ? 'policy' : 'hmac');
         if (blob.policy.length > 0) await tpm.applyPolicy(s, blob.policy);
@@ -581,6 +613,7 @@ export class AttestorTpm {
     try {
       policy = await this.ekPolicySession(tpm);
       enc = await this.encryptingSession(tpm, ek);
+      await this.room(tpm, ek, 0);
       const priv = await tpm.import(ek.handle, blob.publicArea, blob.duplicate, blob.encryptedSeed, { sessions: [policy, enc] });
       const keyType: KeyType = blob.publicArea.type === TPM_ALG.ECC ? 'ecc' : 'rsa';
       return { key: { keyType, public: blob.publicArea, private: priv, parent: which }, ek };
@@ -665,10 +698,16 @@ function objectId(key: WrappedKey): string {
   return id;
 }
 
-/** Whether `sig` is `key`'s signature over `data` (SHA-256). */
+/** Node's public key of each stored key (made once per decoded key). */
+const publicKeys = new WeakMap<WrappedKey, KeyObject>();
+
+/** Whether `sig` (RSASSA or ECDSA with SHA-256, as `sign` asks for) is `key`'s signature over `data`. */
 function verifiesWith(key: WrappedKey, data: Uint8Array, sig: TPMT_SIGNATURE): boolean {
   try {
-    return verifySignature(key.public, data, sig);
+    let pub = publicKeys.get(key);
+    if (pub === undefined) publicKeys.set(key, (pub = createPublicKey({ key: Buffer.from(publicToSpkiDer(key.public)), format: 'der', type: 'spki' })));
+    const expected = key.keyType === 'ecc' ? TPM_ALG.ECDSA : TPM_ALG.RSASSA;
+    return sig.sigAlg === expected && verify('sha256', data, pub, signatureToDer(sig));
   } catch {
     return false;
   }

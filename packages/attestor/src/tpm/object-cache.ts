@@ -94,6 +94,14 @@ export class ObjectCache {
     return e.handle;
   }
 
+  /**
+   * The running flow no longer uses object `id`'s handle (a parent after loading its child): it may
+   * be pushed out to make room; a later `acquire` in the same flow brings it back.
+   */
+  release(id: string): void {
+    this.#pinned.delete(id);
+  }
+
   /** Record object `id` just loaded at `handle` by the running flow (pinned). */
   insert(id: string, handle: number): void {
     this.#pinned.add(id);
