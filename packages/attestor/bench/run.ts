@@ -42,6 +42,8 @@ const arg = (name: string, dflt: number): number => {
 const ROUNDS = arg('--rounds', 5);
 const N = arg('--n', 200);
 const RSS_RPCS = arg('--rss-rpcs', 10_000);
+/** NODE_OPTIONS of the attestor process (default none, as deployed), e.g. --node-options --max-semi-space-size=2. */
+const CHILD_NODE_OPTIONS = process.argv.includes('--node-options') ? (process.argv[process.argv.indexOf('--node-options') + 1] ?? '') : '';
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const ATTESTOR_MAIN = join(REPO, 'packages/attestor/dist/main.js');
 
@@ -233,7 +235,7 @@ try {
     ATTESTOR_MAIN, '--listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0', '--tpm', sw.address, '--state-dir', join(work, 'state2'),
     '--event-log', join(work, 'no-event-log'), '--tls-cert', server.cert, '--tls-key', server.key, '--client-ca', pki.caCert, '--auth', 'mtls',
     '--key-pool', `rsa=${POOL},ecc=${POOL}`, '--log-level', 'info',
-  ], { stdio: ['ignore', 'pipe', 'inherit'], env: { PATH: process.env['PATH'] ?? '' } });
+  ], { stdio: ['ignore', 'pipe', 'inherit'], env: { PATH: process.env['PATH'] ?? '', NODE_OPTIONS: CHILD_NODE_OPTIONS } });
   const listening = await new Promise<{ address: string; healthAddress: string }>((resolve, reject) => {
     const rl = createInterface({ input: child.stdout });
     rl.on('line', (l) => {
@@ -261,6 +263,7 @@ try {
   const pc = new AttestorClient(listening.address, clientCreds, NAME);
   const pooledNewKey: Record<string, number[]> = { rsa: [], ecc: [] };
   const pooledGetAk: Record<string, number[]> = { rsa: [], ecc: [] };
+  /** RSS: [after start-up, peak during the first RPCs, after them, peak during the second, after them and 3 s idle]. */
   const rssAt: number[] = [];
   try {
     let made = 4 * POOL;
@@ -277,9 +280,14 @@ try {
     }
     rssAt.push(rss());
     for (let round = 0; round < 2; round++) {
+      let peak = 0;
+      const sample = setInterval(() => (peak = Math.max(peak, rss())), 100);
       await throughput(8, RSS_RPCS, (i) => pc.sign({ uid: 'pooled-ecc-0', kid: 'k', data: new Uint8Array([i & 255]) }));
-      rssAt.push(rss());
+      clearInterval(sample);
+      rssAt.push(Math.max(peak, rss()), rss());
     }
+    await new Promise((r) => setTimeout(r, 3000));
+    rssAt.push(rss());
   } finally {
     pc.close();
     child.kill('SIGTERM');
@@ -309,7 +317,14 @@ try {
   say(`| GetAK first call, cold (3 calls) | ${ms(p50(coldGetAk['rsa']!))} | ${ms(p50(coldGetAk['ecc']!))} |`);
   say(`| GetAK first call, from the pool (${POOL} calls) | ${ms(p50(pooledGetAk['rsa']!))} | ${ms(p50(pooledGetAk['ecc']!))} |`);
   say();
-  say(`Attestor process RSS (MB): ${rssAt[0]!.toFixed(1)} after start-up and key creation, ${rssAt[1]!.toFixed(1)} after ${RSS_RPCS} Sign RPCs, ${rssAt[2]!.toFixed(1)} after ${2 * RSS_RPCS} (growth over the second ${RSS_RPCS}: ${(rssAt[2]! - rssAt[1]!).toFixed(1)} MB)`);
+  const mb = (x: number | undefined): string => `${(x ?? NaN).toFixed(1)} MB`;
+  say(`| attestor process RSS${CHILD_NODE_OPTIONS ? ` (NODE_OPTIONS=${CHILD_NODE_OPTIONS})` : ''} | |`);
+  say('|---|---|');
+  say(`| after start-up, pool fill and the key-creation calls | ${mb(rssAt[0])} |`);
+  say(`| Sign RPCs 1-${RSS_RPCS} (8 callers): peak / at the end | ${mb(rssAt[1])} / ${mb(rssAt[2])} |`);
+  say(`| Sign RPCs ${RSS_RPCS + 1}-${2 * RSS_RPCS}: peak / at the end | ${mb(rssAt[3])} / ${mb(rssAt[4])} |`);
+  say(`| 3 s idle after that | ${mb(rssAt[5])} |`);
+  say(`| peak growth over the second ${RSS_RPCS} | ${(rssAt[3]! - rssAt[1]!).toFixed(1)} MB |`);
   say(`Total bench time: ${((performance.now() - started) / 1000).toFixed(0)} s`);
 } finally {
   await sw.stop();

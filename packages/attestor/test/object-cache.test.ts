@@ -3,7 +3,7 @@
 // a TPM power cycle with a full cache still signs with the right key.
 import assert from 'node:assert/strict';
 import { createPublicKey, verify } from 'node:crypto';
-import { TPM_CC, commandName, publicToSpkiDer, signatureToDer, type TPMT_SIGNATURE } from '@tpmds/tpm2-wire';
+import { TPM_CC, commandName, openTpm, openTransport, publicToSpkiDer, signatureToDer, TPM_RH, signingKeyTemplate, srkTemplateEccP256, type TPMT_SIGNATURE, type Transport } from '@tpmds/tpm2-wire';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { AttestorTpm, type WrappedKey } from '../src/tpm/attestor-tpm.js';
 import { createBackend } from '../src/backend-factory.js';
@@ -86,12 +86,46 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
       await tpm.close();
     }
     // close() leaves nothing loaded.
-    const { openTpm } = await import('@tpmds/tpm2-wire');
     const check = await openTpm(swtpm.address);
     try {
       assert.deepEqual(await check.getLoadedHandles(), []);
     } finally {
       await check.close();
+    }
+  });
+
+  it('another process flushes the kept keys (and loads its own objects at their handle numbers): the next Signs still sign with their own keys', async () => {
+    // The attestor and the "other process" share one swtpm connection (swtpm serves one at a time).
+    const shared = await openTransport(swtpm.address);
+    const borrowed = (): Transport => ({ send: (c) => shared.send(c), close: () => Promise.resolve(), get startups() { return shared.startups; } });
+    const tpm = new AttestorTpm(swtpm.address, { openTransport: () => Promise.resolve(borrowed()) });
+    const other = await openTpm(undefined, { transport: borrowed() });
+    try {
+      const ak = (await tpm.createAk('ecc')).key;
+      const keys = [(await tpm.createKey(ak, 'ecc')).key, (await tpm.createKey(ak, 'rsa')).key];
+      for (const key of keys) await tpm.sign(key, new Uint8Array([0]));
+      const flushAll = async (): Promise<number[]> => {
+        const held = await other.getLoadedHandles();
+        for (const h of held) await other.flushContext(h);
+        return held.filter((h) => h >>> 24 === 0x80);
+      };
+      // 1. Flushed only: the Sign meets TPM_RC_REFERENCE_H0 and loads its key again.
+      assert.ok((await flushAll()).length >= 2);
+      for (const [i, key] of keys.entries()) assert.ok(signs(key, new Uint8Array([1, i]), await tpm.sign(key, new Uint8Array([1, i]))), `key ${i} after the flush`);
+      // 2. Flushed and the handle numbers taken by other keys: the check catches the foreign signature.
+      const was = await flushAll();
+      const srk = await other.createPrimary(TPM_RH.OWNER, srkTemplateEccP256());
+      const foreign: number[] = [];
+      for (const keyType of ['ecc', 'rsa'] as const) {
+        const c = await other.create(srk.handle, signingKeyTemplate(keyType));
+        foreign.push((await other.load(srk.handle, c.private, c.public)).handle);
+      }
+      assert.ok(was.some((h) => foreign.includes(h) || h === srk.handle), `a foreign object took one of our handles (${was.map((h) => h.toString(16))} vs ${[srk.handle, ...foreign].map((h) => h.toString(16))})`);
+      for (const [i, key] of keys.entries()) assert.ok(signs(key, new Uint8Array([2, i]), await tpm.sign(key, new Uint8Array([2, i]))), `key ${i} after its handle was taken`);
+    } finally {
+      await tpm.close();
+      await other.close();
+      await shared.close();
     }
   });
 

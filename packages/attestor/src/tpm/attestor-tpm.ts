@@ -147,6 +147,12 @@ function exhaustion(e: unknown): 'object' | 'session' | undefined {
   return undefined;
 }
 
+/** A command named a transient handle that is not loaded (TPM_RC_REFERENCE_Hx, TPM_RC_HANDLE). */
+function staleHandle(e: unknown): boolean {
+  if (!(e instanceof TpmError)) return false;
+  return e.is(TPM_RC.HANDLE) || [TPM_RC.REFERENCE_H0, TPM_RC.REFERENCE_H1, TPM_RC.REFERENCE_H2].some((rc) => e.is(rc));
+}
+
 /** What occupies the TPM's volatile memory, split into objects and sessions. */
 export async function heldHandles(tpm: Tpm): Promise<HeldHandles> {
   const all = await tpm.getLoadedHandles();
@@ -178,6 +184,11 @@ export class AttestorTpm {
   private closed = false;
   /** Whether this attestor reclaims the TPM (no resource manager in between). */
   readonly reclaims: boolean;
+  /**
+   * Whether other processes can repoint our handles: without a resource manager one could flush a
+   * kept-loaded key and load another object at its handle number; signatures are then checked.
+   */
+  private readonly handlesShared: boolean;
   /** A reclaim is due before the next flow: set at start, on a new connection and after a TPM reset. */
   private reclaimDue = true;
 
@@ -186,6 +197,7 @@ export class AttestorTpm {
     private readonly opts: AttestorTpmOptions = {},
   ) {
     this.reclaims = opts.reclaim ?? !hasResourceManager(address);
+    this.handlesShared = !hasResourceManager(address);
     this.queue = new FairQueue({ limit: DEFAULT_QUEUE_LIMIT, ...opts.queue });
   }
 
@@ -246,6 +258,7 @@ export class AttestorTpm {
       let resets = 0;
       let reclaimedForExhaustion = false;
       let evictedForExhaustion = false;
+      let reloadedStale = false;
       for (;;) {
         const before = startups();
         let result: T;
@@ -266,6 +279,13 @@ export class AttestorTpm {
           if (e instanceof TpmTransportError) throw await this.dropConnection(tpm, e);
           const initialize = e instanceof TpmError && e.is(TPM_RC.INITIALIZE);
           if (!initialize && startups() === before) {
+            // A kept-loaded object is gone (the TPM was reset behind our back: a suspend/resume,
+            // another process flushing it): forget every cached handle, load again from the blobs.
+            if (!reloadedStale && staleHandle(e) && this.objects.stats.known > 0) {
+              reloadedStale = true;
+              this.forgetVolatile();
+              continue;
+            }
             const kind = exhaustion(e);
             if (kind === undefined) throw e;
             // Every flow flushes its sessions and temporary objects before its error reaches here;
@@ -637,9 +657,10 @@ export class AttestorTpm {
   /**
    * Sign SHA-256(data) with a stored key: RSASSA-PKCS1-v1_5 or ECDSA. Keys bound to PCRs
    * (imported with a PolicyPCR authPolicy) are authorized with that policy. The digest is made
-   * before the flow and the signature checked against the key's public area after it (outside the
-   * queue): a hot key is one TPM2_Sign, and a handle that went stale unnoticed (another process
-   * on a TPM without a resource manager) can never return a signature by another key.
+   * before the flow, so a hot key is one TPM2_Sign. Without a resource manager, where another
+   * process could flush a kept-loaded key and load its own object at the same handle number, the
+   * signature is checked against the key's public area after the flow (outside the queue): a
+   * handle that went stale unnoticed never returns a signature by another key.
    */
   async sign(key: WrappedKey, data: Uint8Array, policy: PolicyStep[] = [], call: FlowTag = internal('sign')): Promise<TPMT_SIGNATURE> {
     const digest = hash(TPM_ALG.SHA256, data);
@@ -658,7 +679,7 @@ export class AttestorTpm {
           await this.flush(tpm, s?.handle);
         }
       });
-      if (verifiesWith(key, data, sig)) return sig;
+      if (!this.handlesShared || verifiesWith(key, data, sig)) return sig;
       // Not this key's signature: a cached handle now names another object. The next flow forgets
       // every cached handle (and reclaims what is not ours), then loads the key again.
       this.objectsEpoch = -1;
