@@ -231,7 +231,11 @@ export class AttestorTpm {
       this.connecting = opened.finally(() => (this.connecting = undefined));
     }
     const tpm = await this.connecting;
-    if (this.tpm !== tpm) this.reclaimDue = true;
+    if (this.tpm !== tpm) {
+      this.reclaimDue = true;
+      // Kept objects belong to the TPM, not the connection: count TPM starts from this transport's.
+      this.objectsEpoch = tpm.transport.startups ?? 0;
+    }
     this.tpm = tpm;
     return tpm;
   }
