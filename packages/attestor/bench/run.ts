@@ -7,9 +7,9 @@
  *   minimal  bench/minimal-server.ts: grpc-js Sign server, same proto, same TLS transport, key kept
  *            loaded, SHA-256 + TPM2_Sign only;
  *   attestor the attestor as deployed: mTLS + --auth mtls, info logging (JSON lines to a null
- *            sink), metrics, key store, TPM queue, object cache. No key pool (cold NewKey/GetAK).
- * Part 2 (the built attestor as a child process with --key-pool): NewKey and first GetAK from the
- * pool, and the process's RSS after 10,000 and 20,000 Sign RPCs.
+ *            sink), metrics, key store, TPM queue, object cache.
+ * Part 2 (the built attestor as a child process): NewKey and a first GetAK cold (--key-pool 0) and
+ * from the pool (--key-pool rsa=3,ecc=3), and the pooled process's RSS over 2 x 10,000 Sign RPCs.
  *
  *   pnpm build && pnpm bench [--rounds R] [--n N] [--rss-rpcs N]
  */
@@ -148,16 +148,6 @@ try {
   const coldNewKey: Record<string, number[]> = { rsa: [], ecc: [] };
   const coldGetAk: Record<string, number[]> = { rsa: [], ecc: [] };
   try {
-    observe = attestorObserve;
-    // Cold GetAK (first call for a uid) and cold NewKey: no pool in part 1. A first GetAK of each
-    // type, not counted, loads the SRK and the caches the later ones find.
-    for (const keyType of ['ecc', 'rsa'] as const) {
-      await ac.getAK({ uid: `warm-${keyType}`, keyType });
-      await ac.newKey({ uid: `warm-${keyType}`, kid: 'k', keyType });
-      for (let i = 0; i < 3; i++) coldGetAk[keyType]!.push(...(await latencies(1, () => ac.getAK({ uid: `cold-${keyType}-${i}`, keyType }))));
-      for (let i = 0; i < 5; i++) coldNewKey[keyType]!.push(...(await latencies(1, () => ac.newKey({ uid: `cold-${keyType}-0`, kid: `k${i}`, keyType }))));
-    }
-
     for (const keyType of ['rsa', 'ecc'] as const) {
       // The raw/minimal key: loaded for this key type's part, in the TPM's third slot.
       observe = undefined;
@@ -232,43 +222,71 @@ try {
     await shared.close();
   }
 
-  // ---- part 2: the built attestor as a process, with a key pool ------------------
+  // ---- part 2: the built attestor as a process: NewKey/GetAK cold (no pool) and pooled, RSS ----
   const POOL = 3;
-  const child = spawn(process.execPath, [
-    ATTESTOR_MAIN, '--listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0', '--tpm', sw.address, '--state-dir', join(work, 'state2'),
-    '--event-log', join(work, 'no-event-log'), '--tls-cert', server.cert, '--tls-key', server.key, '--client-ca', pki.caCert, '--auth', 'mtls',
-    '--key-pool', `rsa=${POOL},ecc=${POOL}`, '--log-level', 'info',
-  ], { stdio: ['ignore', 'pipe', 'inherit'], env: { PATH: process.env['PATH'] ?? '', NODE_OPTIONS: CHILD_NODE_OPTIONS } });
-  const listening = await new Promise<{ address: string; healthAddress: string }>((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout });
-    rl.on('line', (l) => {
-      if (!l.startsWith('{')) return;
-      const o = JSON.parse(l) as { msg?: string; level?: string; address?: string; healthAddress?: string };
-      if (o.level === 'warn' || o.level === 'error') console.error(`attestor ${o.level}: ${o.msg}`);
-      if (o.msg === 'attestor listening') resolve({ address: o.address as string, healthAddress: o.healthAddress as string });
-    });
-    child.once('exit', (code) => reject(new Error(`the attestor exited (${code}) before listening`)));
-  });
-  const metricsText = (): Promise<string> =>
-    new Promise((resolve, reject) => {
-      get(`http://${listening.healthAddress}/metrics`, (res) => {
-        let body = '';
-        res.on('data', (d: Buffer) => (body += d.toString()));
-        res.on('end', () => resolve(body));
-      }).on('error', reject);
-    });
-  const creates = async (): Promise<number> => Number(/tpmds_tpm_command_duration_seconds_count\{command="TPM2_Create"\} (\d+)/.exec(await metricsText())?.[1] ?? 0);
-  /** Wait until the pool made `n` keys in all (it makes them when the TPM is idle). */
-  const poolMade = async (n: number): Promise<void> => {
-    while ((await creates()) < n) await new Promise((r) => setTimeout(r, 50));
+  /** Runs the built attestor with `--key-pool pool` on a fresh state directory while `body` runs. */
+  const withAttestorProcess = async (pool: string, body: (p: { client: AttestorClient; poolMade: (n: number) => Promise<void>; rss: () => number }) => Promise<void>): Promise<void> => {
+    const child = spawn(process.execPath, [
+      ATTESTOR_MAIN, '--listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0', '--tpm', sw.address, '--state-dir', join(work, `state-${pool}`),
+      '--event-log', join(work, 'no-event-log'), '--tls-cert', server.cert, '--tls-key', server.key, '--client-ca', pki.caCert, '--auth', 'mtls',
+      '--key-pool', pool, '--log-level', 'info',
+    ], { stdio: ['ignore', 'pipe', 'inherit'], env: { PATH: process.env['PATH'] ?? '', NODE_OPTIONS: CHILD_NODE_OPTIONS } });
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      const listening = await new Promise<{ address: string; healthAddress: string }>((resolve, reject) => {
+        const rl = createInterface({ input: child.stdout });
+        rl.on('line', (l) => {
+          if (!l.startsWith('{')) return;
+          const o = JSON.parse(l) as { msg?: string; level?: string; address?: string; healthAddress?: string };
+          if (o.level === 'warn' || o.level === 'error') console.error(`attestor ${o.level}: ${o.msg}`);
+          if (o.msg === 'attestor listening') resolve({ address: o.address as string, healthAddress: o.healthAddress as string });
+        });
+        child.once('exit', (code) => reject(new Error(`the attestor exited (${code}) before listening`)));
+      });
+      const metricsText = (): Promise<string> =>
+        new Promise((resolve, reject) => {
+          get(`http://${listening.healthAddress}/metrics`, (res) => {
+            let body = '';
+            res.on('data', (d: Buffer) => (body += d.toString()));
+            res.on('end', () => resolve(body));
+          }).on('error', reject);
+        });
+      const creates = async (): Promise<number> => Number(/tpmds_tpm_command_duration_seconds_count\{command="TPM2_Create"\} (\d+)/.exec(await metricsText())?.[1] ?? 0);
+      const client = new AttestorClient(listening.address, clientCreds, NAME);
+      try {
+        await client.getEKCert('ecc'); // the TLS handshake and the TPM connection, not counted
+        await body({
+          client,
+          // Wait until the attestor made `n` keys in all (the pool makes them when the TPM is idle).
+          poolMade: async (n) => {
+            while ((await creates()) < n) await new Promise((r) => setTimeout(r, 50));
+          },
+          rss: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024,
+        });
+      } finally {
+        client.close();
+      }
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
   };
-  const rss = (): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
-  const pc = new AttestorClient(listening.address, clientCreds, NAME);
+
+  // Cold: no pool. A first GetAK and NewKey of each type, not counted, load the SRK and the AK.
+  await withAttestorProcess('rsa=0,ecc=0', async ({ client }) => {
+    for (const keyType of ['ecc', 'rsa'] as const) {
+      await client.getAK({ uid: `warm-${keyType}`, keyType });
+      await client.newKey({ uid: `warm-${keyType}`, kid: 'k', keyType });
+      for (let i = 0; i < 3; i++) coldGetAk[keyType]!.push(...(await latencies(1, () => client.getAK({ uid: `cold-${keyType}-${i}`, keyType }))));
+      for (let i = 0; i < 5; i++) coldNewKey[keyType]!.push(...(await latencies(1, () => client.newKey({ uid: `cold-${keyType}-0`, kid: `k${i}`, keyType }))));
+    }
+  });
+
   const pooledNewKey: Record<string, number[]> = { rsa: [], ecc: [] };
   const pooledGetAk: Record<string, number[]> = { rsa: [], ecc: [] };
   /** RSS: [after start-up, peak during the first RPCs, after them, peak during the second, after them and 3 s idle]. */
   const rssAt: number[] = [];
-  try {
+  await withAttestorProcess(`rsa=${POOL},ecc=${POOL}`, async ({ client: pc, poolMade, rss }) => {
     let made = 4 * POOL;
     await poolMade(made);
     // Each call takes a pooled key; wait for its replacement before the next (NewKey is rare:
@@ -291,11 +309,7 @@ try {
     }
     await new Promise((r) => setTimeout(r, 3000));
     rssAt.push(rss());
-  } finally {
-    pc.close();
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-  }
+  });
 
   // ---- report ----------------------------------------------------------------------
   say(`tpmds-attestor benchmarks: one swtpm, ${ROUNDS} alternating rounds of ${N} calls per contender (p50/p99 in ms; ratios are what matter)`);
@@ -314,10 +328,10 @@ try {
   say();
   say('| key creation (p50 ms) | RSA-2048 | ECC P-256 |');
   say('|---|---|---|');
-  say(`| NewKey cold (no pool, 5 calls) | ${ms(p50(coldNewKey['rsa']!))} | ${ms(p50(coldNewKey['ecc']!))} |`);
+  say(`| NewKey cold (--key-pool 0, 5 calls) | ${ms(p50(coldNewKey['rsa']!))} | ${ms(p50(coldNewKey['ecc']!))} |`);
   say(`| NewKey from the pool (${POOL} calls) | ${ms(p50(pooledNewKey['rsa']!))} | ${ms(p50(pooledNewKey['ecc']!))} |`);
   say(`| cold / pooled | ${ratio(p50(coldNewKey['rsa']!), p50(pooledNewKey['rsa']!))} | ${ratio(p50(coldNewKey['ecc']!), p50(pooledNewKey['ecc']!))} |`);
-  say(`| GetAK first call, cold (3 calls) | ${ms(p50(coldGetAk['rsa']!))} | ${ms(p50(coldGetAk['ecc']!))} |`);
+  say(`| GetAK first call, cold (--key-pool 0, 3 calls) | ${ms(p50(coldGetAk['rsa']!))} | ${ms(p50(coldGetAk['ecc']!))} |`);
   say(`| GetAK first call, from the pool (${POOL} calls) | ${ms(p50(pooledGetAk['rsa']!))} | ${ms(p50(pooledGetAk['ecc']!))} |`);
   say();
   const mb = (x: number | undefined): string => `${(x ?? NaN).toFixed(1)} MB`;
