@@ -50,6 +50,8 @@ export interface KeyPoolOptions {
   warn?: (message: string) => void;
   /** How long to wait after a failed refill before the next try (default 5 s). */
   retryMs?: number;
+  /** How long after a key was taken its replacement is started (default 250 ms). */
+  refillDelayMs?: number;
 }
 
 interface Pooled {
@@ -61,7 +63,11 @@ export class KeyPool {
   readonly #ready = new Map<string, Pooled[]>();
   #refilling: Promise<void> | undefined;
   #closed = false;
+  /** The next refill start (after a key was taken, or a failure). */
   #retry: NodeJS.Timeout | undefined;
+  /** Resolves when the refill scheduled by a take has started (or the pool closed). */
+  #scheduled: Promise<void> | undefined;
+  #startScheduled: (() => void) | undefined;
   #lastWarning: string | undefined;
 
   private constructor(
@@ -103,11 +109,6 @@ export class KeyPool {
     return this.#list(kind, keyType).length;
   }
 
-  /** Whether the pool keeps any key of `keyType` at all. */
-  enabled(keyType: KeyType): boolean {
-    return this.size[keyType] > 0;
-  }
-
   /** Start refilling in the background (no-op when nothing is missing). */
   start(): void {
     if (this.#closed || this.#refilling !== undefined) return;
@@ -130,9 +131,23 @@ export class KeyPool {
         // Removed behind our back: not ours to hand out any more.
       }
     }
-    // Refill after the caller's flow is queued (it is, by the time setImmediate runs): the
-    // caller never waits behind the Create that replaces its key.
-    setImmediate(() => this.start());
+    // Refill a little later: the caller's flow is queued first (it never waits behind the Create
+    // that replaces its key), and its key-store write and response do not compete for the CPU and
+    // the disk with key generation (seconds of CPU for RSA on swtpm).
+    if (this.#scheduled === undefined && !this.#closed) {
+      clearTimeout(this.#retry); // a failure's retry: this one comes sooner
+      this.#scheduled = new Promise<void>((resolve) => {
+        this.#startScheduled = () => {
+          clearTimeout(this.#retry);
+          this.#scheduled = undefined;
+          this.#startScheduled = undefined;
+          this.start();
+          resolve();
+        };
+        this.#retry = setTimeout(this.#startScheduled, this.opts.refillDelayMs ?? 250);
+        this.#retry.unref();
+      });
+    }
     return got?.key;
   }
 
@@ -140,12 +155,13 @@ export class KeyPool {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#retry);
+    this.#startScheduled?.(); // start() is a no-op now; releases filled()
     await this.#refilling?.catch(() => undefined);
   }
 
   /** Resolves when the pool is full (tests, the benchmark) or refilling stopped on an error. */
   async filled(): Promise<void> {
-    while (this.#refilling !== undefined) await this.#refilling;
+    while (this.#scheduled !== undefined || this.#refilling !== undefined) await (this.#scheduled ?? this.#refilling);
   }
 
   #list(kind: 'ak' | 'key', keyType: KeyType): Pooled[] {
