@@ -1,81 +1,349 @@
 /**
- * Attestor benchmarks: a Sign / Quote RPC end to end (gRPC over a Unix socket,
- * key load, TPM command, flush, response) against the raw TPM command it
- * wraps, both measured in this run on the same swtpm. Ratios, not absolute times.
+ * Attestor benchmarks on one swtpm, as ratios measured side by side in this run (these machines
+ * are shared and noisy: absolute times mean little). See BENCH.md for the table and how to read it.
  *
- *   pnpm bench [--iterations N]
+ * Part 1 (in this process, alternating rounds on one TPM connection):
+ *   raw      TPM2_Sign on a loaded key through tpm2-wire (no gRPC);
+ *   minimal  bench/minimal-server.ts: grpc-js Sign server, same proto, same TLS transport, key kept
+ *            loaded, SHA-256 + TPM2_Sign only;
+ *   attestor the attestor as deployed: mTLS + --auth mtls, info logging (JSON lines to a null
+ *            sink), metrics, key store, TPM queue, object cache.
+ * Part 2 (the built attestor as a child process): NewKey and a first GetAK cold (--key-pool 0) and
+ * from the pool (--key-pool rsa=3,ecc=3), and the pooled process's RSS over 2 x 10,000 Sign RPCs.
+ *
+ *   pnpm build && pnpm bench [--rounds R] [--n N] [--rss-rpcs N]
  */
 import * as grpc from '@grpc/grpc-js';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TPM_ALG, TPM_RH, akTemplate, hash, openTpm, pcrSelection, signingKeyTemplate, srkTemplateEccP256 } from '@tpmds/tpm2-wire';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import {
+  TPM_ALG, TPM_RH, akTemplate, commandName, hash, openTpm, openTransport, pcrSelection, signingKeyTemplate, srkTemplateEccP256,
+  type TPMS_CONTEXT, type Tpm, type Transport,
+} from '@tpmds/tpm2-wire';
 import { AttestorClient } from '@tpmds/protocol';
-import { AttestorMetrics, Logger, createBackend, defaultConfig, startAttestor } from '../src/index.js';
+import { AttestorMetrics, Logger, defaultConfig, startAttestor } from '../src/index.js';
+import { KeyStore } from '../src/keystore.js';
+import { TpmBackend } from '../src/tpm-backend.js';
+import { AttestorTpm } from '../src/tpm/attestor-tpm.js';
 import { startSwtpm } from '../../tpm2-wire/test/fixtures/swtpm.js';
+import { TestPki } from '../test/fixtures/pki.js';
+import { startMinimalSignServer, type MinimalKey } from './minimal-server.js';
 
-const iterations = Number(process.argv[process.argv.indexOf('--iterations') + 1]) || 100;
+const arg = (name: string, dflt: number): number => {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) || dflt : dflt;
+};
+const ROUNDS = arg('--rounds', 5);
+const N = arg('--n', 200);
+const RSS_RPCS = arg('--rss-rpcs', 10_000);
+/** NODE_OPTIONS of the attestor process (default none, as deployed), e.g. --node-options --max-semi-space-size=2. */
+const CHILD_NODE_OPTIONS = process.argv.includes('--node-options') ? (process.argv[process.argv.indexOf('--node-options') + 1] ?? '') : '';
+const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+const ATTESTOR_MAIN = join(REPO, 'packages/attestor/dist/main.js');
 
-async function median(n: number, f: () => Promise<unknown>): Promise<number> {
-  for (let i = 0; i < Math.min(10, n); i++) await f();
+// ---- statistics ----------------------------------------------------------------
+
+const pct = (xs: readonly number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
+};
+const p50 = (xs: readonly number[]): number => pct(xs, 50);
+const p99 = (xs: readonly number[]): number => pct(xs, 99);
+
+async function latencies(n: number, f: (i: number) => Promise<unknown>): Promise<number[]> {
   const xs: number[] = [];
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
-    await f();
+    await f(i);
     xs.push(performance.now() - t0);
   }
-  xs.sort((a, b) => a - b);
-  return xs[Math.floor(xs.length / 2)]!;
+  return xs;
 }
 
+/** Calls per second with `clients` callers each calling `f` in a loop, `total` calls in all. */
+async function throughput(clients: number, total: number, f: (i: number) => Promise<unknown>): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (next < total) await f(next++);
+    }),
+  );
+  return total / ((performance.now() - t0) / 1000);
+}
+
+// ---- the run -------------------------------------------------------------------
+
+const lines: string[] = [];
+const say = (s = ''): void => {
+  lines.push(s);
+  console.log(s);
+};
+const ms = (x: number): string => x.toFixed(3);
+const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}x`;
+
+if (!existsSync(ATTESTOR_MAIN)) {
+  console.error(`${ATTESTOR_MAIN} is missing: run \`pnpm build\` first`);
+  process.exit(1);
+}
+
+const started = performance.now();
 const sw = await startSwtpm({ transport: 'unix' });
 const work = await mkdtemp(join(tmpdir(), 'tpmds-bench-'));
-const rows: { name: string; raw: number; ours: number }[] = [];
 try {
-  // Raw TPM times for the commands the RPCs wrap (one loaded key each, as the attestor uses them).
-  const tpm = await openTpm(sw.address);
-  const srk = await tpm.createPrimary(TPM_RH.OWNER, srkTemplateEccP256());
-  const k = await tpm.create(srk.handle, signingKeyTemplate('ecc'));
-  const key = await tpm.load(srk.handle, k.private, k.public);
-  const digest = hash(TPM_ALG.SHA256, new Uint8Array(64));
-  const rawSign = await median(iterations, () => tpm.sign(key.handle, digest));
-  await tpm.flushContext(key.handle);
-  const a = await tpm.create(srk.handle, akTemplate('ecc'));
-  const ak = await tpm.load(srk.handle, a.private, a.public);
-  const banks = await tpm.getActivePcrBanks();
-  const all = Array.from({ length: 24 }, (_, i) => i);
-  const rawQuote = await median(iterations, async () => {
-    for (const b of banks) await tpm.quote(ak.handle, new Uint8Array(16), pcrSelection(b, all));
-  });
-  await tpm.flushContext(ak.handle);
-  await tpm.flushContext(srk.handle);
-  await tpm.close();
+  const pki = new TestPki(work);
+  const server = pki.server();
+  const client = pki.leaf('client', '/CN=bench-client', ['extendedKeyUsage=clientAuth']);
+  const serverCreds = (): grpc.ServerCredentials => grpc.ServerCredentials.createSsl(pki.caPem, [{ cert_chain: server.certPem, private_key: server.keyPem }], true);
+  const clientCreds = grpc.credentials.createSsl(pki.caPem, client.keyPem, client.certPem);
+  const NAME = { 'grpc.ssl_target_name_override': 'localhost' };
 
-  const config = {
-    ...defaultConfig(), listen: `unix:${join(work, 'a.sock')}`, tpm: sw.address, stateDir: join(work, 'state'),
-    eventLog: join(work, 'none'), insecure: true, healthListen: '127.0.0.1:0', logLevel: 'error' as const,
-  };
-  const logger = new Logger('error');
-  const metrics = new AttestorMetrics();
-  const attestor = await startAttestor(config, await createBackend(config, metrics, logger), { logger, metrics });
-  const client = new AttestorClient(attestor.address, grpc.credentials.createInsecure());
-  try {
-    await client.getAK({ uid: 'bench', keyType: 'ecc' });
-    await client.newKey({ uid: 'bench', kid: 'k', keyType: 'ecc' });
-    const data = new Uint8Array(64);
-    const rpcSign = await median(iterations, () => client.sign({ uid: 'bench', kid: 'k', data }));
-    const rpcQuote = await median(iterations, () => client.quote({ uid: 'bench', nonce: new Uint8Array(16) }));
-    rows.push({ name: 'Sign RPC (ECDSA P-256) vs raw TPM2_Sign', raw: rawSign, ours: rpcSign });
-    rows.push({ name: `Quote RPC (${banks.length} banks, 24 PCRs) vs raw TPM2_Quote per bank`, raw: rawQuote, ours: rpcQuote });
-  } finally {
-    client.close();
-    await attestor.close();
+  // ---- part 1: raw, minimal and attestor share one TPM connection, taking turns -------
+  let observe: ((cc: number, ms: number) => void) | undefined;
+  const shared = await openTransport(sw.address, { onCommand: (cc, t) => observe?.(cc, t) });
+  const borrowed = (): Transport => ({ send: (c) => shared.send(c), close: () => Promise.resolve(), get startups() { return shared.startups; } });
+  const raw: Tpm = await openTpm(undefined, { transport: borrowed() });
+  // The raw/minimal keys: made now, saved, and loaded (ContextLoad) one at a time into the TPM's third slot.
+  const srk = await raw.createPrimary(TPM_RH.OWNER, srkTemplateEccP256());
+  const saved = new Map<string, TPMS_CONTEXT>();
+  for (const [name, template] of [['rsa', signingKeyTemplate('rsa')], ['ecc', signingKeyTemplate('ecc')], ['ak', akTemplate('ecc')]] as const) {
+    const c = await raw.create(srk.handle, template);
+    const l = await raw.load(srk.handle, c.private, c.public);
+    saved.set(name, await raw.contextSave(l.handle));
+    await raw.flushContext(l.handle);
   }
+  await raw.flushContext(srk.handle);
+
+  const metrics = new AttestorMetrics();
+  const devNull = { write: () => true };
+  const logger = new Logger('info', devNull);
+  // The attestor may keep 2 objects loaded: the third slot of swtpm is the raw/minimal key's.
+  const attestorTpm = new AttestorTpm(sw.address, {
+    openTransport: () => Promise.resolve(borrowed()),
+    objectSlots: 2,
+    reclaim: false, // the raw/minimal key is not a leftover
+    queue: { onDepth: (d) => metrics.setTpmQueueDepth(d), onWait: (m, s) => metrics.observeTpmQueueWait(m, s), onReject: (r) => metrics.countTpmQueueRejected(r) },
+  });
+  const config = {
+    ...defaultConfig(),
+    listen: '127.0.0.1:0', healthListen: '127.0.0.1:0', tpm: sw.address, stateDir: join(work, 'state'), eventLog: join(work, 'no-event-log'), userspaceLog: join(work, 'no-userspace-log'),
+    tlsCert: server.cert, tlsKey: server.key, clientCa: pki.caCert, auth: 'mtls' as const, logLevel: 'info' as const,
+  };
+  const backend = new TpmBackend(attestorTpm, await KeyStore.open(config.stateDir), {});
+  const attestor = await startAttestor(config, backend, { logger, metrics });
+  const ac = new AttestorClient(attestor.address, clientCreds, NAME);
+  const attestorObserve = (cc: number, t: number): void => metrics.observeTpmCommand(commandName(cc), t / 1000);
+
+  const data = new Uint8Array(64).fill(1);
+  const digest = hash(TPM_ALG.SHA256, data);
+  const rows: string[][] = [];
+  const throughputRows: string[][] = [];
+  let quoteLine = '';
+  const coldNewKey: Record<string, number[]> = { rsa: [], ecc: [] };
+  const coldGetAk: Record<string, number[]> = { rsa: [], ecc: [] };
+  try {
+    for (const keyType of ['rsa', 'ecc'] as const) {
+      // The raw/minimal key: loaded for this key type's part, in the TPM's third slot.
+      observe = undefined;
+      const loaded = { handle: await raw.contextLoad(saved.get(keyType) as TPMS_CONTEXT) };
+      const keys = new Map<string, MinimalKey>([['k', { handle: loaded.handle, keyType }]]);
+      const minimal = await startMinimalSignServer(raw, keys, '127.0.0.1:0', serverCreds());
+      const mc = new AttestorClient(minimal.address, clientCreds, NAME);
+      observe = attestorObserve;
+      await ac.getAK({ uid: `bench-${keyType}`, keyType });
+      await ac.newKey({ uid: `bench-${keyType}`, kid: 'k', keyType });
+      const scheme = keyType === 'ecc' ? { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 } : { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 };
+      const contenders: Record<'raw' | 'minimal' | 'attestor', { call: () => Promise<unknown>; observe?: (cc: number, t: number) => void }> = {
+        raw: { call: () => raw.sign(loaded.handle, digest, { scheme }) },
+        minimal: { call: () => mc.sign({ uid: 'u', kid: 'k', data }) },
+        attestor: { call: () => ac.sign({ uid: `bench-${keyType}`, kid: 'k', data }), observe: attestorObserve },
+      };
+      const lat: Record<string, number[]> = { raw: [], minimal: [], attestor: [] };
+      for (const x of Object.values(contenders)) {
+        observe = x.observe;
+        await latencies(30, x.call); // warm-up
+      }
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const [name, x] of Object.entries(contenders)) {
+          observe = x.observe;
+          lat[name]!.push(...(await latencies(N, x.call)));
+        }
+      }
+      const [rw, mn, at] = [lat['raw']!, lat['minimal']!, lat['attestor']!];
+      rows.push([keyType === 'rsa' ? 'RSA-2048' : 'ECC P-256', ms(p50(rw)), ms(p50(mn)), ms(p99(mn)), ms(p50(at)), ms(p99(at)), ratio(p50(at), p50(mn)), ratio(p50(mn), p50(rw)), ratio(p99(at), p50(at))]);
+
+      // Throughput at 1, 8 and 32 callers, against the TPM-bound rate 1 / raw p50.
+      const bound = 1000 / p50(rw);
+      for (const clients of [1, 8, 32]) {
+        const total = Math.max(200, clients * 12);
+        observe = undefined;
+        const m = await throughput(clients, total, () => mc.sign({ uid: 'u', kid: 'k', data }));
+        observe = attestorObserve;
+        const a = await throughput(clients, total, () => ac.sign({ uid: `bench-${keyType}`, kid: 'k', data }));
+        throughputRows.push([keyType === 'rsa' ? 'RSA-2048' : 'ECC P-256', String(clients), bound.toFixed(0), m.toFixed(0), a.toFixed(0), (m / bound).toFixed(2), (a / bound).toFixed(2)]);
+      }
+      mc.close();
+      await minimal.close();
+      observe = undefined;
+      await raw.flushContext(loaded.handle);
+    }
+
+    // Quote: the RPC against the raw commands it needs (TPM2_Quote per bank + the PCR reads).
+    observe = undefined;
+    const ak = { handle: await raw.contextLoad(saved.get('ak') as TPMS_CONTEXT) };
+    const banks = await raw.getActivePcrBanks();
+    const all = Array.from({ length: 24 }, (_, i) => i);
+    const nonce = new Uint8Array(16).fill(3);
+    const rawQuote = async (): Promise<void> => {
+      for (const b of banks) await raw.quote(ak.handle, nonce, pcrSelection(b, all));
+      for (const b of banks) await raw.readPcrs(b, all);
+    };
+    const rpcQuote = (): Promise<unknown> => ac.quote({ uid: 'bench-ecc', nonce });
+    const q: Record<string, number[]> = { raw: [], rpc: [] };
+    for (let r = 0; r < ROUNDS; r++) {
+      observe = undefined;
+      q['raw']!.push(...(await latencies(Math.ceil(N / 4), rawQuote)));
+      observe = attestorObserve;
+      q['rpc']!.push(...(await latencies(Math.ceil(N / 4), rpcQuote)));
+    }
+    observe = undefined;
+    await raw.flushContext(ak.handle);
+    quoteLine = `| Quote (${banks.length} banks, 24 PCRs) | ${ms(p50(q['raw']!))} | ${ms(p50(q['rpc']!))} | ${ms(p99(q['rpc']!))} | ${ratio(p50(q['rpc']!), p50(q['raw']!))} |`;
+  } finally {
+    ac.close();
+    await attestor.close();
+    await raw.close();
+    await shared.close();
+  }
+
+  // ---- part 2: the built attestor as a process: NewKey/GetAK cold (no pool) and pooled, RSS ----
+  const POOL = 3;
+  /** Runs the built attestor with `--key-pool pool` on a fresh state directory while `body` runs. */
+  const withAttestorProcess = async (pool: string, body: (p: { client: AttestorClient; poolMade: (n: number) => Promise<void>; rss: () => number }) => Promise<void>): Promise<void> => {
+    const child = spawn(process.execPath, [
+      ATTESTOR_MAIN, '--listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0', '--tpm', sw.address, '--state-dir', join(work, `state-${pool}`),
+      '--event-log', join(work, 'no-event-log'), '--tls-cert', server.cert, '--tls-key', server.key, '--client-ca', pki.caCert, '--auth', 'mtls',
+      '--key-pool', pool, '--log-level', 'info',
+    ], { stdio: ['ignore', 'pipe', 'inherit'], env: { PATH: process.env['PATH'] ?? '', NODE_OPTIONS: CHILD_NODE_OPTIONS } });
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      const listening = await new Promise<{ address: string; healthAddress: string }>((resolve, reject) => {
+        const rl = createInterface({ input: child.stdout });
+        rl.on('line', (l) => {
+          if (!l.startsWith('{')) return;
+          const o = JSON.parse(l) as { msg?: string; level?: string; address?: string; healthAddress?: string };
+          if (o.level === 'warn' || o.level === 'error') console.error(`attestor ${o.level}: ${o.msg}`);
+          if (o.msg === 'attestor listening') resolve({ address: o.address as string, healthAddress: o.healthAddress as string });
+        });
+        child.once('exit', (code) => reject(new Error(`the attestor exited (${code}) before listening`)));
+      });
+      const metricsText = (): Promise<string> =>
+        new Promise((resolve, reject) => {
+          get(`http://${listening.healthAddress}/metrics`, (res) => {
+            let body = '';
+            res.on('data', (d: Buffer) => (body += d.toString()));
+            res.on('end', () => resolve(body));
+          }).on('error', reject);
+        });
+      const creates = async (): Promise<number> => Number(/tpmds_tpm_command_duration_seconds_count\{command="TPM2_Create"\} (\d+)/.exec(await metricsText())?.[1] ?? 0);
+      const client = new AttestorClient(listening.address, clientCreds, NAME);
+      try {
+        await client.getEKCert('ecc'); // the TLS handshake and the TPM connection, not counted
+        await body({
+          client,
+          // Wait until the attestor made `n` keys in all (the pool makes them when the TPM is idle).
+          poolMade: async (n) => {
+            while ((await creates()) < n) await new Promise((r) => setTimeout(r, 50));
+          },
+          rss: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024,
+        });
+      } finally {
+        client.close();
+      }
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+  };
+
+  // Cold: no pool. A first GetAK and NewKey of each type, not counted, load the SRK and the AK.
+  await withAttestorProcess('rsa=0,ecc=0', async ({ client }) => {
+    for (const keyType of ['ecc', 'rsa'] as const) {
+      await client.getAK({ uid: `warm-${keyType}`, keyType });
+      await client.newKey({ uid: `warm-${keyType}`, kid: 'k', keyType });
+      for (let i = 0; i < 3; i++) coldGetAk[keyType]!.push(...(await latencies(1, () => client.getAK({ uid: `cold-${keyType}-${i}`, keyType }))));
+      for (let i = 0; i < 5; i++) coldNewKey[keyType]!.push(...(await latencies(1, () => client.newKey({ uid: `cold-${keyType}-0`, kid: `k${i}`, keyType }))));
+    }
+  });
+
+  const pooledNewKey: Record<string, number[]> = { rsa: [], ecc: [] };
+  const pooledGetAk: Record<string, number[]> = { rsa: [], ecc: [] };
+  /** RSS: [after start-up, peak during the first RPCs, after them, peak during the second, after them and 3 s idle]. */
+  const rssAt: number[] = [];
+  await withAttestorProcess(`rsa=${POOL},ecc=${POOL}`, async ({ client: pc, poolMade, rss }) => {
+    let made = 4 * POOL;
+    await poolMade(made);
+    // Each call takes a pooled key; wait for its replacement before the next (NewKey is rare:
+    // a call right behind another would wait for the RSA Create that refills the pool).
+    for (const keyType of ['ecc', 'rsa'] as const) {
+      for (let i = 0; i < POOL; i++) {
+        pooledGetAk[keyType]!.push(...(await latencies(1, () => pc.getAK({ uid: `pooled-${keyType}-${i}`, keyType }))));
+        await poolMade(++made);
+        pooledNewKey[keyType]!.push(...(await latencies(1, () => pc.newKey({ uid: `pooled-${keyType}-${i}`, kid: 'k', keyType }))));
+        await poolMade(++made);
+      }
+    }
+    rssAt.push(rss());
+    for (let round = 0; round < 2; round++) {
+      let peak = 0;
+      const sample = setInterval(() => (peak = Math.max(peak, rss())), 100);
+      await throughput(8, RSS_RPCS, (i) => pc.sign({ uid: 'pooled-ecc-0', kid: 'k', data: new Uint8Array([i & 255]) }));
+      clearInterval(sample);
+      rssAt.push(Math.max(peak, rss()), rss());
+    }
+    await new Promise((r) => setTimeout(r, 3000));
+    rssAt.push(rss());
+  });
+
+  // ---- report ----------------------------------------------------------------------
+  say(`tpmds-attestor benchmarks: one swtpm, ${ROUNDS} alternating rounds of ${N} calls per contender (p50/p99 in ms; ratios are what matter)`);
+  say();
+  say('| Sign | raw TPM2_Sign p50 | minimal gRPC p50 | minimal p99 | attestor p50 | attestor p99 | attestor/minimal (p50) | minimal/raw (p50) | attestor p99/p50 |');
+  say('|---|---|---|---|---|---|---|---|---|');
+  for (const r of rows) say(`| ${r.join(' | ')} |`);
+  say();
+  say('| Sign throughput | callers | TPM-bound (1/raw p50) /s | minimal /s | attestor /s | minimal/bound | attestor/bound |');
+  say('|---|---|---|---|---|---|---|');
+  for (const r of throughputRows) say(`| ${r.join(' | ')} |`);
+  say();
+  say('| Quote | raw Quote per bank + PCR reads p50 | attestor p50 | attestor p99 | attestor/raw |');
+  say('|---|---|---|---|---|');
+  say(quoteLine);
+  say();
+  say('| key creation (p50 ms) | RSA-2048 | ECC P-256 |');
+  say('|---|---|---|');
+  say(`| NewKey cold (--key-pool 0, 5 calls) | ${ms(p50(coldNewKey['rsa']!))} | ${ms(p50(coldNewKey['ecc']!))} |`);
+  say(`| NewKey from the pool (${POOL} calls) | ${ms(p50(pooledNewKey['rsa']!))} | ${ms(p50(pooledNewKey['ecc']!))} |`);
+  say(`| cold / pooled | ${ratio(p50(coldNewKey['rsa']!), p50(pooledNewKey['rsa']!))} | ${ratio(p50(coldNewKey['ecc']!), p50(pooledNewKey['ecc']!))} |`);
+  say(`| GetAK first call, cold (--key-pool 0, 3 calls) | ${ms(p50(coldGetAk['rsa']!))} | ${ms(p50(coldGetAk['ecc']!))} |`);
+  say(`| GetAK first call, from the pool (${POOL} calls) | ${ms(p50(pooledGetAk['rsa']!))} | ${ms(p50(pooledGetAk['ecc']!))} |`);
+  say();
+  const mb = (x: number | undefined): string => `${(x ?? NaN).toFixed(1)} MB`;
+  say(`| attestor process RSS${CHILD_NODE_OPTIONS ? ` (NODE_OPTIONS=${CHILD_NODE_OPTIONS})` : ''} | |`);
+  say('|---|---|');
+  say(`| after start-up, pool fill and the key-creation calls | ${mb(rssAt[0])} |`);
+  say(`| Sign RPCs 1-${RSS_RPCS} (8 callers): peak / at the end | ${mb(rssAt[1])} / ${mb(rssAt[2])} |`);
+  say(`| Sign RPCs ${RSS_RPCS + 1}-${2 * RSS_RPCS}: peak / at the end | ${mb(rssAt[3])} / ${mb(rssAt[4])} |`);
+  say(`| 3 s idle after that | ${mb(rssAt[5])} |`);
+  say(`| peak growth over the second ${RSS_RPCS} | ${(rssAt[3]! - rssAt[1]!).toFixed(1)} MB |`);
+  say(`Total bench time: ${((performance.now() - started) / 1000).toFixed(0)} s`);
 } finally {
   await sw.stop();
   await rm(work, { recursive: true, force: true });
 }
-
-console.log(`\ntpmds-attestor benchmarks (median of ${iterations}; ratio = RPC time / raw TPM command time in this run)\n`);
-console.log('operation'.padEnd(58) + 'raw ms'.padStart(9) + 'RPC ms'.padStart(9) + 'ratio'.padStart(8));
-for (const r of rows) console.log(r.name.padEnd(58) + r.raw.toFixed(3).padStart(9) + r.ours.toFixed(3).padStart(9) + `${(r.ours / r.raw).toFixed(2)}x`.padStart(8));

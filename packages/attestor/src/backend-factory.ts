@@ -7,6 +7,8 @@ import type { Logger } from './log.js';
 import type { TpmMetrics } from './metrics.js';
 import { commandName } from '@tpmds/tpm2-wire';
 import { KeyStore } from './keystore.js';
+import { KeyPool, parseKeyPool } from './key-pool.js';
+import { join } from 'node:path';
 import { TpmBackend } from './tpm-backend.js';
 import { AttestorTpm } from './tpm/attestor-tpm.js';
 
@@ -63,9 +65,21 @@ export async function createBackend(
       onReject: (reason) => metrics.countTpmQueueRejected(reason),
     },
   });
+  const poolSize = parseKeyPool('--key-pool', config.keyPool);
+  let pool: KeyPool | undefined;
+  if (poolSize.rsa + poolSize.ecc > 0) {
+    const warn = (message: string): void => logger.warn(message, { tpm: config.tpm, stateDir: config.stateDir });
+    try {
+      pool = await KeyPool.open(tpm, join(store.dir, 'pool'), poolSize, { warn });
+    } catch (e) {
+      throw new BackendUnavailableError(`--state-dir ${config.stateDir}: the key pool: ${(e as Error).message}`);
+    }
+    pool.start();
+  }
   if (!tpm.reclaims) logger.debug('the TPM is behind a resource manager: it flushes what other processes leave, the attestor does not', { tpm: config.tpm });
   return new TpmBackend(tpm, store, {
     warn: (message) => logger.warn(message, { tpm: config.tpm }),
     info: (message) => logger.info(message, { tpm: config.tpm }),
+    ...(pool ? { pool } : {}),
   });
 }

@@ -11,7 +11,8 @@ import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpm
 import { AttestorError } from './errors.js';
 import type { AttestorBackend, CallOptions, CheckedEncryptedCredential, CloudAkResult, EKCertResult, KeyType, NewKeyResult } from './backend.js';
 import { refKey, type KeyRecord, type KeyStore, type NewKeyRecord } from './keystore.js';
-import { AttestorTpm, TpmFlowError, type FlowTag, type PrimaryKind, type WrappedKey } from './tpm/attestor-tpm.js';
+import { AttestorTpm, TpmFlowError, type FlowTag, type PrimaryKind, type UncertifiedKey, type WrappedKey } from './tpm/attestor-tpm.js';
+import type { KeyPool } from './key-pool.js';
 
 /** Go crypto.Hash numbers of the PCR banks (go-attestation PCR.DigestAlg). */
 const GO_HASH: Readonly<Record<number, number>> = { [TPM_ALG.SHA1]: 3, [TPM_ALG.SHA256]: 5, [TPM_ALG.SHA384]: 6, [TPM_ALG.SHA512]: 7 };
@@ -20,6 +21,16 @@ export interface TpmBackendOptions {
   /** Warnings that are not errors (TPM not reachable). */
   warn?: (message: string) => void;
   info?: (message: string) => void;
+  /** Keys created ahead of need (--key-pool): NewKey and a first GetAK take one when there is one. */
+  pool?: KeyPool;
+  /** Most decoded key records kept in memory (default 10,000; least recently used go first). */
+  maxCachedRecords?: number;
+}
+
+/** A stored record and its key, decoded once. */
+interface CachedRecord {
+  record: KeyRecord;
+  key: WrappedKey;
 }
 
 export class TpmBackend implements AttestorBackend {
@@ -29,19 +40,32 @@ export class TpmBackend implements AttestorBackend {
     private readonly opts: TpmBackendOptions,
   ) {}
 
-  /** Records are never changed once written, so those read are kept (keys are looked up on every Sign and Quote). */
-  private readonly records = new Map<string, KeyRecord>();
+  /**
+   * Records are never changed once written, so those read are kept, decoded (keys are looked up
+   * on every Sign and Quote): a bounded LRU beside the store.
+   */
+  private readonly records = new Map<string, CachedRecord>();
 
-  /** The record of `uid`'s AK or `uid/kid`'s key in `identity`'s namespace, or undefined. */
-  private async record(identity: string, uid: string, kid?: string): Promise<KeyRecord | undefined> {
+  /** The record (and decoded key) of `uid`'s AK or `uid/kid`'s key in `identity`'s namespace, or undefined. */
+  private async cached(identity: string, uid: string, kid?: string): Promise<CachedRecord | undefined> {
     const id = refKey(identity, uid, kid);
-    const cached = this.records.get(id);
-    if (cached) return cached;
+    const hit = this.records.get(id);
+    if (hit) {
+      this.records.delete(id);
+      this.records.set(id, hit);
+      return hit;
+    }
     const ref = kid === undefined ? { identity, uid } : { identity, uid, kid };
     if (!(await this.store.has(ref))) return undefined;
-    const r = await this.store.get(ref);
-    this.records.set(id, r);
-    return r;
+    const record = await this.store.get(ref);
+    const entry = { record, key: fromRecord(record) };
+    this.records.set(id, entry);
+    if (this.records.size > (this.opts.maxCachedRecords ?? 10_000)) this.records.delete(this.records.keys().next().value as string);
+    return entry;
+  }
+
+  private async record(identity: string, uid: string, kid?: string): Promise<KeyRecord | undefined> {
+    return (await this.cached(identity, uid, kid))?.record;
   }
 
   async getEKCert(identity: string, keyType: KeyType, call: CallOptions = {}): Promise<EKCertResult> {
@@ -55,7 +79,7 @@ export class TpmBackend implements AttestorBackend {
     return this.guard('GetAK', async () => {
       const existing = await this.record(identity, uid);
       if (existing) return sameTypeAk(existing, uid, keyType);
-      const ak = await this.tpm.createAk(keyType, tag(identity, 'GetAK', call));
+      const ak = await this.fromPool('ak', keyType, (pooled) => this.tpm.createAk(keyType, tag(identity, 'GetAK', call), pooled));
       const params: AttestationParameters = {
         public: publicAreaBytes(ak.key.public),
         useTCSDActivationFormat: false,
@@ -76,9 +100,28 @@ export class TpmBackend implements AttestorBackend {
   }
 
   private async ak(identity: string, uid: string): Promise<WrappedKey> {
-    const ak = await this.record(identity, uid);
+    const ak = await this.cached(identity, uid);
     if (!ak) throw new AttestorError('NOT_FOUND', `uid ${uid} has no AK: call GetAK first`);
-    return fromRecord(ak);
+    return ak.key;
+  }
+
+  /**
+   * `create(pooled)` with a key of `kind` and `keyType` from the pool when it has one; without
+   * one, or when the pooled key no longer loads (the TPM was cleared since it was made), `create()`
+   * makes a new key on the request path.
+   */
+  private async fromPool<T>(kind: 'ak' | 'key', keyType: KeyType, create: (pooled?: UncertifiedKey) => Promise<T>): Promise<T> {
+    const pooled = await this.opts.pool?.take(kind, keyType);
+    if (pooled === undefined) return create();
+    try {
+      return await create(pooled);
+    } catch (e) {
+      if (e instanceof TpmFlowError && e.code === 'FAILED_PRECONDITION') {
+        this.opts.warn?.(`a pooled ${keyType.toUpperCase()} ${kind === 'ak' ? 'AK' : 'signing key'} no longer loads (the TPM was cleared since it was made): creating one now`);
+        return create();
+      }
+      throw e;
+    }
   }
 
   async attest(identity: string, uid: string, credential: CheckedEncryptedCredential, call: CallOptions = {}): Promise<Uint8Array> {
@@ -136,7 +179,7 @@ export class TpmBackend implements AttestorBackend {
     return this.guard('NewKey', async () => {
       const ak = await this.ak(identity, uid);
       if (await this.store.has({ identity, uid, kid })) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
-      const { key, certify } = await this.tpm.createKey(ak, keyType, tag(identity, 'NewKey', call));
+      const { key, certify } = await this.fromPool('key', keyType, (pooled) => this.tpm.createKey(ak, keyType, tag(identity, 'NewKey', call), pooled));
       const certification = { public: publicAreaBytes(key.public), createData: null, createAttestation: certify.attestBytes, createSignature: marshal(TPMT_SIGNATURE, certify.signature) };
       await this.store.create({ identity, uid, kid }, toRecord(key, certification));
       return { publicKey: publicToSpkiDer(key.public), certification };
@@ -145,11 +188,12 @@ export class TpmBackend implements AttestorBackend {
 
   async sign(identity: string, uid: string, kid: string, data: Uint8Array, call: CallOptions = {}): Promise<Uint8Array> {
     return this.guard('Sign', async () => {
-      const rec = await this.record(identity, uid, kid);
-      if (!rec) throw new AttestorError('NOT_FOUND', `no key ${uid}/${kid}`);
+      const hit = await this.cached(identity, uid, kid);
+      if (!hit) throw new AttestorError('NOT_FOUND', `no key ${uid}/${kid}`);
+      const rec = hit.record;
       // A PCR-bound key: PolicyPCR over the recorded selection with the PCRs' current values.
       const policy: PolicyStep[] = rec.pcrPolicy ? [{ type: 'PolicyPCR', selection: pcrSelection(rec.pcrPolicy.hash, rec.pcrPolicy.pcrs), pcrDigest: new Uint8Array(0) }] : [];
-      return signatureBytes(await this.tpm.sign(fromRecord(rec), data, policy, tag(identity, 'Sign', call)));
+      return signatureBytes(await this.tpm.sign(hit.key, data, policy, tag(identity, 'Sign', call)));
     });
   }
 
@@ -176,8 +220,9 @@ export class TpmBackend implements AttestorBackend {
     return ok;
   }
 
-  close(): Promise<void> {
-    return this.tpm.close();
+  async close(): Promise<void> {
+    await this.opts.pool?.close();
+    await this.tpm.close();
   }
 
   /** Map TPM-side failures to the gRPC status that tells the caller what happened. */

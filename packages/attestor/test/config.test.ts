@@ -27,6 +27,7 @@ describe('attestor config', () => {
       listen: '0.0.0.0:50051',
       tpm: 'device:/dev/tpmrm0',
       tpmQueueLimit: 256,
+      keyPool: 'rsa=0,ecc=0',
       stateDir: '/var/lib/tpmds',
       eventLog: '/sys/kernel/security/tpm0/binary_bios_measurements',
       userspaceLog: '/run/log/systemd/tpm2-measure.log',
@@ -47,6 +48,7 @@ describe('attestor config', () => {
       '--listen', 'unix:/run/tpmds.sock',
       '--tpm=swtpm:port=2321',
       '--tpm-queue-limit', '8',
+      '--key-pool', 'rsa=1,ecc=2',
       '--state-dir', '/tmp/s',
       '--event-log=/tmp/log',
       '--userspace-log', '/tmp/ulog',
@@ -60,6 +62,7 @@ describe('attestor config', () => {
       listen: 'unix:/run/tpmds.sock',
       tpm: 'swtpm:port=2321',
       tpmQueueLimit: 8,
+      keyPool: 'rsa=1,ecc=2',
       stateDir: '/tmp/s',
       eventLog: '/tmp/log',
       userspaceLog: '/tmp/ulog',
@@ -81,7 +84,7 @@ describe('attestor config', () => {
     assert.deepEqual(
       FLAGS.map((f) => envName(f.flag)),
       [
-        'TPMDS_LISTEN', 'TPMDS_TPM', 'TPMDS_TPM_QUEUE_LIMIT', 'TPMDS_STATE_DIR', 'TPMDS_EVENT_LOG', 'TPMDS_USERSPACE_LOG', 'TPMDS_TLS_CERT', 'TPMDS_TLS_KEY', 'TPMDS_CLIENT_CA', 'TPMDS_INSECURE', 'TPMDS_HEALTH_LISTEN', 'TPMDS_LOG_LEVEL',
+        'TPMDS_LISTEN', 'TPMDS_TPM', 'TPMDS_TPM_QUEUE_LIMIT', 'TPMDS_KEY_POOL', 'TPMDS_STATE_DIR', 'TPMDS_EVENT_LOG', 'TPMDS_USERSPACE_LOG', 'TPMDS_TLS_CERT', 'TPMDS_TLS_KEY', 'TPMDS_CLIENT_CA', 'TPMDS_INSECURE', 'TPMDS_HEALTH_LISTEN', 'TPMDS_LOG_LEVEL',
         'TPMDS_AUTH', 'TPMDS_ALLOW', 'TPMDS_ALLOW_NODE_KEY', 'TPMDS_KUBE_API', 'TPMDS_KUBE_CA', 'TPMDS_KUBE_TOKEN_FILE', 'TPMDS_TOKEN_AUDIENCE', 'TPMDS_NODE_NAME', 'TPMDS_TOKEN_CACHE_SECONDS',
       ],
     );

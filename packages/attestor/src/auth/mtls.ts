@@ -25,18 +25,29 @@ export function certificateIdentity(der: Uint8Array): string | null {
   return null;
 }
 
+/** Most client certificates whose identity is remembered (parsing one costs more than a TPM2_Sign on swtpm). */
+const MAX_REMEMBERED = 1024;
+
 export class MtlsAuthenticator implements Authenticator {
   readonly mode = 'mtls' as const;
+  /** Identity by certificate DER (a caller presents the same certificate on every call). */
+  readonly #identities = new Map<string, string | null>();
 
   authenticate(credentials: CallCredentials): Promise<Caller> {
     if (credentials.peerCertificate === null) {
       return Promise.reject(new AuthFailure('UNAUTHENTICATED', 'no_credentials', 'no client certificate (this attestor requires mTLS)'));
     }
-    let identity: string | null;
-    try {
-      identity = certificateIdentity(credentials.peerCertificate);
-    } catch {
-      identity = null;
+    const der = credentials.peerCertificate;
+    const key = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('latin1');
+    let identity = this.#identities.get(key);
+    if (identity === undefined) {
+      try {
+        identity = certificateIdentity(der);
+      } catch {
+        identity = null;
+      }
+      if (this.#identities.size >= MAX_REMEMBERED) this.#identities.clear();
+      this.#identities.set(key, identity);
     }
     if (identity === null) {
       return Promise.reject(

@@ -9,10 +9,12 @@ import {
   PERSISTENT_HANDLE, parseTpmAddress, rawBytes, TPMA_NV, TPMA_OBJECT, TPMA_SESSION, TPMT_PUBLIC, TPM_ALG, TPM_RC, TPM_RH, TPM_SU, Tpm, TpmError, TpmTransportError,
   algName, unmarshal,
   akTemplate, ekTemplateEccP256, ekTemplateRsa2048, hash, openTpm, pcrSelection, signingKeyTemplate,
-  srkTemplateEccP256, bytesEqual,
-  type Attestation, type KeyType, type Session, type TPMS_CONTEXT, type TPMT_SIG_SCHEME, type TPMT_SIGNATURE, type PolicyStep, type Transport,
+  srkTemplateEccP256, bytesEqual, TPM_PT, publicToSpkiDer, signatureToDer,
+  type Attestation, type KeyType, type Session, type TPMT_SIG_SCHEME, type TPMT_SIGNATURE, type TPMT_TK, type PolicyStep, type Transport,
 } from '@tpmds/tpm2-wire';
 import { FairQueue, INTERNAL, QueueRejection, type FairQueueOptions, type FlowTag } from './fair-queue.js';
+import { ObjectCache, type ObjectCacheStats } from './object-cache.js';
+import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 
 export { BACKGROUND, INTERNAL, type FlowTag } from './fair-queue.js';
 
@@ -63,6 +65,20 @@ export interface CreatedAk {
   createSignature: TPMT_SIGNATURE;
 }
 
+/**
+ * A key created ahead of need (the key pool): TPM2_Create's output, certified when handed out
+ * (an AK by TPM2_CertifyCreation with itself, which needs the creation hash and ticket; a signing
+ * key by TPM2_Certify with the caller's AK).
+ */
+export interface UncertifiedKey {
+  kind: 'ak' | 'key';
+  key: WrappedKey;
+  /** TPMS_CREATION_DATA bytes as the TPM returned them. */
+  creationData: Uint8Array;
+  creationHash: Uint8Array;
+  creationTicket: TPMT_TK;
+}
+
 export interface BankQuote extends Attestation {
   hashAlg: number;
   pcrs: Map<number, Uint8Array>;
@@ -90,8 +106,8 @@ interface LoadedPrimary {
   handle: number;
   public: TPMT_PUBLIC;
   name: Uint8Array;
-  /** True when we must flush it after the flow (not a persistent handle). */
-  transient: boolean;
+  /** A persistent handle: every command naming it needs a free object slot for it while it runs. */
+  persistent: boolean;
 }
 
 /** What occupies the TPM's volatile memory (TPM2_GetCapability(TPM_CAP_HANDLES)). */
@@ -119,6 +135,11 @@ export interface AttestorTpmOptions {
   onExhausted?: (kind: 'object' | 'session', held: HeldHandles) => void;
   /** The queue in front of the TPM (see fair-queue.ts): how many flows may wait (default 256) and its metrics hooks. */
   queue?: Partial<FairQueueOptions>;
+  /**
+   * Most objects kept loaded between flows (default: the TPM's TPM_PT_HR_TRANSIENT_MIN, at least 3).
+   * Fewer leave slots to another process using the same TPM without a resource manager (the benchmark).
+   */
+  objectSlots?: number;
   /** Opens the TPM connection's transport instead of `address` (tests record the commands sent). */
   openTransport?: () => Promise<Transport>;
 }
@@ -145,6 +166,12 @@ function exhaustion(e: unknown): 'object' | 'session' | undefined {
   return undefined;
 }
 
+/** A command named a transient handle that is not loaded (TPM_RC_REFERENCE_Hx, TPM_RC_HANDLE). */
+function staleHandle(e: unknown): boolean {
+  if (!(e instanceof TpmError)) return false;
+  return e.is(TPM_RC.HANDLE) || [TPM_RC.REFERENCE_H0, TPM_RC.REFERENCE_H1, TPM_RC.REFERENCE_H2].some((rc) => e.is(rc));
+}
+
 /** What occupies the TPM's volatile memory, split into objects and sessions. */
 export async function heldHandles(tpm: Tpm): Promise<HeldHandles> {
   const all = await tpm.getLoadedHandles();
@@ -163,8 +190,14 @@ export class AttestorTpm {
   private readonly queue: FairQueue;
   /** The flow running now (close() waits for it). */
   private running: Promise<unknown> = Promise.resolve();
-  /** Primary keys: the persistent handle when the TPM has one, else a saved context (re-created after a TPM reset). */
-  private readonly primaries = new Map<PrimaryKind, { persistent?: number; context?: TPMS_CONTEXT; public: TPMT_PUBLIC; name: Uint8Array }>();
+  /** Primary keys: the persistent handle when the TPM has one, else a transient primary kept in `objects` (re-created after a TPM reset). */
+  private readonly primaries = new Map<PrimaryKind, { persistent?: number; public: TPMT_PUBLIC; name: Uint8Array }>();
+  /** Objects kept loaded (or saved) between flows: hot keys, AKs and transient primaries. */
+  private readonly objects = new ObjectCache();
+  /** Whether `objects.slots` was read from this TPM (TPM_PT_HR_TRANSIENT_MIN). */
+  private slotsKnown = false;
+  /** Transport.startups when the cached objects were loaded: a TPM started since invalidates them. */
+  private objectsEpoch = 0;
   private banks: number[] | undefined;
   private readonly ekCertificates = new Map<KeyType, Uint8Array | null>();
   /** Templates and certificates read from NV (the platform writes them once; absent ones are looked for again). */
@@ -173,6 +206,11 @@ export class AttestorTpm {
   private closed = false;
   /** Whether this attestor reclaims the TPM (no resource manager in between). */
   readonly reclaims: boolean;
+  /**
+   * Whether other processes can repoint our handles: without a resource manager one could flush a
+   * kept-loaded key and load another object at its handle number; signatures are then checked.
+   */
+  private readonly handlesShared: boolean;
   /** A reclaim is due before the next flow: set at start, on a new connection and after a TPM reset. */
   private reclaimDue = true;
 
@@ -181,6 +219,7 @@ export class AttestorTpm {
     private readonly opts: AttestorTpmOptions = {},
   ) {
     this.reclaims = opts.reclaim ?? !hasResourceManager(address);
+    this.handlesShared = !hasResourceManager(address);
     this.queue = new FairQueue({ limit: DEFAULT_QUEUE_LIMIT, ...opts.queue });
   }
 
@@ -214,7 +253,11 @@ export class AttestorTpm {
       this.connecting = opened.finally(() => (this.connecting = undefined));
     }
     const tpm = await this.connecting;
-    if (this.tpm !== tpm) this.reclaimDue = true;
+    if (this.tpm !== tpm) {
+      this.reclaimDue = true;
+      // Kept objects belong to the TPM, not the connection: count TPM starts from this transport's.
+      this.objectsEpoch = tpm.transport.startups ?? 0;
+    }
     this.tpm = tpm;
     return tpm;
   }
@@ -240,21 +283,46 @@ export class AttestorTpm {
       const startups = (): number => tpm.transport.startups ?? 0;
       let resets = 0;
       let reclaimedForExhaustion = false;
+      let evictedForExhaustion = false;
+      let reloadedStale = false;
       for (;;) {
         const before = startups();
         let result: T;
         try {
+          // The TPM was started since the cached objects were loaded: their handles are stale.
+          if (before !== this.objectsEpoch) {
+            this.forgetVolatile();
+            this.objectsEpoch = before;
+          }
+          this.objects.beginFlow();
           if (this.reclaims && this.reclaimDue) await this.reclaim(tpm);
+          if (!this.slotsKnown) {
+            this.objects.slots = this.opts.objectSlots ?? Math.max(3, (await tpm.getProperty(TPM_PT.HR_TRANSIENT_MIN)) ?? 3);
+            this.slotsKnown = true;
+          }
           result = await f(tpm);
         } catch (e) {
           if (e instanceof TpmTransportError) throw await this.dropConnection(tpm, e);
           const initialize = e instanceof TpmError && e.is(TPM_RC.INITIALIZE);
           if (!initialize && startups() === before) {
+            // A kept-loaded object is gone (the TPM was reset behind our back: a suspend/resume,
+            // another process flushing it): forget every cached handle, load again from the blobs.
+            if (!reloadedStale && staleHandle(e) && this.objects.stats.known > 0) {
+              reloadedStale = true;
+              this.forgetVolatile();
+              continue;
+            }
             const kind = exhaustion(e);
             if (kind === undefined) throw e;
-            // Every flow flushes what it loaded before its error reaches here: this attestor holds
-            // nothing now. Without a resource manager whatever holds the memory is not a rightful
-            // user (a killed process, tpm2-tools): reclaim once and run the flow again.
+            // Every flow flushes its sessions and temporary objects before its error reaches here;
+            // what this attestor still holds is its object cache: save and flush it, run again.
+            if (kind === 'object' && !evictedForExhaustion && this.objects.stats.loaded > 0) {
+              evictedForExhaustion = true;
+              await this.objects.evictAll(tpm);
+              continue;
+            }
+            // Now this attestor holds nothing. Without a resource manager whatever holds the memory
+            // is not a rightful user (a killed process, tpm2-tools): reclaim once and run the flow again.
             if (this.reclaims && !reclaimedForExhaustion) {
               reclaimedForExhaustion = true;
               this.reclaimDue = true;
@@ -307,19 +375,21 @@ export class AttestorTpm {
   }
 
   private forgetVolatile(): void {
-    for (const p of this.primaries.values()) delete p.context;
+    this.objects.forget();
     this.banks = undefined;
     this.reclaimDue = true;
   }
 
   /**
-   * Flush every transient object and session on the TPM: between flows this attestor owns none
-   * (its primaries are persistent handles, never flushed, or saved object contexts, which hold no
-   * TPM slot and are not listed), so all of them were left by someone else — typically an
-   * earlier attestor killed mid-flow. Runs inside the queue, before the flow that found it due.
+   * Flush every transient object and session on the TPM that is not in this attestor's object
+   * cache: between flows this attestor owns no sessions and no other objects, so all of them were
+   * left by someone else — typically an earlier attestor killed mid-flow. Runs inside the queue,
+   * before the flow that found it due.
    */
   private async reclaim(tpm: Tpm): Promise<void> {
-    const held = await heldHandles(tpm);
+    const ours = new Set(this.objects.loadedHandles());
+    const all = await heldHandles(tpm);
+    const held = { objects: all.objects.filter((h) => !ours.has(h)), sessions: all.sessions };
     for (const h of [...held.objects, ...held.sessions]) {
       try {
         await tpm.flushContext(h);
@@ -351,40 +421,38 @@ export class AttestorTpm {
     return new TpmFlowError('UNAVAILABLE', `the TPM has no free ${what} (${e.decoded.name}): ${who}; ${hint}`, e);
   }
 
-  /** Load (or create once and re-use) a primary key for the duration of one flow. */
+  /**
+   * A primary key, loaded for the running flow: the persistent handle when the TPM has one of the
+   * right kind, else a transient primary kept loaded in the object cache (created once, saved and
+   * re-loaded when pushed out, created again after a TPM reset). Never flushed by the flow.
+   */
   private async primary(tpm: Tpm, which: PrimaryKind): Promise<LoadedPrimary> {
     const spec = PRIMARIES[which];
-    const known = this.primaries.get(which);
-    if (known?.persistent !== undefined) return { handle: known.persistent, public: known.public, name: known.name, transient: false };
-    if (known?.context) {
-      try {
-        const handle = await tpm.contextLoad(known.context);
-        return { handle, public: known.public, name: known.name, transient: true };
-      } catch (e) {
-        if (!(e instanceof TpmError)) throw e;
-        delete known.context; // TPM reset since: re-create below
-      }
-    }
+    let known = this.primaries.get(which);
     if (!known && spec.persistent !== undefined && typeof spec.template === 'function') {
       // First use: a persistent key of the right kind at the conventional handle wins.
       try {
+        await this.objects.makeRoom(tpm, 1); // a command naming a persistent object loads it into a slot
         const rp = await tpm.readPublic(spec.persistent);
         const expected = spec.template();
         const matches = spec.type === 0 ? rp.public.type === TPM_ALG.RSA || rp.public.type === TPM_ALG.ECC : rp.public.type === spec.type && bytesEqual(rp.public.authPolicy, expected.authPolicy);
-        if (matches) {
-          this.primaries.set(which, { persistent: spec.persistent, public: rp.public, name: rp.name });
-          return { handle: spec.persistent, public: rp.public, name: rp.name, transient: false };
-        }
+        if (matches) this.primaries.set(which, (known = { persistent: spec.persistent, public: rp.public, name: rp.name }));
       } catch (e) {
         if (!(e instanceof TpmError && e.is(TPM_RC.HANDLE))) throw e;
       }
     }
+    if (known?.persistent !== undefined) return { handle: known.persistent, public: known.public, name: known.name, persistent: true };
     const template = typeof spec.template === 'function' ? spec.template() : await this.nvTemplate(tpm, spec.template.nvIndex, spec.template.what);
-    const created = await tpm.createPrimary(spec.hierarchy, template);
-    const context = await tpm.contextSave(created.handle);
-    this.primaries.set(which, { context, public: created.public, name: created.name });
-    return { handle: created.handle, public: created.public, name: created.name, transient: true };
+    const handle = await this.objects.acquire(tpm, `primary:${which}`, async () => {
+      await this.objects.makeRoom(tpm, 1);
+      const created = await tpm.createPrimary(spec.hierarchy, template);
+      this.primaries.set(which, { public: created.public, name: created.name });
+      return created.handle;
+    });
+    const p = this.primaries.get(which) as { public: TPMT_PUBLIC; name: Uint8Array };
+    return { handle, public: p.public, name: p.name, persistent: false };
   }
+
 
   /**
    * The contents of NV index `index`, or null when the TPM has no such index (or it was never
@@ -434,17 +502,22 @@ export class AttestorTpm {
     return certificate;
   }
 
-  /** Flush transient handles, ignoring errors (best effort; used in finally blocks). */
-  private async flush(tpm: Tpm, ...handles: (number | undefined | { handle: number; transient?: boolean })[]): Promise<void> {
-    for (const h of handles) {
-      if (h === undefined) continue;
-      const handle = typeof h === 'number' ? h : h.transient === false ? undefined : h.handle;
-      if (handle !== undefined) await tpm.flushContext(handle).catch(() => undefined);
-    }
+  /**
+   * Room in the TPM's object slots for a command that makes `objects` new objects (Create, Load)
+   * and names `parent`: a persistent parent is loaded into a slot for the command's duration too.
+   */
+  private room(tpm: Tpm, parent: LoadedPrimary, objects = 1): Promise<void> {
+    return this.objects.makeRoom(tpm, objects + (parent.persistent ? 1 : 0));
+  }
+
+  /** Flush transient handles (sessions, a flow's temporary objects), ignoring errors (best effort; used in finally blocks). */
+  private async flush(tpm: Tpm, ...handles: (number | undefined)[]): Promise<void> {
+    for (const h of handles) if (h !== undefined) await tpm.flushContext(h).catch(() => undefined);
   }
 
   /** A session salted to `salt` with parameter encryption both ways (the bus sees no secret in clear). */
   private async encryptingSession(tpm: Tpm, salt: LoadedPrimary, type: 'hmac' | 'policy' = 'hmac'): Promise<Session> {
+    await this.room(tpm, salt, 0);
     const s = await tpm.startAuthSession({ type, salt: { handle: salt.handle, public: salt.public } });
     return s.with(TPMA_SESSION.decrypt | TPMA_SESSION.encrypt);
   }
@@ -456,37 +529,72 @@ export class AttestorTpm {
     return s;
   }
 
-  private async loadKey(tpm: Tpm, key: WrappedKey): Promise<{ handle: number; parent: LoadedPrimary }> {
-    const parent = await this.primary(tpm, key.parent);
-    try {
+  /** The handle of a stored key, loaded for the running flow: hot in the object cache, or loaded (and then kept). */
+  private loadKey(tpm: Tpm, key: WrappedKey): Promise<number> {
+    return this.objects.acquire(tpm, objectId(key), async () => {
+      const parent = await this.primary(tpm, key.parent);
       let session: Session | undefined;
       try {
         if (key.parent !== 'srk') session = await this.ekPolicySession(tpm);
-        try {
-          const loaded = await tpm.load(parent.handle, key.private, key.public, session ? { sessions: [session] } : {});
-          return { handle: loaded.handle, parent };
-        } catch (e) {
-          if (e instanceof TpmError && (e.is(TPM_RC.INTEGRITY) || e.is(TPM_RC.BINDING) || e.is(TPM_RC.VALUE))) {
-            throw new TpmFlowError('FAILED_PRECONDITION', `a stored key no longer loads under its parent (${key.parent}): the TPM was cleared or the ${key.parent} replaced`, e);
-          }
-          throw e;
+        await this.room(tpm, parent);
+        const handle = (await tpm.load(parent.handle, key.private, key.public, session ? { sessions: [session] } : {})).handle;
+        this.releasePrimary(key.parent);
+        return handle;
+      } catch (e) {
+        if (e instanceof TpmError && (e.is(TPM_RC.INTEGRITY) || e.is(TPM_RC.BINDING) || e.is(TPM_RC.VALUE))) {
+          throw new TpmFlowError('FAILED_PRECONDITION', `a stored key no longer loads under its parent (${key.parent}): the TPM was cleared or the ${key.parent} replaced`, e);
         }
+        throw e;
       } finally {
         await this.flush(tpm, session?.handle);
       }
-    } catch (e) {
-      await this.flush(tpm, parent);
-      throw e;
-    }
+    });
+  }
+
+  /** Load a key just created by this flow and keep it in the object cache (it is usually used next). */
+  private async loadNew(tpm: Tpm, parent: LoadedPrimary, key: WrappedKey): Promise<number> {
+    await this.room(tpm, parent);
+    const handle = (await tpm.load(parent.handle, key.private, key.public)).handle;
+    this.objects.insert(objectId(key), handle);
+    this.releasePrimary(key.parent);
+    return handle;
+  }
+
+  /**
+   * The running flow is done with a primary it used as a parent: with few slots it may be pushed
+   * out (saved) to make room for the flow's next object. Flows that use a primary's handle later
+   * (the EK of ActivateCredential) take it after loading their keys.
+   */
+  private releasePrimary(which: PrimaryKind): void {
+    this.objects.release(`primary:${which}`);
+  }
+
+  /** TPM2_Create of an AK or a signing key under the SRK: the only TPM command besides loading the SRK. */
+  private async createUnderSrk(tpm: Tpm, kind: 'ak' | 'key', keyType: KeyType): Promise<UncertifiedKey> {
+    const srk = await this.primary(tpm, 'srk');
+    await this.room(tpm, srk); // TPM2_Create holds the new object in a slot while it runs
+    const c = await tpm.create(srk.handle, kind === 'ak' ? akTemplate(keyType) : signingKeyTemplate(keyType));
+    this.releasePrimary('srk');
+    return {
+      kind,
+      key: { keyType, public: c.public, private: c.private, parent: 'srk' },
+      creationData: rawOf(c.creationData),
+      creationHash: c.creationHash,
+      creationTicket: c.creationTicket,
+    };
   }
 
   // ---- the operations --------------------------------------------------------
+
+  /** Objects loaded on the TPM by this attestor now, and known to it (loaded or saved). */
+  get cachedObjects(): ObjectCacheStats {
+    return this.objects.stats;
+  }
 
   /** EK public area and certificate (DER, or null when the TPM has none). */
   ek(keyType: KeyType, call: FlowTag = internal('ek')): Promise<{ public: TPMT_PUBLIC; certificate: Uint8Array | null }> {
     return this.flow(call, async (tpm) => {
       const ek = await this.primary(tpm, keyType === 'ecc' ? 'ek-ecc' : 'ek-rsa');
-      await this.flush(tpm, ek);
       // NV certificates do not change while we run: read each once (a few NV_Read chunks each).
       let certificate = this.ekCertificates.get(keyType);
       if (certificate === undefined) {
@@ -497,41 +605,42 @@ export class AttestorTpm {
     });
   }
 
-  /** Create an AK under the SRK and certify its creation with itself (go-attestation's AttestationParameters). */
-  createAk(keyType: KeyType, call: FlowTag = internal('createAk')): Promise<CreatedAk> {
+  /**
+   * An AK or signing key created ahead of need (the key pool): one flow of one TPM2_Create (plus
+   * loading the SRK when it is not loaded), so a caller's flow never waits behind more than that.
+   */
+  createUncertified(kind: 'ak' | 'key', keyType: KeyType, call: FlowTag = internal('createUncertified')): Promise<UncertifiedKey> {
+    return this.flow(call, (tpm) => this.createUnderSrk(tpm, kind, keyType));
+  }
+
+  /**
+   * Create an AK under the SRK (or take `pooled`, one created ahead) and certify its creation with
+   * itself (go-attestation's AttestationParameters).
+   */
+  createAk(keyType: KeyType, call: FlowTag = internal('createAk'), pooled?: UncertifiedKey): Promise<CreatedAk> {
+    if (pooled && (pooled.kind !== 'ak' || pooled.key.keyType !== keyType)) throw new TypeError(`a pooled ${pooled.key.keyType} ${pooled.kind} is not an ${keyType} AK`);
     return this.flow(call, async (tpm) => {
-      const srk = await this.primary(tpm, 'srk');
-      let ak: number | undefined;
-      try {
-        const c = await tpm.create(srk.handle, akTemplate(keyType));
-        ak = (await tpm.load(srk.handle, c.private, c.public)).handle;
-        const cert = await tpm.certifyCreation(ak, ak, c.creationHash, c.creationTicket);
-        return {
-          key: { keyType, public: c.public, private: c.private, parent: 'srk' },
-          createData: rawOf(c.creationData),
-          createAttestation: cert.attestBytes,
-          createSignature: cert.signature,
-        };
-      } finally {
-        await this.flush(tpm, ak, srk);
-      }
+      const c = pooled ?? (await this.createUnderSrk(tpm, 'ak', keyType));
+      const ak = pooled ? await this.loadKey(tpm, c.key) : await this.loadNew(tpm, await this.primary(tpm, 'srk'), c.key);
+      const cert = await tpm.certifyCreation(ak, ak, c.creationHash, c.creationTicket);
+      return { key: c.key, createData: c.creationData, createAttestation: cert.attestBytes, createSignature: cert.signature };
     });
   }
 
   /** TPM2_ActivateCredential of a credential made for `ak` with the EK of `ekType`. */
   activateCredential(ak: WrappedKey, ekType: KeyType, credentialBlob: Uint8Array, encryptedSecret: Uint8Array, call: FlowTag = internal('activateCredential')): Promise<Uint8Array> {
     return this.flow(call, async (tpm) => {
-      const { handle: akHandle, parent: srk } = await this.loadKey(tpm, ak);
-      let ek: LoadedPrimary | undefined;
+      const akHandle = await this.loadKey(tpm, ak);
       let policy: Session | undefined;
       let enc: Session | undefined;
       try {
-        ek = await this.primary(tpm, ekType === 'ecc' ? 'ek-ecc' : 'ek-rsa');
+        const ek = await this.primary(tpm, ekType === 'ecc' ? 'ek-ecc' : 'ek-rsa');
         policy = await this.ekPolicySession(tpm);
         enc = await this.encryptingSession(tpm, ek);
+        await this.room(tpm, ek, 0);
         return await tpm.activateCredential(akHandle, ek.handle, credentialBlob, encryptedSecret, { sessions: [undefined, policy, enc] });
       } finally {
-        await this.flush(tpm, akHandle, enc?.handle, policy?.handle, ek, srk);
+        await this.flush(tpm, enc?.handle, policy?.handle);
       }
     });
   }
@@ -542,25 +651,20 @@ export class AttestorTpm {
     return this.banks;
   }
 
-  /** One quote per active PCR bank over PCRs 0-23 with `nonce`, plus the PCR values. */
+  /** One quote per active PCR bank over PCRs 0-23 with `nonce`, plus the PCR values (read for every bank at once). */
   quote(ak: WrappedKey, nonce: Uint8Array, call: FlowTag = internal('quote')): Promise<BankQuote[]> {
     return this.flow(call, async (tpm) => {
-      const { handle, parent } = await this.loadKey(tpm, ak);
-      try {
-        const out: BankQuote[] = [];
-        const all = Array.from({ length: 24 }, (_, i) => i);
-        for (const bank of await this.activeBanks(tpm)) {
-          const q = await tpm.quote(handle, nonce, pcrSelection(bank, all));
-          if (q.attest.type !== 0x8018) throw new TpmFlowError('INTERNAL', 'TPM2_Quote returned a non-quote attestation');
-          const sel = q.attest.attested.pcrSelect.find((s) => s.hash === bank);
-          if (!sel || sel.pcrSelect.every((b) => b === 0)) continue; // bank not really allocated
-          const pcrs = await tpm.readPcrs(bank, all);
-          out.push({ ...q, hashAlg: bank, pcrs });
-        }
-        return out;
-      } finally {
-        await this.flush(tpm, handle, parent);
+      const handle = await this.loadKey(tpm, ak);
+      const quoted: { bank: number; q: Attestation }[] = [];
+      for (const bank of await this.activeBanks(tpm)) {
+        const q = await tpm.quote(handle, nonce, pcrSelection(bank, ALL_PCRS));
+        if (q.attest.type !== 0x8018) throw new TpmFlowError('INTERNAL', 'TPM2_Quote returned a non-quote attestation');
+        const sel = q.attest.attested.pcrSelect.find((s) => s.hash === bank);
+        if (!sel || sel.pcrSelect.every((b) => b === 0)) continue; // bank not really allocated
+        quoted.push({ bank, q });
       }
+      const pcrs = await readPcrBanks(tpm, quoted.map((x) => x.bank));
+      return quoted.map(({ bank, q }) => ({ ...q, hashAlg: bank, pcrs: pcrs.get(bank) as Map<number, Uint8Array> }));
     });
   }
 
@@ -577,23 +681,20 @@ export class AttestorTpm {
       let lp: Session | undefined;
       try {
         lp = await this.ekPolicySession(tpm);
+        await this.room(tpm, ek);
         obj = (await tpm.load(ek.handle, key.private, blob.publicArea, { sessions: [lp] })).handle;
         s = await this.encryptingSession(tpm, ek, blob.policy.length > 0 ? 'policy' : 'hmac');
         if (blob.policy.length > 0) await tpm.applyPolicy(s, blob.policy);
         return await tpm.unseal(obj, { sessions: [s] });
       } finally {
-        await this.flush(tpm, obj, s?.handle, lp?.handle, ek);
+        await this.flush(tpm, obj, s?.handle, lp?.handle);
       }
     });
   }
 
   /** Import a signing key under the EK; returns the wrapped key to store. */
   importKey(ekType: KeyType, blob: { publicArea: TPMT_PUBLIC; duplicate: Uint8Array; encryptedSeed: Uint8Array }, call: FlowTag = internal('importKey')): Promise<WrappedKey> {
-    return this.flow(call, async (tpm) => {
-      const { key, ek } = await this.importUnderEk(tpm, ekType, blob);
-      await this.flush(tpm, ek);
-      return key;
-    });
+    return this.flow(call, async (tpm) => (await this.importUnderEk(tpm, ekType, blob)).key);
   }
 
   private async importUnderEk(
@@ -608,56 +709,58 @@ export class AttestorTpm {
     try {
       policy = await this.ekPolicySession(tpm);
       enc = await this.encryptingSession(tpm, ek);
+      await this.room(tpm, ek, 0);
       const priv = await tpm.import(ek.handle, blob.publicArea, blob.duplicate, blob.encryptedSeed, { sessions: [policy, enc] });
       const keyType: KeyType = blob.publicArea.type === TPM_ALG.ECC ? 'ecc' : 'rsa';
       return { key: { keyType, public: blob.publicArea, private: priv, parent: which }, ek };
-    } catch (e) {
-      await this.flush(tpm, ek);
-      throw e;
     } finally {
       await this.flush(tpm, enc?.handle, policy?.handle);
     }
   }
 
-  /** Create a signing key under the SRK and certify it with the AK (TPM2_Certify). */
-  createKey(ak: WrappedKey, keyType: KeyType, call: FlowTag = internal('createKey')): Promise<{ key: WrappedKey; certify: Attestation }> {
+  /** Create a signing key under the SRK (or take `pooled`, one created ahead) and certify it with the AK (TPM2_Certify). */
+  createKey(ak: WrappedKey, keyType: KeyType, call: FlowTag = internal('createKey'), pooled?: UncertifiedKey): Promise<{ key: WrappedKey; certify: Attestation }> {
+    if (pooled && (pooled.kind !== 'key' || pooled.key.keyType !== keyType)) throw new TypeError(`a pooled ${pooled.key.keyType} ${pooled.kind} is not an ${keyType} signing key`);
     return this.flow(call, async (tpm) => {
-      const srk = await this.primary(tpm, 'srk');
-      let akHandle: number | undefined;
-      let k: number | undefined;
-      try {
-        const c = await tpm.create(srk.handle, signingKeyTemplate(keyType));
-        k = (await tpm.load(srk.handle, c.private, c.public)).handle;
-        akHandle = (await tpm.load(srk.handle, ak.private, ak.public)).handle;
-        const certify = await tpm.certify(k, akHandle);
-        return { key: { keyType, public: c.public, private: c.private, parent: 'srk' }, certify };
-      } finally {
-        await this.flush(tpm, k, akHandle, srk);
-      }
+      const c = pooled ?? (await this.createUnderSrk(tpm, 'key', keyType));
+      const k = pooled ? await this.loadKey(tpm, c.key) : await this.loadNew(tpm, await this.primary(tpm, 'srk'), c.key);
+      const akHandle = await this.loadKey(tpm, ak);
+      const certify = await tpm.certify(k, akHandle);
+      return { key: c.key, certify };
     });
   }
 
   /**
-   * Sign SHA-256(data) with a stored key: RSASSA-PKCS1-v1_5 or ECDSA. Keys
-   * bound to PCRs (imported with a PolicyPCR authPolicy) are authorized with
-   * that policy.
+   * Sign SHA-256(data) with a stored key: RSASSA-PKCS1-v1_5 or ECDSA. Keys bound to PCRs
+   * (imported with a PolicyPCR authPolicy) are authorized with that policy. The digest is made
+   * before the flow, so a hot key is one TPM2_Sign. Without a resource manager, where another
+   * process could flush a kept-loaded key and load its own object at the same handle number, the
+   * signature is checked against the key's public area after the flow (outside the queue): a
+   * handle that went stale unnoticed never returns a signature by another key.
    */
-  sign(key: WrappedKey, data: Uint8Array, policy: PolicyStep[] = [], call: FlowTag = internal('sign')): Promise<TPMT_SIGNATURE> {
-    return this.flow(call, async (tpm) => {
-      const { handle, parent } = await this.loadKey(tpm, key);
-      let s: Session | undefined;
-      try {
-        const digest = hash(TPM_ALG.SHA256, data);
-        const scheme = key.keyType === 'ecc' ? { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 } : { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 };
-        if (policy.length > 0) {
-          s = await tpm.startAuthSession({ type: 'policy', symmetric: { algorithm: TPM_ALG.NULL } });
-          await tpm.applyPolicy(s, policy);
+  async sign(key: WrappedKey, data: Uint8Array, policy: PolicyStep[] = [], call: FlowTag = internal('sign')): Promise<TPMT_SIGNATURE> {
+    const digest = hash(TPM_ALG.SHA256, data);
+    const scheme = key.keyType === 'ecc' ? { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 } : { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 };
+    for (let attempt = 0; ; attempt++) {
+      const sig = await this.flow(call, async (tpm) => {
+        const handle = await this.loadKey(tpm, key);
+        let s: Session | undefined;
+        try {
+          if (policy.length > 0) {
+            s = await tpm.startAuthSession({ type: 'policy', symmetric: { algorithm: TPM_ALG.NULL } });
+            await tpm.applyPolicy(s, policy);
+          }
+          return await tpm.sign(handle, digest, s ? { scheme, sessions: [s] } : { scheme });
+        } finally {
+          await this.flush(tpm, s?.handle);
         }
-        return await tpm.sign(handle, digest, s ? { scheme, sessions: [s] } : { scheme });
-      } finally {
-        await this.flush(tpm, s?.handle, handle, parent);
-      }
-    });
+      });
+      if (!this.handlesShared || verifiesWith(key, data, sig)) return sig;
+      // Not this key's signature: a cached handle now names another object. The next flow forgets
+      // every cached handle (and reclaims what is not ours), then loads the key again.
+      this.objectsEpoch = -1;
+      if (attempt > 0) throw new TpmFlowError('UNAVAILABLE', 'the TPM signed with an object other than the key twice: another process is loading objects on this TPM; retry');
+    }
   }
 
   /**
@@ -668,7 +771,6 @@ export class AttestorTpm {
   cloudAk(keyType: KeyType, call: FlowTag = internal('cloudAk')): Promise<{ public: TPMT_PUBLIC; certificate: Uint8Array | null }> {
     return this.flow(call, async (tpm) => {
       const key = await this.primary(tpm, keyType === 'ecc' ? 'cloud-ak-ecc' : 'cloud-ak-rsa');
-      await this.flush(tpm, key);
       cloudAkScheme(key.public, keyType);
       return { public: key.public, certificate: await this.nvCertificate(tpm, CLOUD_AK_NV_INDEX[keyType].certificate) };
     });
@@ -682,18 +784,16 @@ export class AttestorTpm {
    */
   cloudAkSign(keyType: KeyType, data: Uint8Array, call: FlowTag = internal('cloudAkSign')): Promise<TPMT_SIGNATURE> {
     return this.flow(call, async (tpm) => {
+      // The key stays loaded in the object cache (pinned for this flow), like the other primaries.
       const key = await this.primary(tpm, keyType === 'ecc' ? 'cloud-ak-ecc' : 'cloud-ak-rsa');
-      try {
-        const scheme = cloudAkScheme(key.public, keyType);
-        if (!(key.public.objectAttributes & TPMA_OBJECT.restricted)) return await tpm.sign(key.handle, hash(TPM_ALG.SHA256, data), { scheme });
-        if (TPM_GENERATED_VALUE.every((b, i) => data[i] === b)) {
-          throw new TpmFlowError('INVALID_ARGUMENT', 'data begins with TPM_GENERATED_VALUE (0xff544347): an attestation key does not sign what could pass for a TPM attestation');
-        }
-        const hashed = await tpm.hashData(data, TPM_ALG.SHA256, TPM_RH.OWNER);
-        return await tpm.sign(key.handle, hashed.outHash, { scheme, validation: hashed.validation });
-      } finally {
-        await this.flush(tpm, key);
+      const scheme = cloudAkScheme(key.public, keyType);
+      if (!(key.public.objectAttributes & TPMA_OBJECT.restricted)) return await tpm.sign(key.handle, hash(TPM_ALG.SHA256, data), { scheme });
+      if (TPM_GENERATED_VALUE.every((b, i) => data[i] === b)) {
+        throw new TpmFlowError('INVALID_ARGUMENT', 'data begins with TPM_GENERATED_VALUE (0xff544347): an attestation key does not sign what could pass for a TPM attestation');
       }
+      await this.objects.makeRoom(tpm, 1); // a hash sequence (long data) takes an object slot
+      const hashed = await tpm.hashData(data, TPM_ALG.SHA256, TPM_RH.OWNER);
+      return await tpm.sign(key.handle, hashed.outHash, { scheme, validation: hashed.validation });
     });
   }
 
@@ -704,6 +804,8 @@ export class AttestorTpm {
     await this.running;
     const t = this.tpm;
     this.tpm = undefined;
+    // Leave the TPM as we found it: flush the objects kept loaded.
+    if (t) await this.objects.flushAll(t).catch(() => undefined);
     await t?.close();
   }
 }
@@ -745,6 +847,66 @@ function trimDer(b: Uint8Array): Uint8Array {
     header += n;
   }
   return header + len <= b.length ? b.slice(0, header + len) : b;
+}
+
+const ALL_PCRS: readonly number[] = Array.from({ length: 24 }, (_, i) => i);
+
+/** The object cache's name of a stored key: its parent and a digest of its wrapped private blob. */
+const objectIds = new WeakMap<WrappedKey, string>();
+function objectId(key: WrappedKey): string {
+  let id = objectIds.get(key);
+  if (id === undefined) {
+    // The private blob is unique to the key (its integrity HMAC covers the key's Name).
+    id = `key:${createHash('sha256').update(key.parent).update(key.private).digest('hex')}`;
+    objectIds.set(key, id);
+  }
+  return id;
+}
+
+/** Node's public key of each stored key (made once per decoded key). */
+const publicKeys = new WeakMap<WrappedKey, KeyObject>();
+
+/** Whether `sig` (RSASSA or ECDSA with SHA-256, as `sign` asks for) is `key`'s signature over `data`. */
+function verifiesWith(key: WrappedKey, data: Uint8Array, sig: TPMT_SIGNATURE): boolean {
+  try {
+    let pub = publicKeys.get(key);
+    if (pub === undefined) publicKeys.set(key, (pub = createPublicKey({ key: Buffer.from(publicToSpkiDer(key.public)), format: 'der', type: 'spki' })));
+    const expected = key.keyType === 'ecc' ? TPM_ALG.ECDSA : TPM_ALG.RSASSA;
+    return sig.sigAlg === expected && verify('sha256', data, pub, signatureToDer(sig));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * PCRs 0-23 of every bank in `banks`, as few TPM2_PCR_Read as the TPM allows: each asks for every
+ * PCR not read yet in every bank, and the TPM answers as many as it returns at once.
+ */
+async function readPcrBanks(tpm: Tpm, banks: readonly number[]): Promise<Map<number, Map<number, Uint8Array>>> {
+  const out = new Map(banks.map((b) => [b, new Map<number, Uint8Array>()]));
+  for (let round = 0; round < 64; round++) {
+    const missing = banks.filter((b) => (out.get(b) as Map<number, Uint8Array>).size < ALL_PCRS.length);
+    if (missing.length === 0) return out;
+    const selection = missing.flatMap((b) => pcrSelection(b, ALL_PCRS.filter((i) => !(out.get(b) as Map<number, Uint8Array>).has(i))));
+    const { pcrSelectionOut, pcrValues } = await tpm.pcrRead(selection);
+    let k = 0;
+    let got = 0;
+    for (const sel of pcrSelectionOut) {
+      const values = out.get(sel.hash);
+      sel.pcrSelect.forEach((byte, i) => {
+        for (let bit = 0; bit < 8; bit++) {
+          if (!(byte & (1 << bit))) continue;
+          const value = pcrValues[k++];
+          if (values && value) {
+            values.set(i * 8 + bit, value);
+            got++;
+          }
+        }
+      });
+    }
+    if (got === 0) throw new TpmFlowError('INTERNAL', `the TPM returned no PCR values for banks ${missing.map((b) => b.toString(16)).join(', ')}: are they allocated?`);
+  }
+  throw new TpmFlowError('INTERNAL', 'TPM2_PCR_Read did not return every PCR');
 }
 
 function rawOf(v: object): Uint8Array {

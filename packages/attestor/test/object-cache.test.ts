@@ -1,0 +1,154 @@
+// Issue 12, "hot keys stay loaded": counted in TPM commands (never timed). A repeated Sign on a hot
+// key is one TPM2_Sign; more keys than the TPM's slots are pushed out and brought back correctly;
+// a TPM power cycle with a full cache still signs with the right key.
+import assert from 'node:assert/strict';
+import { createPublicKey, verify } from 'node:crypto';
+import { TPM_CC, commandName, openTpm, openTransport, publicToSpkiDer, signatureToDer, TPM_RH, signingKeyTemplate, srkTemplateEccP256, type TPMT_SIGNATURE, type Transport } from '@tpmds/tpm2-wire';
+import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
+import { AttestorTpm, type WrappedKey } from '../src/tpm/attestor-tpm.js';
+import { createBackend } from '../src/backend-factory.js';
+import { defaultConfig } from '../src/config.js';
+import { Logger } from '../src/log.js';
+import { AttestorMetrics } from '../src/metrics.js';
+import { MemoryLog, startFake, tempDir } from './helpers.js';
+
+function signs(key: WrappedKey, data: Uint8Array, sig: TPMT_SIGNATURE): boolean {
+  const pub = createPublicKey({ key: Buffer.from(publicToSpkiDer(key.public)), format: 'der', type: 'spki' });
+  return verify('sha256', data, pub, Buffer.from(signatureToDer(sig)));
+}
+
+describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', function () {
+  this.timeout(180_000);
+  let swtpm: SwtpmInstance;
+
+  before(async () => {
+    swtpm = await startSwtpm({ transport: 'unix' });
+  });
+  after(async () => {
+    await swtpm?.stop();
+  });
+
+  it('N Sign RPCs on a hot key are exactly N TPM2_Sign and no TPM2_Load or TPM2_ContextLoad (per-command metrics)', async () => {
+    const state = tempDir();
+    const metrics = new AttestorMetrics();
+    const config = { ...defaultConfig(), tpm: swtpm.address, stateDir: state.dir, insecure: true, listen: '127.0.0.1:0', healthListen: '127.0.0.1:0' };
+    const backend = await createBackend(config, metrics, new Logger('error', new MemoryLog()), {});
+    const t = await startFake({ backend, config, start: { metrics } });
+    try {
+      for (const keyType of ['ecc', 'rsa'] as const) {
+        const uid = `u-${keyType}`;
+        await t.client.getAK({ uid, keyType });
+        await t.client.newKey({ uid, kid: 'k', keyType });
+        await t.client.sign({ uid, kid: 'k', data: new Uint8Array([0]) });
+        const count = (cc: number): number => metrics.tpmCommandDuration.count({ command: commandName(cc) });
+        const before = { sign: count(TPM_CC.Sign), load: count(TPM_CC.Load), contextLoad: count(TPM_CC.ContextLoad), flush: count(TPM_CC.FlushContext) };
+        const n = 25;
+        for (let i = 0; i < n; i++) await t.client.sign({ uid, kid: 'k', data: new Uint8Array([i]) });
+        assert.equal(count(TPM_CC.Sign) - before.sign, n, `${keyType}: one TPM2_Sign per Sign RPC`);
+        assert.equal(count(TPM_CC.Load) - before.load, 0, `${keyType}: no TPM2_Load`);
+        assert.equal(count(TPM_CC.ContextLoad) - before.contextLoad, 0, `${keyType}: no TPM2_ContextLoad`);
+        assert.equal(count(TPM_CC.FlushContext) - before.flush, 0, `${keyType}: no TPM2_FlushContext`);
+      }
+    } finally {
+      await t.stop();
+      state.cleanup();
+    }
+  });
+
+  it('more keys than slots: each key signs correctly, the TPM never holds more than its slots, a key pushed out comes back with one TPM2_ContextLoad', async () => {
+    const commands: number[] = [];
+    const tpm = new AttestorTpm(swtpm.address, { onCommand: (cc) => commands.push(cc) });
+    try {
+      const ak = (await tpm.createAk('ecc')).key;
+      const keys: WrappedKey[] = [];
+      for (let i = 0; i < 6; i++) keys.push((await tpm.createKey(ak, i % 2 === 0 ? 'ecc' : 'rsa')).key);
+      for (let round = 0; round < 3; round++) {
+        for (const [i, key] of keys.entries()) {
+          const data = new Uint8Array([round, i]);
+          commands.length = 0;
+          const sig = await tpm.sign(key, data);
+          assert.ok(signs(key, data, sig), `key ${i} round ${round}: the signature is this key's`);
+          assert.ok(tpm.cachedObjects.loaded <= 3, `${tpm.cachedObjects.loaded} objects loaded`);
+          // Pushed out: ContextSave + FlushContext of the least recently used, ContextLoad of this one.
+          assert.equal(commands.filter((c) => c === TPM_CC.Load).length, 0, 'reloaded from its saved context, not its blob');
+          assert.equal(commands.filter((c) => c === TPM_CC.ContextLoad).length, 1);
+          assert.equal(commands.filter((c) => c === TPM_CC.Sign).length, 1);
+        }
+      }
+      // Two hot keys (with the AK pushed out) are one TPM2_Sign each.
+      await tpm.sign(keys[0] as WrappedKey, new Uint8Array([1]));
+      await tpm.sign(keys[1] as WrappedKey, new Uint8Array([1]));
+      commands.length = 0;
+      await tpm.sign(keys[0] as WrappedKey, new Uint8Array([2]));
+      await tpm.sign(keys[1] as WrappedKey, new Uint8Array([2]));
+      assert.deepEqual(commands, [TPM_CC.Sign, TPM_CC.Sign]);
+    } finally {
+      await tpm.close();
+    }
+    // close() leaves nothing loaded.
+    const check = await openTpm(swtpm.address);
+    try {
+      assert.deepEqual(await check.getLoadedHandles(), []);
+    } finally {
+      await check.close();
+    }
+  });
+
+  it('another process flushes the kept keys (and loads its own objects at their handle numbers): the next Signs still sign with their own keys', async () => {
+    // The attestor and the "other process" share one swtpm connection (swtpm serves one at a time).
+    const shared = await openTransport(swtpm.address);
+    const borrowed = (): Transport => ({ send: (c) => shared.send(c), close: () => Promise.resolve(), get startups() { return shared.startups; } });
+    const tpm = new AttestorTpm(swtpm.address, { openTransport: () => Promise.resolve(borrowed()) });
+    const other = await openTpm(undefined, { transport: borrowed() });
+    try {
+      const ak = (await tpm.createAk('ecc')).key;
+      const keys = [(await tpm.createKey(ak, 'ecc')).key, (await tpm.createKey(ak, 'rsa')).key];
+      for (const key of keys) await tpm.sign(key, new Uint8Array([0]));
+      const flushAll = async (): Promise<number[]> => {
+        const held = await other.getLoadedHandles();
+        for (const h of held) await other.flushContext(h);
+        return held.filter((h) => h >>> 24 === 0x80);
+      };
+      // 1. Flushed only: the Sign meets TPM_RC_REFERENCE_H0 and loads its key again.
+      assert.ok((await flushAll()).length >= 2);
+      for (const [i, key] of keys.entries()) assert.ok(signs(key, new Uint8Array([1, i]), await tpm.sign(key, new Uint8Array([1, i]))), `key ${i} after the flush`);
+      // 2. Flushed and the handle numbers taken by other keys: the check catches the foreign signature.
+      const was = await flushAll();
+      const srk = await other.createPrimary(TPM_RH.OWNER, srkTemplateEccP256());
+      const foreign: number[] = [];
+      for (const keyType of ['ecc', 'rsa'] as const) {
+        const c = await other.create(srk.handle, signingKeyTemplate(keyType));
+        foreign.push((await other.load(srk.handle, c.private, c.public)).handle);
+      }
+      assert.ok(was.some((h) => foreign.includes(h) || h === srk.handle), `a foreign object took one of our handles (${was.map((h) => h.toString(16))} vs ${[srk.handle, ...foreign].map((h) => h.toString(16))})`);
+      for (const [i, key] of keys.entries()) assert.ok(signs(key, new Uint8Array([2, i]), await tpm.sign(key, new Uint8Array([2, i]))), `key ${i} after its handle was taken`);
+    } finally {
+      await tpm.close();
+      await other.close();
+      await shared.close();
+    }
+  });
+
+  it('a TPM power cycle with a full cache: every key still signs, with its own key (stale handles reloaded from the blobs)', async () => {
+    const tpm = new AttestorTpm(swtpm.address);
+    try {
+      const ak = (await tpm.createAk('rsa')).key;
+      const keys: WrappedKey[] = [];
+      for (let i = 0; i < 4; i++) keys.push((await tpm.createKey(ak, i % 2 === 0 ? 'rsa' : 'ecc')).key);
+      for (const key of keys) await tpm.sign(key, new Uint8Array([0]));
+      assert.equal(tpm.cachedObjects.loaded, 3, 'the cache is full');
+      for (let cycle = 0; cycle < 2; cycle++) {
+        await swtpm.powerCycle();
+        // After the reset the same handle numbers are handed out again, in another order.
+        for (const [i, key] of [...keys].reverse().entries()) {
+          const data = new Uint8Array([cycle, i]);
+          assert.ok(signs(key, data, await tpm.sign(key, data)), `cycle ${cycle}: key ${keys.length - 1 - i}`);
+        }
+      }
+      const q = await tpm.quote(ak, new Uint8Array(16));
+      assert.ok(q.length >= 1 && q.every((b) => b.pcrs.size === 24), 'a quote reads every PCR of every bank');
+    } finally {
+      await tpm.close();
+    }
+  });
+});
