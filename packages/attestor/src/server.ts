@@ -35,7 +35,7 @@ import { HealthService } from './health.js';
 import { closeHttpServer, httpAddress, startHttpServer } from './http.js';
 import { Logger } from './log.js';
 import { AttestorMetrics } from './metrics.js';
-import { checkId, checkNonce, idProblem, parseKeyType } from './validate.js';
+import { checkId, checkImportBlobSizes, checkNonce, idProblem, parseKeyType } from './validate.js';
 
 /** gRPC's default message limit; larger requests are RESOURCE_EXHAUSTED. */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -484,6 +484,7 @@ function checkImportBlob(fieldName: string, bytes: Uint8Array): ImportBlob {
   if (blob.duplicate.length === 0) throw bad('ImportBlob.duplicate is empty');
   if (blob.encryptedSeed.length === 0) throw bad('ImportBlob.encrypted_seed is empty');
   if (blob.publicArea.length === 0) throw bad('ImportBlob.public_area is empty');
+  checkImportBlobSizes(fieldName, blob);
   if (blob.pcrs !== undefined) {
     const { hash, pcrs } = blob.pcrs;
     if (hash === 0 && pcrs.size === 0) {
