@@ -3,6 +3,7 @@
 import { AUTH_MODES, type AuthMode } from './auth/caller.js';
 import { IN_CLUSTER_CA, IN_CLUSTER_TOKEN, MAX_CACHE_SECONDS } from './auth/k8s.js';
 import { ConfigError } from './errors.js';
+import { DEFAULT_MAX_KEYS_PER_IDENTITY, parseSignRate } from './limits.js';
 
 /** Log levels, lowest first. */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -15,6 +16,10 @@ export interface AttestorConfig {
   tpm: string;
   /** Most TPM calls waiting at once (more are answered RESOURCE_EXHAUSTED). */
   tpmQueueLimit: number;
+  /** Most AKs + keys one caller identity may have (0: no limit); more are RESOURCE_EXHAUSTED. */
+  maxKeysPerIdentity: number;
+  /** Per-identity token bucket of signing RPCs: "RATE[:BURST]" per second, or "off" (default). */
+  signRate: string;
   /** Directory of the key blobs, created 0700 when missing. */
   stateDir: string;
   /** Firmware event log shipped with quotes. */
@@ -62,6 +67,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: '--listen', key: 'listen', kind: 'string', default: '0.0.0.0:50051', meta: 'ADDR', help: 'gRPC address: HOST:PORT, [IPV6]:PORT or unix:/path for a Unix socket' },
   { flag: '--tpm', key: 'tpm', kind: 'string', default: 'device:/dev/tpmrm0', meta: 'ADDR', help: 'TPM address: device:/dev/tpmrm0, device:/dev/tpm0, swtpm:port=N, swtpm:host=H,port=N, swtpm:path=SOCK, mssim:host=H,port=N' },
   { flag: '--tpm-queue-limit', key: 'tpmQueueLimit', kind: 'int', default: '256', meta: 'N', help: 'most calls waiting for the TPM at once, shared fairly between callers (1 or more); more are answered RESOURCE_EXHAUSTED' },
+  { flag: '--max-keys-per-identity', key: 'maxKeysPerIdentity', kind: 'int', default: String(DEFAULT_MAX_KEYS_PER_IDENTITY), meta: 'N', help: 'most AKs and keys one caller identity may have (0: no limit); one more is answered RESOURCE_EXHAUSTED' },
+  { flag: '--sign-rate', key: 'signRate', kind: 'string', default: 'off', meta: 'RATE[:BURST]', help: 'per caller identity, most Sign and Quote calls per second (token bucket, bursts of BURST, default RATE); more are answered RESOURCE_EXHAUSTED. Off by default; set it where the TPM may leak ECDSA timing (TPM-FAIL recovered keys from about 1,300 signatures)' },
   { flag: '--state-dir', key: 'stateDir', kind: 'string', default: '/var/lib/tpmds', meta: 'DIR', help: 'where TPM-wrapped key blobs are kept (created with mode 0700 when missing)' },
   { flag: '--event-log', key: 'eventLog', kind: 'string', default: '/sys/kernel/security/tpm0/binary_bios_measurements', meta: 'FILE', help: 'firmware event log sent with quotes (a missing log is sent empty, with a warning)' },
   { flag: '--tls-cert', key: 'tlsCert', kind: 'string', meta: 'FILE', help: 'PEM certificate chain of the gRPC server (TLS); needs --tls-key' },
@@ -97,6 +104,8 @@ export function defaultConfig(): AttestorConfig {
     listen: '0.0.0.0:50051',
     tpm: 'device:/dev/tpmrm0',
     tpmQueueLimit: 256,
+    maxKeysPerIdentity: DEFAULT_MAX_KEYS_PER_IDENTITY,
+    signRate: 'off',
     stateDir: '/var/lib/tpmds',
     eventLog: '/sys/kernel/security/tpm0/binary_bios_measurements',
     insecure: false,
@@ -271,6 +280,8 @@ function validateAuth(c: AttestorConfig, hasCa: boolean): void {
     if (c.kubeTokenFile === '') throw new ConfigError('--kube-token-file', 'must not be empty');
   }
   if (!Number.isInteger(c.tpmQueueLimit) || c.tpmQueueLimit < 1) throw new ConfigError('--tpm-queue-limit', 'must be 1 or more');
+  if (!Number.isInteger(c.maxKeysPerIdentity) || c.maxKeysPerIdentity < 0) throw new ConfigError('--max-keys-per-identity', 'must be 0 (no limit) or more');
+  parseSignRate(c.signRate);
   if (!Number.isInteger(c.tokenCacheSeconds) || c.tokenCacheSeconds < 0 || c.tokenCacheSeconds > MAX_CACHE_SECONDS) {
     throw new ConfigError('--token-cache-seconds', `must be 0 to ${MAX_CACHE_SECONDS}`);
   }

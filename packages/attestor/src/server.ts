@@ -33,6 +33,7 @@ import { validateConfig } from './config.js';
 import { AttestorError, ConfigError, grpcStatusOf, statusName } from './errors.js';
 import { HealthService } from './health.js';
 import { closeHttpServer, httpAddress, startHttpServer } from './http.js';
+import { SignRateLimiter, parseSignRate } from './limits.js';
 import { Logger } from './log.js';
 import { AttestorMetrics } from './metrics.js';
 import { checkId, checkImportBlobSizes, checkNonce, idProblem, parseKeyType } from './validate.js';
@@ -105,7 +106,8 @@ export async function startAttestor(
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   });
-  const handlers = new VerifierHandlers(backend, auth, logger, metrics, inflight);
+  const signRate = new SignRateLimiter(parseSignRate(config.signRate));
+  const handlers = new VerifierHandlers(backend, auth, logger, metrics, inflight, signRate);
   server.addService(verifierServiceDefinition('server'), handlers.implementation());
   server.addService(healthServiceDefinition('server'), health.handlers());
   const descriptors = loadFileDescriptorSetFromBuffer(Buffer.from(FILE_DESCRIPTOR_SET_BASE64, 'base64'));
@@ -269,6 +271,8 @@ class VerifierHandlers {
     private readonly logger: Logger,
     private readonly metrics: AttestorMetrics,
     private readonly inflight: InflightTracker,
+    /** The one hook every RPC that has the TPM sign caller-chosen data calls first (limits.ts). */
+    private readonly signRate: SignRateLimiter,
   ) {}
 
   implementation(): grpc.UntypedServiceImplementation {
@@ -297,6 +301,7 @@ class VerifierHandlers {
       Quote: this.#unary('Quote', async (req: verifierpb.QuoteRequest, caller, _log, call) => {
         const uid = checkId('uid', req.uid);
         const nonce = checkNonce(req.nonce);
+        this.signRate.take(caller.identity, 'Quote');
         return new pb.QuoteResponse({ platformAttestation: encodePlatformParameters(await b.quote(caller.identity, uid, nonce, call)) });
       }),
       ImportBlob: this.#unary('ImportBlob', async (req: verifierpb.ImportBlobRequest, caller, log, call) => {
@@ -326,6 +331,7 @@ class VerifierHandlers {
       Sign: this.#unary('Sign', async (req: verifierpb.SignRequest, caller, _log, call) => {
         const uid = checkId('uid', req.uid);
         const kid = checkId('kid', req.kid);
+        this.signRate.take(caller.identity, 'Sign');
         return new pb.SignResponse({ signed: await b.sign(caller.identity, uid, kid, req.data, call) });
       }),
     };

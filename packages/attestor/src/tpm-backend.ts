@@ -59,6 +59,7 @@ export class TpmBackend implements AttestorBackend {
     return this.guard('GetAK', async () => {
       const existing = await this.record(identity, uid);
       if (existing) return sameTypeAk(existing, uid, keyType);
+      await this.store.quota.checkRoom(identity);
       const ak = await this.tpm.createAk(keyType, tag(identity, 'GetAK', call));
       const params: AttestationParameters = {
         public: publicAreaBytes(ak.key.public),
@@ -131,6 +132,7 @@ export class TpmBackend implements AttestorBackend {
       }
       if (!(publicArea.objectAttributes & (1 << 18))) throw new AttestorError('INVALID_ARGUMENT', 'ImportSigningKey: the key does not have the sign attribute');
       if (await this.store.has({ identity, uid, kid })) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
+      await this.store.quota.checkRoom(identity);
       const ekType = ekTypeOfSecret(blob.encryptedSeed, 'ImportSigningKey encryptedSeed');
       const key = await this.tpm.importKey(ekType, { publicArea, duplicate: blob.duplicate, encryptedSeed: blob.encryptedSeed }, tag(identity, 'ImportSigningKey', call));
       // Prove the import worked before storing it: sign the uid.
@@ -146,6 +148,7 @@ export class TpmBackend implements AttestorBackend {
     return this.guard('NewKey', async () => {
       const ak = await this.ak(identity, uid);
       if (await this.store.has({ identity, uid, kid })) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
+      await this.store.quota.checkRoom(identity);
       const { key, certify } = await this.tpm.createKey(ak, keyType, tag(identity, 'NewKey', call));
       const certification = { public: publicAreaBytes(key.public), createData: null, createAttestation: certify.attestBytes, createSignature: marshal(TPMT_SIGNATURE, certify.signature) };
       await this.store.create({ identity, uid, kid }, toRecord(key, certification));
@@ -167,10 +170,13 @@ export class TpmBackend implements AttestorBackend {
 
   /** Whether the TPM answers; a change (unreachable, reachable again) is logged once, with the reason. */
   async ready(): Promise<boolean> {
-    const ok = await this.tpm.ready();
-    const reason = this.tpm.notReadyReason;
-    if (!ok && reason !== this.lastNotReady) this.opts.warn?.(`TPM not ready: ${reason}`);
-    if (ok && this.lastNotReady !== undefined) this.opts.info?.('TPM reachable again');
+    const tpmOk = await this.tpm.ready();
+    // A state directory that cannot take records (read-only, full) makes the attestor not ready too.
+    const storeProblem = tpmOk ? await this.store.writeProblem() : null;
+    const ok = tpmOk && storeProblem === null;
+    const reason = storeProblem ?? this.tpm.notReadyReason;
+    if (!ok && reason !== this.lastNotReady) this.opts.warn?.(storeProblem !== null ? `not ready: ${reason}` : `TPM not ready: ${reason}`);
+    if (ok && this.lastNotReady !== undefined) this.opts.info?.('TPM reachable and state directory writable again');
     this.lastNotReady = ok ? undefined : reason;
     return ok;
   }
