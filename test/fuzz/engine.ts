@@ -198,7 +198,19 @@ export async function fuzz(target: FuzzTarget, options: FuzzOptions): Promise<Fu
       if (target.typed(e)) result.rejected++;
       else problem = `untyped error: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`.slice(0, 500);
     }
-    const ms = performance.now() - t0;
+    let ms = performance.now() - t0;
+    // A slow case is timed again (up to 3 times, the fastest counts): on a loaded machine the
+    // process may simply not have been scheduled; a decoder that is slow on an input stays slow.
+    for (let again = 0; again < 3 && problem === undefined && ms > maxInputMs; again++) {
+      const t1 = performance.now();
+      try {
+        const r = target.run(input);
+        if (r instanceof Promise) await r;
+      } catch {
+        // the same outcome as the first run
+      }
+      ms = Math.min(ms, performance.now() - t1);
+    }
     if (ms > result.slowestMs) result.slowestMs = ms;
     if (problem === undefined && ms > maxInputMs) problem = `took ${ms.toFixed(1)} ms (limit ${maxInputMs} ms) for ${input.length} bytes`;
     if (problem !== undefined) {

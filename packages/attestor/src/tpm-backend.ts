@@ -277,7 +277,17 @@ function mapError(rpc: string, e: unknown): unknown {
     if (e.command === TPM_CC.PolicyPCR || e.is(TPM_RC.POLICY_FAIL) || e.is(TPM_RC.PCR_CHANGED)) {
       return new AttestorError('FAILED_PRECONDITION', `${rpc}: the PCR policy is not satisfied: the PCRs do not hold the values the object is bound to`, { cause: e });
     }
-    if (e.is(TPM_RC.LOCKOUT)) return new AttestorError('UNAVAILABLE', `${rpc}: the TPM is in dictionary-attack lockout; retry later`, { cause: e });
+    if (e.is(TPM_RC.LOCKOUT)) {
+      return new AttestorError(
+        'FAILED_PRECONDITION',
+        `${rpc}: the TPM is in dictionary-attack lockout (TPM_RC_LOCKOUT): it refuses keys without noDA until its lockout recovery time passes or the owner runs TPM2_DictionaryAttackLockReset (tpm2_dictionarylockout --clear-lockout)`,
+        { cause: e },
+      );
+    }
+    // The transport resends these (with back-off) before they get here: the TPM stayed busy.
+    if (e.is(TPM_RC.RETRY) || e.is(TPM_RC.YIELDED) || e.is(TPM_RC.TESTING)) {
+      return new AttestorError('UNAVAILABLE', `${rpc}: the TPM kept answering ${e.decoded.name} (busy or self-testing) after repeated retries; retry later`, { cause: e });
+    }
     // (OBJECT_MEMORY and SESSION_MEMORY never get here: AttestorTpm.flow reclaims and answers them itself.)
     if (e.is(TPM_RC.MEMORY) || e.is(TPM_RC.NV_RATE) || e.is(TPM_RC.NV_UNAVAILABLE)) {
       return new AttestorError('UNAVAILABLE', `${rpc}: the TPM is busy (${e.decoded.name}); retry`, { cause: e });
