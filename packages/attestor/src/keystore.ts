@@ -80,7 +80,11 @@ const MAX_RECORD_BYTES = 1 << 20;
 
 /** Options of {@link KeyStore.open}. */
 export interface KeyStoreOptions {
-  /** Leftover temp files older than this are removed at open (default 60 s). */
+  /**
+   * At open, leftover temp files of interrupted writes are removed: those of this process id or
+   * of processes that are gone at once, those of another running process once older than this
+   * (default 60 s).
+   */
   tempMaxAgeMs?: number;
   /** Most records (AKs + keys) one identity may have; 0 (default) for no limit (--max-keys-per-identity). */
   maxRecordsPerIdentity?: number;
@@ -219,7 +223,7 @@ export class KeyStore {
    * writes and removes a probe file the size of a record. For the readiness check.
    */
   async writeProblem(): Promise<string | null> {
-    const tmp = join(this.dir, `${TEMP_PREFIX}probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const tmp = join(this.dir, `${TEMP_PREFIX}${process.pid}-probe-${randomBytes(4).toString('hex')}`);
     try {
       const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
       try {
@@ -291,7 +295,7 @@ export class KeyStore {
     for (const ns of await readdir(join(this.dir, 'ids')).catch(() => [] as string[])) {
       if (!ns.startsWith('.')) roots.push(join(this.dir, 'ids', ns));
     }
-    const dirs: string[] = [];
+    const dirs: string[] = [this.dir];
     for (const root of roots) {
       dirs.push(join(root, 'ak'), join(root, 'keys'));
       for (const uid of await readdir(join(root, 'keys')).catch(() => [] as string[])) {
@@ -305,7 +309,10 @@ export class KeyStore {
         if (!name.startsWith(TEMP_PREFIX)) continue;
         const path = join(dir, name);
         const st = await lstat(path).catch(() => null);
-        if (st === null || !st.isFile() || now - st.mtimeMs < maxAgeMs) continue;
+        if (st === null || !st.isFile()) continue;
+        // A temp file of a live writer other than us is left alone until it is old (another
+        // process on the same directory); ours cannot exist yet, and a dead writer's is garbage.
+        if (now - st.mtimeMs < maxAgeMs && writerAlive(name)) continue;
         await unlink(path).then(
           () => removed++,
           () => undefined,
@@ -313,6 +320,18 @@ export class KeyStore {
       }
     }
     return removed;
+  }
+}
+
+/** Whether the process named in a temp file's name (`.tmp-<pid>-...`) is running and is not this one. */
+function writerAlive(name: string): boolean {
+  const pid = Number(/^\.tmp-(\d+)-/.exec(name)?.[1]);
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return errno(e) === 'EPERM'; // alive, another user's
   }
 }
 
