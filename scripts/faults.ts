@@ -13,7 +13,7 @@ const rounds = i === -1 ? 50 : Number(process.argv[i + 1]);
 const dir = mkdtempSync('/tmp/tpmds-faults-');
 const swtpm = await startSwtpm({ transport: 'unix' });
 try {
-  const r = await crashLoop({ tpm: swtpm.address, stateDir: join(dir, 'state'), rounds, log: (l) => console.log(l) });
+  const r = await crashLoop({ tpm: swtpm.address, stateDir: join(dir, 'state'), rounds, maxDelayMs: 2000, log: (l) => console.log(l) });
   console.log(JSON.stringify(r, null, 1));
   const ok = r.unreadable.length === 0 && r.lost.length === 0;
   console.log(
