@@ -2,7 +2,7 @@
 // decoder, seed 1. Prints one line per decoder (cases, typed rejections, slowest input, time,
 // peak heap) and exits 1 if any input threw an untyped error or took over 100 ms.
 //
-//   node --import tsx scripts/fuzz.ts [--cases N] [--seed S] [--only SUBSTRING] [--json FILE]
+//   node --import tsx scripts/fuzz.ts [--cases N] [--seed S] [--only SUBSTRING] [--exclude SUBSTRING] [--json FILE]
 import { writeFileSync } from 'node:fs';
 import { fuzz, type FuzzResult } from '../test/fuzz/engine.js';
 import { allTargets } from '../test/fuzz/targets.js';
@@ -15,8 +15,9 @@ function flag(name: string): string | undefined {
 const cases = Number(flag('cases') ?? 1_000_000);
 const seed = Number(flag('seed') ?? 1);
 const only = flag('only');
+const exclude = flag('exclude');
 const jsonOut = flag('json');
-const targets = allTargets().filter((t) => only === undefined || t.name.includes(only));
+const targets = allTargets().filter((t) => (only === undefined || t.name.includes(only)) && (exclude === undefined || !t.name.includes(exclude)));
 const results: FuzzResult[] = [];
 const started = Date.now();
 let bad = 0;
