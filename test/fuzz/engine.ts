@@ -100,7 +100,7 @@ function concat(...parts: Uint8Array[]): Uint8Array {
 
 /** One mutation of `input` (a new array; `input` is not changed). */
 export function mutate(input: Uint8Array, rng: Rng, seeds: readonly Uint8Array[], maxLength: number): Uint8Array {
-  const b = input.slice();
+  const b = Uint8Array.prototype.slice.call(input); // a copy even for a Buffer
   const at = (): number => rng.int(b.length + 1);
   switch (rng.int(10)) {
     case 0:
@@ -171,7 +171,8 @@ const TEXTY = [...'{}[]":,0123456789-+.eEtrufalsn \n\\/=ABCDEFabcdef-----BEGIN E
 
 /** Runs `options.cases` mutated inputs through `target`. */
 export async function fuzz(target: FuzzTarget, options: FuzzOptions): Promise<FuzzResult> {
-  const seeds = await target.seeds();
+  // Plain copies: a Buffer's slice() is a view, and a mutation must never reach a seed.
+  const seeds = (await target.seeds()).map((s) => new Uint8Array(s));
   if (seeds.length === 0) throw new Error(`${target.name}: no seeds`);
   const maxLength = target.maxLength ?? 65536;
   const maxInputMs = options.maxInputMs ?? 100;

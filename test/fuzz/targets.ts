@@ -236,6 +236,9 @@ function importBlobSeeds(): Uint8Array[] {
 
 const isFormat = (e: unknown): boolean => e instanceof FormatError;
 
+/** Every request deserializer answered MalformedRequest (what the server turns into INVALID_ARGUMENT). */
+class AllMalformed extends Error {}
+
 /** Every fuzz target, in report order. */
 export function allTargets(): FuzzTarget[] {
   const ga = goAttestationSeeds();
@@ -263,13 +266,16 @@ export function allTargets(): FuzzTarget[] {
       seeds: () => importBlobSeeds().map((blob) => Buffer.concat([Uint8Array.of(0x0a, 3), utf8('pod'), Uint8Array.of(0x12, 1), utf8('k'), Uint8Array.of(0x1a, blob.length & 0x7f | 0x80, blob.length >> 7), blob])),
       // What grpc-js calls on every request: it must never throw (a MalformedRequest is answered INVALID_ARGUMENT).
       run: (b) => {
+        let malformed = 0;
         for (const m of ['ImportSigningKey', 'Sign', 'NewKey', 'ImportBlob', 'Quote']) {
           const r = requestDeserializers[m]!.requestDeserialize(Buffer.from(b));
           if (r === undefined || r === null) throw new Error(`${m}: deserialized to ${String(r)}`);
-          void (r instanceof MalformedRequest);
+          if (r instanceof MalformedRequest) malformed++;
         }
+        // A typed rejection when every deserializer found it malformed (answered INVALID_ARGUMENT).
+        if (malformed === 5) throw new AllMalformed();
       },
-      typed: () => false,
+      typed: (e) => e instanceof AllMalformed,
     },
     { name: 'verifier PEM certificate files (pemToDers + parseCertificate)', seeds: () => certs.map(pemText), run: (b) => pemToDers(b).map(parseCertificate), typed: (e) => e instanceof TpmCryptoError },
     {
