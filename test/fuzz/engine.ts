@@ -172,7 +172,7 @@ const TEXTY = [...'{}[]":,0123456789-+.eEtrufalsn \n\\/=ABCDEFabcdef-----BEGIN E
 /** Runs `options.cases` mutated inputs through `target`. */
 export async function fuzz(target: FuzzTarget, options: FuzzOptions): Promise<FuzzResult> {
   // Plain copies: a Buffer's slice() is a view, and a mutation must never reach a seed.
-  const seeds = (await target.seeds()).map((s) => new Uint8Array(s));
+  const seeds: Uint8Array[] = (await target.seeds()).map((s) => new Uint8Array(s));
   if (seeds.length === 0) throw new Error(`${target.name}: no seeds`);
   const maxLength = target.maxLength ?? 65536;
   const maxInputMs = options.maxInputMs ?? 100;
@@ -186,7 +186,7 @@ export async function fuzz(target: FuzzTarget, options: FuzzOptions): Promise<Fu
   let failed = 0;
   for (let i = 0; i < options.cases; i++) {
     // Every 16th case is a seed itself (or a seed with one mutation), the rest 1-4 mutations deep.
-    let input = rng.pick(seeds);
+    let input: Uint8Array = rng.pick(seeds);
     const depth = i % 16 === 0 ? rng.int(2) : 1 + rng.int(4);
     for (let d = 0; d < depth; d++) input = mutate(input, rng, seeds, maxLength);
     const t0 = performance.now();
