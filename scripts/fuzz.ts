@@ -2,7 +2,7 @@
 // decoder, seed 1. Prints one line per decoder (cases, typed rejections, slowest input, time,
 // peak heap) and exits 1 if any input threw an untyped error or took over 100 ms.
 //
-//   node --import tsx scripts/fuzz.ts [--cases N] [--seed S] [--only SUBSTRING] [--exclude SUBSTRING] [--json FILE]
+//   node --import tsx scripts/fuzz.ts [--cases N] [--seed S] [--only SUBSTRING] [--exclude SUBSTRING] [--reverse] [--json FILE]
 import { writeFileSync } from 'node:fs';
 import { fuzz, type FuzzResult } from '../test/fuzz/engine.js';
 import { allTargets } from '../test/fuzz/targets.js';
@@ -17,7 +17,8 @@ const seed = Number(flag('seed') ?? 1);
 const only = flag('only');
 const exclude = flag('exclude');
 const jsonOut = flag('json');
-const targets = allTargets().filter((t) => (only === undefined || t.name.includes(only)) && (exclude === undefined || !t.name.includes(exclude)));
+const ordered = process.argv.includes('--reverse') ? allTargets().reverse() : allTargets();
+const targets = ordered.filter((t) => (only === undefined || t.name.includes(only)) && (exclude === undefined || !t.name.includes(exclude)));
 const results: FuzzResult[] = [];
 const started = Date.now();
 let bad = 0;
