@@ -214,6 +214,38 @@ describe('hardening e2e: TPM faults and state-directory faults @swtpm', function
     await signs('k-ecc');
   });
 
+  it('--max-keys-per-identity on the real backend: a full identity gets RESOURCE_EXHAUSTED before any TPM work; its existing AK and keys still work', async () => {
+    client.close();
+    await att.stop(); // one swtpm client at a time
+    const limited = await startWithConfig({ tpm: proxy.address, maxKeysPerIdentity: 4 }, { address: proxy.address }, join(dirs.dir, 'state'));
+    const c = new AttestorClient(limited.running.address, grpc.credentials.createInsecure());
+    try {
+      // The store holds 2 AKs and 2 keys of the caller (--auth none: one identity).
+      await readyBecomes(limited, 200); // the start's own TPM work is done
+      await sleep(200);
+      const before = proxy.forwarded;
+      for (const call of [
+        () => c.newKey({ uid: 'pod-ecc', kid: 'one-more', keyType: 'ecc' }),
+        () => c.getAK({ uid: 'pod-new', keyType: 'ecc' }),
+        () => c.importSigningKey({ uid: 'pod-ecc', kid: 'imp', encryptedSigningKey: encodeImportBlob({ duplicate: new Uint8Array(100), encryptedSeed: new Uint8Array(256), publicArea: new Uint8Array([0, 1, 0, 11, 0, 4, 0, 0x72, 0, 0]) }) }),
+      ]) {
+        const e = await rejection(call());
+        assert.ok(e.code === S.RESOURCE_EXHAUSTED || e.code === S.INVALID_ARGUMENT, `${S[e.code]}: ${e.details}`);
+        if (e.code === S.RESOURCE_EXHAUSTED) assert.match(e.details, /already has 4 AKs and keys.*--max-keys-per-identity/);
+      }
+      assert.equal(proxy.forwarded, before, 'no TPM command was sent for refused creations');
+      assert.equal((await rejection(c.newKey({ uid: 'pod-ecc', kid: 'one-more', keyType: 'ecc' }))).code, S.RESOURCE_EXHAUSTED);
+      await c.getAK({ uid: 'pod-ecc', keyType: 'ecc' });
+      const data = enc('quota');
+      assert.ok(verifiesWith(keys.get('k-ecc')!, data, (await c.sign({ uid: 'pod-ecc', kid: 'k-ecc', data })).signed));
+    } finally {
+      c.close();
+      await limited.stop();
+      att = await startWithConfig({ tpm: proxy.address }, { address: proxy.address }, join(dirs.dir, 'state'));
+      client = new AttestorClient(att.running.address, grpc.credentials.createInsecure());
+    }
+  });
+
   describe('the state directory on a small tmpfs (root only)', () => {
     let mnt: string;
     let tatt: ConfiguredAttestor;
