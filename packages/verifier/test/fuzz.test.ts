@@ -13,6 +13,12 @@ const SEED = 20261207;
 
 describe('fuzz (short fixed-seed run of scripts/fuzz.ts)', function () {
   this.timeout(120_000);
+  it('regression: the X.509 target, seed 1, cases 0-3,199 (case 3108 threw a RangeError from asn1js out of certificateMatchesPublic)', async () => {
+    const x509 = allTargets().find((t) => t.name.startsWith('verifier X.509'))!;
+    const r = await fuzz(x509, { cases: 3200, seed: 1, maxInputMs: 2000 });
+    assert.deepEqual(r.failures, []);
+  });
+
   for (const target of allTargets()) {
     it(`${target.name}: ${CASES} mutated inputs, only typed errors`, async () => {
       const r = await fuzz(target, { cases: CASES, seed: SEED, maxInputMs: 2000 });
