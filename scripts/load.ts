@@ -15,10 +15,11 @@ const swtpm = await startSwtpm({ transport: 'unix' });
 try {
   const r = await runLoad({ tpm: swtpm.address, dir, clients: arg('clients', 64), calls: arg('calls', 5000), idle: arg('idle', 1000), log: (l) => console.log(l) });
   console.log(JSON.stringify(r, null, 1));
-  const ok = r.errors.length === 0 && r.handlesAfter.length === 0 && r.idleStillOpen === r.idleConnections;
+  // Idle connections may be closed by the server only for not finishing a TLS handshake (Node: 120 s).
+  const ok = r.errors.length === 0 && r.handlesAfter.length === 0 && (r.idleFirstClosedAfterS === null || r.idleFirstClosedAfterS >= 100);
   console.log(
     `${ok ? 'ok' : 'FAIL'}: ${r.clients} clients x ${r.callsPerClient} calls = ${r.calls} calls in ${(r.elapsedMs / 1000).toFixed(0)} s (${r.callsPerSecond}/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms), ` +
-      `${r.errors.length} errors, ${r.idleStillOpen}/${r.idleConnections} idle connections open, slow client with ${r.slowClientStreams} stalled streams, ` +
+      `${r.errors.length} errors, ${r.idleStillOpen}/${r.idleConnections} idle connections open at the end (first closed by the server after ${r.idleFirstClosedAfterS ?? '-'} s), slow client with ${r.slowClientStreams} stalled streams, ` +
       `RSS ${r.rssStartMiB}/${r.rssPeakMiB}/${r.rssEndMiB} MiB (start/peak/end), TPM handles after: ${r.handlesAfter.length}`,
   );
   process.exitCode = ok ? 0 : 1;

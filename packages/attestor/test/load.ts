@@ -56,8 +56,13 @@ export interface LoadResult {
   p99Ms: number;
   maxMs: number;
   idleConnections: number;
-  /** Idle connections still open at the end (none was dropped for being idle during the run). */
+  /** Idle connections still open at the end. */
   idleStillOpen: number;
+  /**
+   * Seconds after opening when the server closed the first idle connection, or null: Node's TLS
+   * server drops a connection that has not finished its handshake after 120 s (handshakeTimeout).
+   */
+  idleFirstClosedAfterS: number | null;
   /** Requests the slow client sent byte by byte / responses it never read, and whether the rest went on. */
   slowClientStreams: number;
   rssStartMiB: number;
@@ -104,6 +109,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const result: Partial<LoadResult> = {};
   const errors: string[] = [];
   const idle: Socket[] = [];
+  let closingIdle = false;
   try {
     // Two identities, each with RSA and ECC AKs, NewKey keys, an imported key and sealed blobs.
     const ids: Identity[] = [];
@@ -127,9 +133,16 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
 
     // 1,000 idle connections: TCP connections that never speak (TLS handshake never started).
     const [host, port] = [att.address.slice(0, att.address.lastIndexOf(':')), Number(att.address.slice(att.address.lastIndexOf(':') + 1))];
+    let idleFirstClosedAfterS: number | null = null;
     for (let i = 0; i < o.idle; i++) {
+      const opened = Date.now();
       const s = netConnect(port, host);
       s.on('error', () => undefined);
+      s.on('close', () => {
+        if (closingIdle) return;
+        const after = Math.round((Date.now() - opened) / 100) / 10;
+        if (idleFirstClosedAfterS === null || after < idleFirstClosedAfterS) idleFirstClosedAfterS = after;
+      });
       idle.push(s);
     }
     // The slow client: HTTP/2 over mTLS with a 1-byte receive window; its requests trickle in one
@@ -186,6 +199,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
 
     for (const t of trickle) clearInterval(t);
     const idleStillOpen = idle.filter((s) => !s.destroyed && s.readyState === 'open').length;
+    closingIdle = true;
     for (const s of slowStreams) s.close(h2.NGHTTP2_CANCEL);
     slow.close();
     for (const s of idle) s.destroy();
@@ -203,12 +217,14 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       maxMs: Math.round(latencies[latencies.length - 1]! * 10) / 10,
       idleConnections: o.idle,
       idleStillOpen,
+      idleFirstClosedAfterS,
       slowClientStreams: slowStreams.length,
       rssStartMiB: rssStart,
       rssPeakMiB: rssPeak,
       rssEndMiB: rssMiB(pid),
     });
   } finally {
+    closingIdle = true;
     clearInterval(rssTimer);
     for (const s of idle) s.destroy();
     await att.stop();
