@@ -6,8 +6,7 @@
 //    SignRateLimiter.take(). Timing attacks on ECDSA in TPMs (TPM-FAIL, CVE-2019-11090 and
 //    CVE-2019-16863) recovered keys after about 1,300 timed signatures; a rate limit makes
 //    collecting them slow where the TPM is not known to be fixed.
-import { AttestorError } from './errors.js';
-import { ConfigError } from './errors.js';
+import { AttestorError, ConfigError } from './errors.js';
 
 /** Default --max-keys-per-identity. */
 export const DEFAULT_MAX_KEYS_PER_IDENTITY = 64;
