@@ -40,7 +40,7 @@ export async function createBackend(
   }
   let store: KeyStore;
   try {
-    store = await KeyStore.open(config.stateDir);
+    store = await KeyStore.open(config.stateDir, { maxRecordsPerIdentity: config.maxKeysPerIdentity });
   } catch (e) {
     throw new BackendUnavailableError(`--state-dir ${config.stateDir}: ${(e as Error).message}`);
   }

@@ -5,6 +5,7 @@ import { NodeKeyAccess } from './auth/node-key.js';
 import { IN_CLUSTER_CA, IN_CLUSTER_TOKEN, MAX_CACHE_SECONDS } from './auth/k8s.js';
 import { ConfigError } from './errors.js';
 import { parseKeyPool } from './key-pool.js';
+import { DEFAULT_MAX_KEYS_PER_IDENTITY, parseSignRate } from './limits.js';
 
 /** Log levels, lowest first. */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -19,6 +20,10 @@ export interface AttestorConfig {
   tpmQueueLimit: number;
   /** Keys (and AKs) of each type created ahead of need: `rsa=N,ecc=M`, 0 disables. */
   keyPool: string;
+  /** Most AKs + keys one caller identity may have (0: no limit); more are RESOURCE_EXHAUSTED. */
+  maxKeysPerIdentity: number;
+  /** Per-identity token bucket of signing RPCs: "RATE[:BURST]" per second, or "off" (default). */
+  signRate: string;
   /** Directory of the key blobs, created 0700 when missing. */
   stateDir: string;
   /** Firmware event log shipped with quotes. */
@@ -72,6 +77,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: '--tpm', key: 'tpm', kind: 'string', default: 'device:/dev/tpmrm0', meta: 'ADDR', help: 'TPM address: device:/dev/tpmrm0, device:/dev/tpm0, swtpm:port=N, swtpm:host=H,port=N, swtpm:path=SOCK, mssim:host=H,port=N' },
   { flag: '--tpm-queue-limit', key: 'tpmQueueLimit', kind: 'int', default: '256', meta: 'N', help: 'most calls waiting for the TPM at once, shared fairly between callers (1 or more); more are answered RESOURCE_EXHAUSTED' },
   { flag: '--key-pool', key: 'keyPool', kind: 'string', default: 'rsa=0,ecc=0', meta: 'rsa=N,ecc=M', help: 'signing keys and AKs of each type created ahead of need in the background (when the TPM is idle) and kept in <state-dir>/pool, so NewKey and a first GetAK skip the key creation; 0 disables' },
+  { flag: '--max-keys-per-identity', key: 'maxKeysPerIdentity', kind: 'int', default: String(DEFAULT_MAX_KEYS_PER_IDENTITY), meta: 'N', help: 'most AKs and keys one caller identity may have (0: no limit); one more is answered RESOURCE_EXHAUSTED' },
+  { flag: '--sign-rate', key: 'signRate', kind: 'string', default: 'off', meta: 'RATE[:BURST]', help: 'per caller identity, most Sign and Quote calls per second (token bucket, bursts of BURST, default RATE); more are answered RESOURCE_EXHAUSTED. Off by default; set it where the TPM may leak ECDSA timing (TPM-FAIL recovered keys from about 1,300 signatures)' },
   { flag: '--state-dir', key: 'stateDir', kind: 'string', default: '/var/lib/tpmds', meta: 'DIR', help: 'where TPM-wrapped key blobs are kept (created with mode 0700 when missing)' },
   { flag: '--event-log', key: 'eventLog', kind: 'string', default: '/sys/kernel/security/tpm0/binary_bios_measurements', meta: 'FILE', help: 'firmware event log sent with quotes (a missing or unreadable one is sent empty: said at start, in /readyz, /metrics and each QuoteResponse)' },
   { flag: '--userspace-log', key: 'userspaceLog', kind: 'string', default: '/run/log/systemd/tpm2-measure.log', meta: 'FILE', help: "systemd's userspace measurement log (JSON-SEQ of CEL-JSON records) sent with quotes beside the firmware log; an absent file means none" },
@@ -110,6 +117,8 @@ export function defaultConfig(): AttestorConfig {
     tpm: 'device:/dev/tpmrm0',
     tpmQueueLimit: 256,
     keyPool: 'rsa=0,ecc=0',
+    maxKeysPerIdentity: DEFAULT_MAX_KEYS_PER_IDENTITY,
+    signRate: 'off',
     stateDir: '/var/lib/tpmds',
     eventLog: '/sys/kernel/security/tpm0/binary_bios_measurements',
     userspaceLog: '/run/log/systemd/tpm2-measure.log',
@@ -292,6 +301,8 @@ function validateAuth(c: AttestorConfig, hasCa: boolean): void {
   }
   if (!Number.isInteger(c.tpmQueueLimit) || c.tpmQueueLimit < 1) throw new ConfigError('--tpm-queue-limit', 'must be 1 or more');
   parseKeyPool('--key-pool', c.keyPool);
+  if (!Number.isInteger(c.maxKeysPerIdentity) || c.maxKeysPerIdentity < 0) throw new ConfigError('--max-keys-per-identity', 'must be 0 (no limit) or more');
+  parseSignRate(c.signRate);
   if (!Number.isInteger(c.tokenCacheSeconds) || c.tokenCacheSeconds < 0 || c.tokenCacheSeconds > MAX_CACHE_SECONDS) {
     throw new ConfigError('--token-cache-seconds', `must be 0 to ${MAX_CACHE_SECONDS}`);
   }

@@ -11,6 +11,7 @@ import { chmod, link, lstat, mkdir, open, readdir, stat, unlink } from 'node:fs/
 import { createHash, randomBytes } from 'node:crypto';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { AttestorError } from './errors.js';
+import { KeyQuota } from './limits.js';
 import type { KeyType } from './validate.js';
 import { checkId } from './validate.js';
 
@@ -79,8 +80,14 @@ const MAX_RECORD_BYTES = 1 << 20;
 
 /** Options of {@link KeyStore.open}. */
 export interface KeyStoreOptions {
-  /** Leftover temp files older than this are removed at open (default 60 s). */
+  /**
+   * At open, leftover temp files of interrupted writes are removed: those of this process id or
+   * of processes that are gone at once, those of another running process once older than this
+   * (default 60 s).
+   */
   tempMaxAgeMs?: number;
+  /** Most records (AKs + keys) one identity may have; 0 (default) for no limit (--max-keys-per-identity). */
+  maxRecordsPerIdentity?: number;
 }
 
 /** The on-disk key store. */
@@ -88,11 +95,19 @@ export class KeyStore {
   /** Problems found and fixed at open (e.g. a too-open directory mode), for the log. */
   readonly warnings: string[] = [];
 
-  private constructor(readonly dir: string) {}
+  /** The per-identity record quota (RESOURCE_EXHAUSTED when full). */
+  readonly quota: KeyQuota;
+
+  private constructor(
+    readonly dir: string,
+    maxRecordsPerIdentity: number,
+  ) {
+    this.quota = new KeyQuota(maxRecordsPerIdentity, (identity) => this.countRecords(identity));
+  }
 
   /** Opens (creating with mode 0700) the store at `stateDir` and removes stale temp files. */
   static async open(stateDir: string, options: KeyStoreOptions = {}): Promise<KeyStore> {
-    const store = new KeyStore(resolve(stateDir));
+    const store = new KeyStore(resolve(stateDir), options.maxRecordsPerIdentity ?? 0);
     await mkdir(store.dir, { recursive: true, mode: 0o700 });
     const st = await stat(store.dir);
     if (!st.isDirectory()) throw new AttestorError('FAILED_PRECONDITION', `state directory ${store.dir} is not a directory`);
@@ -107,8 +122,25 @@ export class KeyStore {
     return store;
   }
 
-  /** Creates a record; ALREADY_EXISTS when one exists (never overwrites). */
+  /**
+   * Creates a record; ALREADY_EXISTS when one exists (never overwrites), RESOURCE_EXHAUSTED when
+   * the identity's quota is used up.
+   */
   async create(ref: KeyRef, record: NewKeyRecord): Promise<KeyRecord> {
+    const release = await this.quota.reserve(ref.identity);
+    let written = false;
+    try {
+      const r = await this.#create(ref, record);
+      written = true;
+      return r;
+    } catch (e) {
+      throw storageError(e, `cannot write ${describe(ref)}`);
+    } finally {
+      release(written);
+    }
+  }
+
+  async #create(ref: KeyRef, record: NewKeyRecord): Promise<KeyRecord> {
     const full: KeyRecord = { ...record, identity: ref.identity, uid: ref.uid, created: record.created ?? new Date() };
     if (ref.kid !== undefined) full.kid = ref.kid;
     const { dir, file } = this.#paths(ref);
@@ -182,7 +214,41 @@ export class KeyStore {
       if (errno(e) === 'ENOENT') throw new AttestorError('NOT_FOUND', `${describe(ref)} does not exist`);
       throw e;
     }
+    await this.quota.released(ref.identity);
     await fsyncDir(dir);
+  }
+
+  /**
+   * Why records cannot be written now (the state directory is read-only, full, or gone), or null:
+   * writes and removes a probe file the size of a record. For the readiness check.
+   */
+  async writeProblem(): Promise<string | null> {
+    const tmp = join(this.dir, `${TEMP_PREFIX}${process.pid}-probe-${randomBytes(4).toString('hex')}`);
+    try {
+      const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+      try {
+        await fh.writeFile(new Uint8Array(PROBE_BYTES));
+      } finally {
+        await fh.close();
+      }
+      return null;
+    } catch (e) {
+      const mapped = storageError(e, `state directory ${this.dir}`);
+      return mapped instanceof AttestorError ? mapped.message : `state directory ${this.dir}: ${(e as Error).message}`;
+    } finally {
+      await unlink(tmp).catch(() => undefined);
+    }
+  }
+
+  /** How many records (AKs + keys) `identity` has. */
+  async countRecords(identity: string): Promise<number> {
+    const root = join(this.dir, namespaceDir(identity));
+    const records = (names: string[]): number => names.filter((n) => !n.startsWith('.') && n.endsWith('.json')).length;
+    let n = records(await readdir(join(root, 'ak')).catch(() => [] as string[]));
+    for (const uid of await readdir(join(root, 'keys')).catch(() => [] as string[])) {
+      if (!uid.startsWith('.')) n += records(await readdir(join(root, 'keys', uid)).catch(() => [] as string[]));
+    }
+    return n;
   }
 
   /** The kids of uid's keys in `identity`'s namespace, sorted. */
@@ -229,7 +295,7 @@ export class KeyStore {
     for (const ns of await readdir(join(this.dir, 'ids')).catch(() => [] as string[])) {
       if (!ns.startsWith('.')) roots.push(join(this.dir, 'ids', ns));
     }
-    const dirs: string[] = [];
+    const dirs: string[] = [this.dir];
     for (const root of roots) {
       dirs.push(join(root, 'ak'), join(root, 'keys'));
       for (const uid of await readdir(join(root, 'keys')).catch(() => [] as string[])) {
@@ -243,7 +309,10 @@ export class KeyStore {
         if (!name.startsWith(TEMP_PREFIX)) continue;
         const path = join(dir, name);
         const st = await lstat(path).catch(() => null);
-        if (st === null || !st.isFile() || now - st.mtimeMs < maxAgeMs) continue;
+        if (st === null || !st.isFile()) continue;
+        // A temp file of a live writer other than us is left alone until it is old (another
+        // process on the same directory); ours cannot exist yet, and a dead writer's is garbage.
+        if (now - st.mtimeMs < maxAgeMs && writerAlive(name)) continue;
         await unlink(path).then(
           () => removed++,
           () => undefined,
@@ -251,6 +320,41 @@ export class KeyStore {
       }
     }
     return removed;
+  }
+}
+
+/** Whether the process named in a temp file's name (`.tmp-<pid>-...`) is running and is not this one. */
+function writerAlive(name: string): boolean {
+  const pid = Number(/^\.tmp-(\d+)-/.exec(name)?.[1]);
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return errno(e) === 'EPERM'; // alive, another user's
+  }
+}
+
+/** A record file is about 1-3 KiB: the readiness probe writes this much. */
+const PROBE_BYTES = 4096;
+
+/**
+ * A file-system error as the caller's status: a read-only or unwritable state directory is
+ * FAILED_PRECONDITION, a full one RESOURCE_EXHAUSTED (the operator must act; nothing existing is
+ * touched). Other errors pass unchanged.
+ */
+function storageError(e: unknown, what: string): unknown {
+  switch (errno(e)) {
+    case 'EROFS':
+      return new AttestorError('FAILED_PRECONDITION', `${what}: the state directory is on a read-only file system`, { cause: e });
+    case 'EACCES':
+    case 'EPERM':
+      return new AttestorError('FAILED_PRECONDITION', `${what}: the state directory is not writable by the attestor`, { cause: e });
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new AttestorError('RESOURCE_EXHAUSTED', `${what}: the state directory's file system is full`, { cause: e });
+    default:
+      return e;
   }
 }
 

@@ -34,9 +34,10 @@ import { AttestorError, ConfigError, grpcStatusOf, statusName } from './errors.j
 import { EventLogs } from './event-logs.js';
 import { HealthService } from './health.js';
 import { closeHttpServer, httpAddress, startHttpServer } from './http.js';
+import { SignRateLimiter, parseSignRate } from './limits.js';
 import { Logger } from './log.js';
 import { AttestorMetrics } from './metrics.js';
-import { checkId, checkNonce, idProblem, parseKeyType } from './validate.js';
+import { checkId, checkImportBlobSizes, checkNonce, idProblem, parseKeyType } from './validate.js';
 
 /** gRPC's default message limit; larger requests are RESOURCE_EXHAUSTED. */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -112,7 +113,8 @@ export async function startAttestor(
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   });
-  const handlers = new VerifierHandlers(backend, auth, logger, metrics, inflight, eventLogs);
+  const signRate = new SignRateLimiter(parseSignRate(config.signRate));
+  const handlers = new VerifierHandlers(backend, auth, logger, metrics, inflight, eventLogs, signRate);
   server.addService(verifierServiceDefinition('server'), handlers.implementation());
   server.addService(healthServiceDefinition('server'), health.handlers());
   const descriptors = loadFileDescriptorSetFromBuffer(Buffer.from(FILE_DESCRIPTOR_SET_BASE64, 'base64'));
@@ -278,6 +280,8 @@ class VerifierHandlers {
     private readonly metrics: AttestorMetrics,
     private readonly inflight: InflightTracker,
     private readonly eventLogs: EventLogs,
+    /** The one hook every RPC that has the TPM sign caller-chosen data calls first (limits.ts). */
+    private readonly signRate: SignRateLimiter,
   ) {}
 
   implementation(): grpc.UntypedServiceImplementation {
@@ -306,6 +310,7 @@ class VerifierHandlers {
       Quote: this.#unary('Quote', async (req: verifierpb.QuoteRequest, caller, _log, call) => {
         const uid = checkId('uid', req.uid);
         const nonce = checkNonce(req.nonce);
+        this.signRate.take(caller.identity, 'Quote');
         const platform = await b.quote(caller.identity, uid, nonce, call);
         // Read after the quote, so the logs hold at least every measurement the quote covers.
         const logs = await this.eventLogs.read();
@@ -343,6 +348,7 @@ class VerifierHandlers {
       Sign: this.#unary('Sign', async (req: verifierpb.SignRequest, caller, _log, call) => {
         const uid = checkId('uid', req.uid);
         const kid = checkId('kid', req.kid);
+        this.signRate.take(caller.identity, 'Sign');
         return new pb.SignResponse({ signed: await b.sign(caller.identity, uid, kid, req.data, call) });
       }),
       // The seed's names. The key is the node's, not the caller's (no uid): any authenticated
@@ -354,6 +360,7 @@ class VerifierHandlers {
       }),
       SignGCEEK: this.#unary('SignGCEEK', async (req: verifierpb.SignGCEEKRequest, caller, _log, call) => {
         const keyType = parseKeyType(req.keyType);
+        this.signRate.take(caller.identity, 'SignGCEEK');
         return new pb.SignGCEEKResponse({ signed: await b.signGCEEK(caller.identity, keyType, req.data, call) });
       }),
     };
@@ -372,8 +379,6 @@ class VerifierHandlers {
     if (NODE_KEY_RPCS.includes(method) && !(this.auth.nodeKey?.allows(caller) ?? caller.mode === 'none')) {
       throw new AuthFailure('PERMISSION_DENIED', 'node_key_not_allowed', `${method} signs with this node's own key: only identities named by the attestor's --allow-node-key may call it`);
     }
-    // Every signing RPC (Sign, SignGCEEK) has passed its authorization here: a per-identity
-    // signing rate limit applies at this one point to both.
     return caller;
   }
 
@@ -517,6 +522,7 @@ function checkImportBlob(fieldName: string, bytes: Uint8Array): ImportBlob {
   if (blob.duplicate.length === 0) throw bad('ImportBlob.duplicate is empty');
   if (blob.encryptedSeed.length === 0) throw bad('ImportBlob.encrypted_seed is empty');
   if (blob.publicArea.length === 0) throw bad('ImportBlob.public_area is empty');
+  checkImportBlobSizes(fieldName, blob);
   if (blob.pcrs !== undefined) {
     const { hash, pcrs } = blob.pcrs;
     if (hash === 0 && pcrs.size === 0) {

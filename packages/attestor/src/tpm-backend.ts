@@ -79,6 +79,7 @@ export class TpmBackend implements AttestorBackend {
     return this.guard('GetAK', async () => {
       const existing = await this.record(identity, uid);
       if (existing) return sameTypeAk(existing, uid, keyType);
+      await this.store.quota.checkRoom(identity);
       const ak = await this.fromPool('ak', keyType, (pooled) => this.tpm.createAk(keyType, tag(identity, 'GetAK', call), pooled));
       const params: AttestationParameters = {
         public: publicAreaBytes(ak.key.public),
@@ -164,6 +165,7 @@ export class TpmBackend implements AttestorBackend {
       }
       if (!(publicArea.objectAttributes & (1 << 18))) throw new AttestorError('INVALID_ARGUMENT', 'ImportSigningKey: the key does not have the sign attribute');
       if (await this.store.has({ identity, uid, kid })) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
+      await this.store.quota.checkRoom(identity);
       const ekType = ekTypeOfSecret(blob.encryptedSeed, 'ImportSigningKey encryptedSeed');
       const key = await this.tpm.importKey(ekType, { publicArea, duplicate: blob.duplicate, encryptedSeed: blob.encryptedSeed }, tag(identity, 'ImportSigningKey', call));
       // Prove the import worked before storing it: sign the uid.
@@ -179,6 +181,7 @@ export class TpmBackend implements AttestorBackend {
     return this.guard('NewKey', async () => {
       const ak = await this.ak(identity, uid);
       if (await this.store.has({ identity, uid, kid })) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
+      await this.store.quota.checkRoom(identity);
       const { key, certify } = await this.fromPool('key', keyType, (pooled) => this.tpm.createKey(ak, keyType, tag(identity, 'NewKey', call), pooled));
       const certification = { public: publicAreaBytes(key.public), createData: null, createAttestation: certify.attestBytes, createSignature: marshal(TPMT_SIGNATURE, certify.signature) };
       await this.store.create({ identity, uid, kid }, toRecord(key, certification));
@@ -212,10 +215,13 @@ export class TpmBackend implements AttestorBackend {
 
   /** Whether the TPM answers; a change (unreachable, reachable again) is logged once, with the reason. */
   async ready(): Promise<boolean> {
-    const ok = await this.tpm.ready();
-    const reason = this.tpm.notReadyReason;
-    if (!ok && reason !== this.lastNotReady) this.opts.warn?.(`TPM not ready: ${reason}`);
-    if (ok && this.lastNotReady !== undefined) this.opts.info?.('TPM reachable again');
+    const tpmOk = await this.tpm.ready();
+    // A state directory that cannot take records (read-only, full) makes the attestor not ready too.
+    const storeProblem = tpmOk ? await this.store.writeProblem() : null;
+    const ok = tpmOk && storeProblem === null;
+    const reason = storeProblem ?? this.tpm.notReadyReason;
+    if (!ok && reason !== this.lastNotReady) this.opts.warn?.(storeProblem !== null ? `not ready: ${reason}` : `TPM not ready: ${reason}`);
+    if (ok && this.lastNotReady !== undefined) this.opts.info?.('TPM reachable and state directory writable again');
     this.lastNotReady = ok ? undefined : reason;
     return ok;
   }
@@ -317,7 +323,17 @@ function mapError(rpc: string, e: unknown): unknown {
     if (e.command === TPM_CC.PolicyPCR || e.is(TPM_RC.POLICY_FAIL) || e.is(TPM_RC.PCR_CHANGED)) {
       return new AttestorError('FAILED_PRECONDITION', `${rpc}: the PCR policy is not satisfied: the PCRs do not hold the values the object is bound to`, { cause: e });
     }
-    if (e.is(TPM_RC.LOCKOUT)) return new AttestorError('UNAVAILABLE', `${rpc}: the TPM is in dictionary-attack lockout; retry later`, { cause: e });
+    if (e.is(TPM_RC.LOCKOUT)) {
+      return new AttestorError(
+        'FAILED_PRECONDITION',
+        `${rpc}: the TPM is in dictionary-attack lockout (TPM_RC_LOCKOUT): it refuses keys without noDA until its lockout recovery time passes or the owner runs TPM2_DictionaryAttackLockReset (tpm2_dictionarylockout --clear-lockout)`,
+        { cause: e },
+      );
+    }
+    // The transport resends these (with back-off) before they get here: the TPM stayed busy.
+    if (e.is(TPM_RC.RETRY) || e.is(TPM_RC.YIELDED) || e.is(TPM_RC.TESTING)) {
+      return new AttestorError('UNAVAILABLE', `${rpc}: the TPM kept answering ${e.decoded.name} (busy or self-testing) after repeated retries; retry later`, { cause: e });
+    }
     // (OBJECT_MEMORY and SESSION_MEMORY never get here: AttestorTpm.flow reclaims and answers them itself.)
     if (e.is(TPM_RC.MEMORY) || e.is(TPM_RC.NV_RATE) || e.is(TPM_RC.NV_UNAVAILABLE)) {
       return new AttestorError('UNAVAILABLE', `${rpc}: the TPM is busy (${e.decoded.name}); retry`, { cause: e });

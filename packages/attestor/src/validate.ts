@@ -43,3 +43,41 @@ export function checkNonce(nonce: Uint8Array): Uint8Array {
   if (nonce.length > 48) throw new AttestorError('INVALID_ARGUMENT', `nonce is ${nonce.length} bytes (1 to 48 expected)`);
   return nonce;
 }
+
+/** The largest command a TPM takes (TPM_PT_MAX_COMMAND_SIZE: 4096 on libtpms/swtpm and common discrete TPMs). */
+export const TPM_MAX_COMMAND_BYTES = 4096;
+/**
+ * What TPM2_Import needs besides the blob's three fields: header, parent handle, two
+ * authorization sessions (policy + parameter encryption, each with 64-byte nonce and HMAC),
+ * encryptionKey, three size prefixes and symmetricAlg, rounded up.
+ */
+const IMPORT_COMMAND_OVERHEAD = 384;
+/** Largest sum of ImportBlob.duplicate + encrypted_seed + public_area that fits one TPM2_Import. */
+export const MAX_IMPORT_BLOB_FIELDS_BYTES = TPM_MAX_COMMAND_BYTES - IMPORT_COMMAND_OVERHEAD;
+
+/**
+ * The TPM2B size limits of the caller-supplied ImportBlob fields (Part 2: TPM2B_PRIVATE holds at most
+ * 4096 bytes as encoded here, TPM2B_ENCRYPTED_SECRET 512, a TPMT_PUBLIC with a 4096-bit RSA key
+ * fits 1024), and their sum against one TPM command. `where` prefixes the message (the request
+ * field, e.g. "encryptedKey").
+ */
+export function checkImportBlobSizes(where: string, blob: { duplicate: Uint8Array; encryptedSeed: Uint8Array; publicArea: Uint8Array }): void {
+  const fields: [string, Uint8Array, number, string][] = [
+    ['duplicate', blob.duplicate, 4096, 'TPM2B_PRIVATE'],
+    ['encrypted_seed', blob.encryptedSeed, 512, 'TPM2B_ENCRYPTED_SECRET'],
+    ['public_area', blob.publicArea, 1024, 'TPMT_PUBLIC'],
+  ];
+  for (const [name, value, max, type] of fields) {
+    if (value.length > max) {
+      throw new AttestorError('INVALID_ARGUMENT', `${where}: ImportBlob.${name} is ${value.length} bytes; a ${type} holds at most ${max}`);
+    }
+  }
+  const total = fields.reduce((n, [, value]) => n + value.length, 0);
+  if (total > MAX_IMPORT_BLOB_FIELDS_BYTES) {
+    throw new AttestorError(
+      'INVALID_ARGUMENT',
+      `${where}: ImportBlob.duplicate, encrypted_seed and public_area are ${total} bytes together; ` +
+        `one TPM command of at most ${TPM_MAX_COMMAND_BYTES} bytes holds at most ${MAX_IMPORT_BLOB_FIELDS_BYTES} of them`,
+    );
+  }
+}

@@ -229,4 +229,11 @@ describe('unmarshalExact', () => {
     assert.throws(() => unmarshalExact(TPMT_PUBLIC, concatBytes(bytes, Uint8Array.of(0))), TpmDecodeError);
     assert.throws(() => unmarshalExact(TPMT_PUBLIC, bytes.subarray(0, 10)), TpmDecodeError);
   });
+
+  it('of a TPM2B structure (found by scripts/fuzz.ts: it threw "TypeError: Cannot redefine property"): the sized value, with the bytes inside the size', () => {
+    const bytes = marshal(TPMT_PUBLIC, ekTemplateRsa2048());
+    const v = unmarshalExact(TPM2B_PUBLIC, marshal(TPM2B_PUBLIC, ekTemplateRsa2048()));
+    assert.deepEqual(rawBytes(v), bytes);
+    assert.throws(() => unmarshalExact(TPM2B_PUBLIC, Uint8Array.of(0, 0)), TpmDecodeError);
+  });
 });

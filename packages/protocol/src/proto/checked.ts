@@ -3,31 +3,31 @@ import type * as grpc from '@grpc/grpc-js';
 import { verifier } from './gen/verifier.js';
 import { grpc as healthNs } from './gen/grpc/health/v1/health.js';
 import type { WireSchema } from './wire.js';
-import { WireFormatError, checkWire, lenFields } from './wire.js';
+import { WireFormatError, checkWire, lenFields, stringAndBytesFields } from './wire.js';
 
 /** Wire schemas of every message of proto/verifier.proto and grpc.health.v1, by full name. */
 export const MESSAGE_SCHEMAS: Readonly<Record<string, WireSchema>> = {
-  'verifier.GetEKCertRequest': lenFields(1),
+  'verifier.GetEKCertRequest': stringAndBytesFields({ 1: 'keyType' }),
   'verifier.GetEKCertResponse': lenFields(1, 2),
-  'verifier.GetAKRequest': lenFields(1, 2),
+  'verifier.GetAKRequest': stringAndBytesFields({ 1: 'uid', 2: 'keyType' }),
   'verifier.GetAKResponse': lenFields(1),
-  'verifier.AttestRequest': lenFields(1, 2),
+  'verifier.AttestRequest': stringAndBytesFields({ 1: 'uid' }, 2),
   'verifier.AttestResponse': lenFields(1),
-  'verifier.QuoteRequest': lenFields(1, 2),
+  'verifier.QuoteRequest': stringAndBytesFields({ 1: 'uid' }, 2),
   'verifier.QuoteResponse': lenFields(1, 2, 3, 4),
-  'verifier.ImportBlobRequest': lenFields(1, 2),
+  'verifier.ImportBlobRequest': stringAndBytesFields({ 1: 'uid' }, 2),
   'verifier.ImportBlobResponse': lenFields(1),
-  'verifier.ImportSigningKeyRequest': lenFields(1, 2, 3),
+  'verifier.ImportSigningKeyRequest': stringAndBytesFields({ 1: 'uid', 2: 'kid' }, 3),
   'verifier.ImportSigningKeyResponse': lenFields(1),
-  'verifier.NewKeyRequest': lenFields(1, 2, 3),
+  'verifier.NewKeyRequest': stringAndBytesFields({ 1: 'uid', 2: 'kid', 3: 'keyType' }),
   'verifier.NewKeyResponse': lenFields(1, 2),
-  'verifier.SignRequest': lenFields(1, 2, 3),
+  'verifier.SignRequest': stringAndBytesFields({ 1: 'uid', 2: 'kid' }, 3),
   'verifier.SignResponse': lenFields(1),
-  'verifier.GetGCEEKSigningKeyRequest': lenFields(1),
+  'verifier.GetGCEEKSigningKeyRequest': stringAndBytesFields({ 1: 'keyType' }),
   'verifier.GetGCEEKSigningKeyResponse': lenFields(1, 2),
-  'verifier.SignGCEEKRequest': lenFields(1, 2),
+  'verifier.SignGCEEKRequest': stringAndBytesFields({ 2: 'keyType' }, 1),
   'verifier.SignGCEEKResponse': lenFields(1),
-  'grpc.health.v1.HealthCheckRequest': lenFields(1),
+  'grpc.health.v1.HealthCheckRequest': stringAndBytesFields({ 1: 'service' }),
   'grpc.health.v1.HealthCheckResponse': { 1: { wireType: 0 } },
 };
 

@@ -6,6 +6,6 @@ export { grpc as grpcpb } from './gen/grpc/health/v1/health.js';
 export type { CallerCredentials, GetEKCertResult, GetGCEEKSigningKeyResult, HealthStatus, NewKeyResult, QuoteResult } from './client.js';
 export { AttestorClient, healthStatusName } from './client.js';
 export { MESSAGE_SCHEMAS, MalformedRequest, healthServiceDefinition, verifierServiceDefinition } from './checked.js';
-export type { WireSchema, WireType } from './wire.js';
-export { WireFormatError, checkWire, lenFields } from './wire.js';
+export type { WireField, WireSchema, WireType } from './wire.js';
+export { WireFormatError, checkWire, lenFields, stringAndBytesFields } from './wire.js';
 export { FILE_DESCRIPTOR_SET_BASE64 } from './gen/descriptor-set.js';

@@ -11,7 +11,14 @@ export type WireType = 0 | 1 | 2 | 5;
 
 /** Expected wire type of each known field; `message` makes a LEN field a nested message. */
 export interface WireSchema {
-  readonly [field: number]: { readonly wireType: WireType; readonly message?: WireSchema };
+  readonly [field: number]: WireField;
+}
+
+/** One known field: its wire type; `message` makes a LEN field a nested message; `string` names a proto3 string field, whose bytes must be UTF-8. */
+export interface WireField {
+  readonly wireType: WireType;
+  readonly message?: WireSchema;
+  readonly string?: string;
 }
 
 /** Bytes that are not a well-formed protobuf message of the expected shape. */
@@ -62,6 +69,8 @@ function walk(b: Uint8Array, start: number, end: number, schema: WireSchema, pat
         const [len, afterLen] = readVarint(b, pos, end, fieldPath);
         if (len > end - afterLen) throw new WireFormatError(fieldPath, 'length runs past the end of the message');
         if (known?.message !== undefined) walk(b, afterLen, afterLen + len, known.message, fieldPath, depth + 1);
+        // google-protobuf silently drops bytes that are not UTF-8 (a uid of 0xff bytes would arrive as "").
+        if (known?.string !== undefined) checkUtf8(b.subarray(afterLen, afterLen + len), `${path}.${known.string}`);
         pos = afterLen + len;
         break;
       }
@@ -85,9 +94,30 @@ function readVarint(b: Uint8Array, pos: number, end: number, path: string): [num
   throw new WireFormatError(path, 'varint longer than 10 bytes');
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+function checkUtf8(bytes: Uint8Array, name: string): void {
+  try {
+    UTF8.decode(bytes);
+  } catch {
+    throw new WireFormatError(name, `not valid UTF-8 (a proto3 string field of ${bytes.length} bytes)`);
+  }
+}
+
 /** A schema whose fields are all strings/bytes (every message of verifier.proto). */
 export function lenFields(...fields: number[]): WireSchema {
   const schema: Record<number, { wireType: WireType }> = {};
   for (const f of fields) schema[f] = { wireType: 2 };
+  return schema;
+}
+
+/**
+ * A schema whose fields are all strings/bytes: `strings` maps a string field's number to its name
+ * (its bytes must be UTF-8, reported by that name), `bytes` lists the bytes fields.
+ */
+export function stringAndBytesFields(strings: Readonly<Record<number, string>>, ...bytes: number[]): WireSchema {
+  const schema: Record<number, WireField> = {};
+  for (const f of bytes) schema[f] = { wireType: 2 };
+  for (const [f, name] of Object.entries(strings)) schema[Number(f)] = { wireType: 2, string: name };
   return schema;
 }

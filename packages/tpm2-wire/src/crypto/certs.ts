@@ -58,17 +58,22 @@ export function parseCertificate(der: Uint8Array): ParsedCertificate {
   } catch (e) {
     throw new TpmCryptoError(`certificate does not decode: ${(e as Error).message}`, 'invalid');
   }
-  return {
-    der: der.slice(),
-    subject: dnString(cert.subject),
-    issuer: dnString(cert.issuer),
-    serialNumber: toHex(new Uint8Array(cert.serialNumber.valueBlock.valueHexView)),
-    notBefore: cert.notBefore.value,
-    notAfter: cert.notAfter.value,
-    spki: new Uint8Array(cert.subjectPublicKeyInfo.toSchema().toBER(false)),
-    extensions: (cert.extensions ?? []).map((x) => ({ oid: x.extnID, critical: x.critical })),
-    pkijs: cert,
-  };
+  try {
+    return {
+      der: der.slice(),
+      subject: dnString(cert.subject),
+      issuer: dnString(cert.issuer),
+      serialNumber: toHex(new Uint8Array(cert.serialNumber.valueBlock.valueHexView)),
+      notBefore: cert.notBefore.value,
+      notAfter: cert.notAfter.value,
+      spki: new Uint8Array(cert.subjectPublicKeyInfo.toSchema().toBER(false)),
+      extensions: (cert.extensions ?? []).map((x) => ({ oid: x.extnID, critical: x.critical })),
+      pkijs: cert,
+    };
+  } catch (e) {
+    // pkijs/asn1js may throw untyped errors on malformed fields they decoded lazily.
+    throw new TpmCryptoError(`certificate does not decode: ${(e as Error).message}`, 'invalid');
+  }
 }
 
 const RSA_OIDS = ['1.2.840.113549.1.1.1', '1.2.840.113549.1.1.7', '1.2.840.113549.1.1.10'];
@@ -92,7 +97,13 @@ export function certificateMatchesPublic(certDer: Uint8Array, pub: TPMT_PUBLIC):
   const key = new Uint8Array(spki.subjectPublicKey.valueBlock.valueHexView);
   if (RSA_OIDS.includes(oid)) {
     if (pub.type !== TPM_ALG.RSA) return false;
-    const parsed = asn1js.fromBER(toArrayBuffer(key));
+    let parsed: ReturnType<typeof asn1js.fromBER>;
+    try {
+      parsed = asn1js.fromBER(toArrayBuffer(key));
+    } catch {
+      // asn1js throws (RangeError, Error) on some malformed primitives inside the key (found by scripts/fuzz.ts)
+      return false;
+    }
     const seq = parsed.result as asn1js.Sequence;
     if (parsed.offset === -1 || !(seq instanceof asn1js.Sequence) || seq.valueBlock.value.length < 2) return false;
     const [n, e] = seq.valueBlock.value as [asn1js.Integer, asn1js.Integer];

@@ -140,6 +140,8 @@ export function rawBytes(value: object): Uint8Array | undefined {
 function decodeKeepingBytes<T extends object>(name: string, inner: Codec<T>, r: Reader): T {
   const v = inner.decode(r);
   r.done(name);
+  // A value of a sized() codec (unmarshalExact of a TPM2B) is frozen and already knows its bytes.
+  if (Object.isFrozen(v)) return v;
   Object.defineProperty(v, RAW, { value: r.bytes.slice(), enumerable: false });
   deepFreeze(v);
   return v;

@@ -1,0 +1,37 @@
+// Mutation fuzzing of every decoder (test/fuzz/targets.ts): by default 1,000,000 cases per
+// decoder, seed 1. Prints one line per decoder (cases, typed rejections, slowest input, time,
+// peak heap) and exits 1 if any input threw an untyped error or took over 100 ms.
+//
+//   node --import tsx scripts/fuzz.ts [--cases N] [--seed S] [--only SUBSTRING] [--exclude SUBSTRING] [--reverse] [--json FILE]
+import { writeFileSync } from 'node:fs';
+import { fuzz, type FuzzResult } from '../test/fuzz/engine.js';
+import { allTargets } from '../test/fuzz/targets.js';
+
+function flag(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i === -1 ? undefined : process.argv[i + 1];
+}
+
+const cases = Number(flag('cases') ?? 1_000_000);
+const seed = Number(flag('seed') ?? 1);
+const only = flag('only');
+const exclude = flag('exclude');
+const jsonOut = flag('json');
+const ordered = process.argv.includes('--reverse') ? allTargets().reverse() : allTargets();
+const targets = ordered.filter((t) => (only === undefined || t.name.includes(only)) && (exclude === undefined || !t.name.includes(exclude)));
+const results: FuzzResult[] = [];
+const started = Date.now();
+let bad = 0;
+for (const t of targets) {
+  const r = await fuzz(t, { cases, seed });
+  results.push(r);
+  bad += r.failures.length;
+  console.log(
+    `${r.failures.length === 0 ? 'ok  ' : 'FAIL'} ${r.name}: ${r.cases} cases (${r.accepted} accepted, ${r.rejected} typed errors), ` +
+      `slowest ${r.slowestMs.toFixed(1)} ms, ${(r.elapsedMs / 1000).toFixed(1)} s, peak heap ${(r.peakHeapBytes / 2 ** 20).toFixed(0)} MiB`,
+  );
+  for (const f of r.failures) console.log(`     case ${f.case}: ${f.problem}\n     input ${f.inputHex.slice(0, 400)}`);
+  if (jsonOut !== undefined) writeFileSync(jsonOut, JSON.stringify({ cases, seed, results }, null, 1));
+}
+console.log(`${targets.length} decoders, ${cases} cases each, seed ${seed}: ${bad === 0 ? 'no failures' : `${bad} failures`} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+process.exit(bad === 0 ? 0 : 1);
