@@ -58,4 +58,18 @@ describe('GetGCEEKSigningKey and SignGCEEK on the fake backend (--auth none)', (
       await t.stop();
     }
   });
+
+  it('SignGCEEK spends the caller\'s --sign-rate tokens like Sign and Quote: over the burst, RESOURCE_EXHAUSTED before the TPM', async () => {
+    const t = await startFake({ config: { signRate: '0.1:2' } });
+    try {
+      for (let i = 0; i < 2; i++) assert.equal((await rejection(t.client.signGCEEK({ data: new Uint8Array(1) }))).code, grpc.status.FAILED_PRECONDITION);
+      const limited = await rejection(t.client.signGCEEK({ data: new Uint8Array(1) }));
+      assert.equal(limited.code, grpc.status.RESOURCE_EXHAUSTED);
+      assert.match(limited.details, /--sign-rate/);
+      // GetGCEEKSigningKey signs nothing: not limited.
+      assert.equal((await rejection(t.client.getGCEEKSigningKey())).code, grpc.status.FAILED_PRECONDITION);
+    } finally {
+      await t.stop();
+    }
+  });
 });

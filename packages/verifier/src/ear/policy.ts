@@ -61,7 +61,8 @@ const QUOTE_CRYPTO = ['quote.rpc', 'quote.notRun', 'quote.decode', 'quote.ak', '
 /**
  * The built-in policy. hardware: the EK certificate chains to --ek-roots and the credential made
  * for the EK and AK came back activated (no roots or no EK certificate: warning). instance-identity:
- * the AK is a restricted TPM key certified by itself and bound to the EK by credential activation.
+ * the AK is a restricted TPM key certified by itself and bound to the EK by credential activation
+ * (and a cloud attestation key, where the target offers one, signs and its certificate verifies).
  * executables: every PCR the policy has reference values for holds one of them in a verified quote,
  * and every event of a PCR with event reference values has an allowed digest (no reference values:
  * not claimed). configuration: Secure Boot enabled
@@ -80,6 +81,8 @@ export const DEFAULT_POLICY: AppraisalPolicy = {
     ],
     'instance-identity': [
       { if: { failed: ['ak.decode', 'ak.keyType', 'ak.certifyCreation', 'ak.attributes', 'attest.secret', ...QUOTE_CRYPTO.filter((p) => p !== 'quote.rpc' && p !== 'quote.notRun')] }, value: 'crypto_failed', because: 'the AK, its credential activation or a quote signature/nonce did not verify' },
+      // The cloud attestation key (gce-ak step, when the target offers one) speaks for the instance too.
+      { if: { failed: ['gceAk.public', 'gceAk.keyType', 'gceAk.signature', 'gceAk.certificate', 'gceAk.instance'] }, value: 'crypto_failed', because: "the cloud attestation key's signature or certificate did not verify" },
       { if: { failed: ['health', 'ak.*', 'attest.*'] }, value: 'unrecognized_instance', because: 'the AK or credential activation could not be checked' },
       { if: { passed: ['ak.*', 'attest.secret'] }, value: 'recognized_instance', because: 'the AK is a restricted TPM key bound to the EK by credential activation' },
     ],
