@@ -4,6 +4,8 @@
 // A case fails when the target throws anything but its typed errors, or takes longer than the
 // per-input limit. Same seed, same cases: a failure is reproduced by its seed and case number.
 
+import { concatBytes as concat } from '@tpmds/tpm2-wire';
+
 /** One decoder under test. */
 export interface FuzzTarget {
   /** Short name for reports, e.g. "tpm2-wire TPMT_PUBLIC". */
@@ -86,17 +88,6 @@ export class Rng {
 /** Size-field values that break decoders: zero, one, off-by-ones, sign bits, maxima. */
 const HOSTILE = [0, 1, 2, 3, 4, 0x7f, 0x80, 0xff, 0x100, 0x7fff, 0x8000, 0xfffe, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff];
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 /** One mutation of `input` (a new array; `input` is not changed). */
 export function mutate(input: Uint8Array, rng: Rng, seeds: readonly Uint8Array[], maxLength: number): Uint8Array {
