@@ -151,7 +151,7 @@ describe('event logs for a non-root attestor (prod shape) @swtpm', function () {
     assert.match(detail, /PCR 11: enter-initrd -> leave-initrd -> sysinit -> ready/);
   });
 
-  it('a tampered userspace copy fails tpmds-verifier run, naming the record; without one, the unexplained PCRs are a warning', async () => {
+  it('a tampered userspace copy fails tpmds-verifier run, naming the record; without one, the unexplained PCRs fail, named (a warning with --allow-missing-eventlog)', async () => {
     const copies = join(dirs.dir, 'tampered');
     mkdirSync(copies, { mode: 0o750 });
     chownSync(copies, 0, UID);
@@ -176,7 +176,10 @@ describe('event logs for a non-root attestor (prod shape) @swtpm', function () {
 
     att = await start(fw, join(copies, 'no-such-log'));
     const none = await verifier(['run', '--target', att.address, '--insecure', '--ek-roots', swtpm.caRootPem, '--ek-intermediates', swtpm.caIntermediatePem]);
-    assert.equal(none.status, 0, none.stdout + none.stderr);
-    assert.match(none.stdout, /^ {2}warn {2}eventlog\.unexplained\s+sha1 PCRs 11,15, sha256 PCRs 11,15 hold values no event log explains/m);
+    assert.equal(none.status, 1, none.stdout + none.stderr);
+    assert.match(none.stdout, /^ {2}FAIL {2}eventlog\.unexplained\s+sha1 PCRs 11,15, sha256 PCRs 11,15 hold values no event log explains.*\/run\/log\/systemd\/tpm2-measure\.log/m);
+    const allowed = await verifier(['run', '--target', att.address, '--insecure', '--allow-missing-eventlog', '--ek-roots', swtpm.caRootPem, '--ek-intermediates', swtpm.caIntermediatePem]);
+    assert.equal(allowed.status, 0, allowed.stdout + allowed.stderr);
+    assert.match(allowed.stdout, /^ {2}warn {2}eventlog\.unexplained\s+sha1 PCRs 11,15, sha256 PCRs 11,15 hold values no event log explains/m);
   });
 });

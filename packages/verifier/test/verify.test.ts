@@ -301,15 +301,19 @@ for (const keyType of ['rsa', 'ecc'] as const) {
         assert.match(e.detail, /the quoted value is reached after #5 phase "ready": the log has records the TPM never saw \(#6 phase "shutdown"\)/);
         // Bad input: a truncated record, an unknown hash (PCR 11 is then unexplained: the firmware log alone fails it too),
         // a bank the quote does not cover.
-        failsWith(verifyPlatform(json, { akPublic, nonce, userspaceLog: usLog.subarray(0, usLog.length - 1) }), ['eventlog.userspace.parse', 'eventlog.replay'], /record 5: truncated/);
-        failsWith(verifyPlatform(json, { akPublic, nonce, userspaceLog: utf8(text.replace('"sha1"', '"md5"')) }), ['eventlog.userspace.parse', 'eventlog.replay'], /record 1: digests\[0\]: unknown hashAlg "md5"/);
+        failsWith(verifyPlatform(json, { akPublic, nonce, userspaceLog: usLog.subarray(0, usLog.length - 1) }), ['eventlog.userspace.parse', 'eventlog.replay', 'eventlog.unexplained'], /record 5: truncated/);
+        failsWith(verifyPlatform(json, { akPublic, nonce, userspaceLog: utf8(text.replace('"sha1"', '"md5"')) }), ['eventlog.userspace.parse', 'eventlog.replay', 'eventlog.unexplained'], /record 1: digests\[0\]: unknown hashAlg "md5"/);
         failsWith(verifyPlatform(json, { akPublic, nonce, userspaceLog: buildUserspaceLog(userspace, [TPM_ALG.SHA384]) }), ['eventlog.userspace.replay'], /no verified quote covers a bank every record has a digest for \(log banks sha384/);
         // The attestor could not read the node's userspace log: fails unless missing logs are allowed.
-        failsWith(verifyPlatform(json, { akPublic, nonce, userspaceEventLogProblem: '/run/log/systemd/tpm2-measure.log: permission denied (EACCES)' }), ['eventlog.userspace', 'eventlog.replay'], /the attestor sent no userspace event log although the node has one: .*EACCES/);
-        // The firmware log alone: PCR 11 then holds more than it explains, and PCR 15 is explained by no log.
+        failsWith(verifyPlatform(json, { akPublic, nonce, userspaceEventLogProblem: '/run/log/systemd/tpm2-measure.log: permission denied (EACCES)' }), ['eventlog.userspace', 'eventlog.replay', 'eventlog.unexplained'], /the attestor sent no userspace event log although the node has one: .*EACCES/);
+        // The firmware log alone: PCR 11 then holds more than it explains, and PCR 15 is explained by
+        // no log: both fail; with missing logs allowed, the unexplained PCRs are a warning.
         const alone = verifyPlatform(json, { akPublic, nonce });
-        failsWith(alone, ['eventlog.replay'], /PCR 11/);
-        assert.match(alone.checks.find((c) => c.name === 'eventlog.unexplained' && c.warning)!.detail, /^sha1 PCRs 15, sha256 PCRs 15 hold values no event log explains/);
+        failsWith(alone, ['eventlog.replay', 'eventlog.unexplained'], /PCR 11/);
+        assert.match(alone.checks.find((c) => c.name === 'eventlog.unexplained')!.detail, /^sha1 PCRs 15, sha256 PCRs 15 hold values no event log explains.*--allow-missing-eventlog$/);
+        const allowed = verifyPlatform(json, { akPublic, nonce, allowMissingEventLog: true });
+        failsWith(allowed, ['eventlog.replay'], /PCR 11/);
+        assert.match(allowed.checks.find((c) => c.name === 'eventlog.unexplained' && c.warning)!.detail, /^sha1 PCRs 15, sha256 PCRs 15 hold values no event log explains/);
       });
     });
 

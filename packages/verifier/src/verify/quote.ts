@@ -286,7 +286,7 @@ export function verifyPlatform(platformJson: Uint8Array, opts: PlatformOptions):
   }
 
   const userspace = userspaceLog && verifyUserspaceLog(c, userspaceLog, firmwareLog, verified);
-  warnUnexplainedSystemdPcrs(c, verified, firmwareLog, userspacePcrs);
+  checkUnexplainedSystemdPcrs(c, verified, firmwareLog, userspacePcrs, opts.allowMissingEventLog === true);
   return c.result({ pcrs: verified, ...(secureBoot ? { secureBoot } : {}), ...(facts ? { facts } : {}), eventCount, ...(userspace ? { userspace } : {}), params });
 }
 
@@ -294,11 +294,12 @@ export function verifyPlatform(platformJson: Uint8Array, opts: PlatformOptions):
 const SYSTEMD_PCRS = [11, 12, 13, 15];
 
 /**
- * A warning when one of systemd's PCRs holds something no log explains: a node whose userspace
- * log did not reach the verifier (systemd < 254 writes none). Not a failure: the quote is still
- * genuine, but what those PCRs say about the boot cannot be checked.
+ * When one of systemd's PCRs holds something no log explains (a node whose userspace log did not
+ * reach the verifier; systemd < 254 writes none), the quote is still genuine but what those PCRs
+ * say about the boot cannot be checked: a failure, like a missing firmware log, unless missing
+ * logs are allowed (then a warning).
  */
-function warnUnexplainedSystemdPcrs(c: CheckList, verified: PcrBankValues, firmware: EventLog | undefined, userspacePcrs: ReadonlySet<number>): void {
+function checkUnexplainedSystemdPcrs(c: CheckList, verified: PcrBankValues, firmware: EventLog | undefined, userspacePcrs: ReadonlySet<number>, allowMissing: boolean): void {
   const fromFirmware = firmware ? replayEventLog(firmware).banks : new Map<number, ReadonlyMap<number, Uint8Array>>();
   const unexplained: string[] = [];
   for (const [bank, values] of verified) {
@@ -309,7 +310,9 @@ function warnUnexplainedSystemdPcrs(c: CheckList, verified: PcrBankValues, firmw
     if (pcrs.length > 0) unexplained.push(`${bankName(bank)} PCRs ${indexList(pcrs)}`);
   }
   if (unexplained.length > 0) {
-    c.warn('eventlog.unexplained', `${unexplained.join(', ')} hold values no event log explains: systemd measures the boot phases, the kernel command line, system extensions and the machine id there, and the attestor sent no userspace log covering them (/run/log/systemd/tpm2-measure.log, systemd >= 254)`);
+    const why = `${unexplained.join(', ')} hold values no event log explains: systemd measures the boot phases, the kernel command line, system extensions and the machine id there, and the attestor sent no userspace log covering them (/run/log/systemd/tpm2-measure.log, systemd >= 254)`;
+    if (allowMissing) c.warn('eventlog.unexplained', `${why}; allowed by --allow-missing-eventlog`);
+    else c.fail('eventlog.unexplained', `${why}; give the attestor the userspace log (--userspace-log), or pass --allow-missing-eventlog`);
   }
 }
 

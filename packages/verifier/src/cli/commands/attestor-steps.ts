@@ -38,7 +38,7 @@ const STEP_FLAGS: Readonly<Record<string, FlagSpec>> = {
   'expect-pcr': { type: 'string', repeatable: true, valueName: 'IDX:HEX', description: 'the quoted PCR IDX must hold HEX (40 hex digits: sha1, 64: sha256, 96: sha384)' },
   'allow-missing-eventlog': {
     type: 'boolean',
-    description: 'accept a quote without a firmware event log (a warning, not a failure): for TPMs that have none, such as swtpm or VMs without measured boot; --expect-pcr checks still run',
+    description: 'accept a quote without a firmware event log, or with systemd PCRs (11, 12, 13, 15) no log explains (a warning, not a failure): for TPMs that have no log, such as swtpm or VMs without measured boot, and nodes without systemd\'s userspace log; --expect-pcr checks still run',
   },
   uid: { type: 'string', valueName: 'U', description: 'the uid whose AK and keys are used (default: a fresh random UUID)' },
   kid: { type: 'string', valueName: 'K', description: 'the key id for NewKey/Sign; ImportSigningKey uses K-import (default: a fresh random UUID)' },
