@@ -8,6 +8,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
+import { TPM_ALG, buildUserspaceLog, phaseRecord } from '@tpmds/tpm2-wire';
 import { Args, UsageError, parseFlags, runCli } from '../src/index.js';
 import type { Command } from '../src/index.js';
 
@@ -112,6 +114,37 @@ describe('tpmds-verifier eventlog (child process)', function () {
     assert.equal(malformed.code, 1);
     assert.equal(malformed.stdout, '');
     assert.match(malformed.stderr, /^tpmds-verifier eventlog: .*truncated\.bin: malformed event log: truncated input: .* \(at byte offset 467\)\n$/);
+  });
+
+  it('--userspace replays systemd\'s log on top of the firmware log: the phases and the PCR values; a truncated one names the record', async () => {
+    const phases = ['enter-initrd', 'leave-initrd', 'sysinit', 'ready'];
+    const usLog = buildUserspaceLog(phases.map(phaseRecord), [TPM_ALG.SHA1, TPM_ALG.SHA256]);
+    const usPath = join(tmp, 'tpm2-measure.log');
+    writeFileSync(usPath, usLog);
+    // PCR 11 of the firmware log (Rhel8GCE has none there: it starts at zeros) extended with each phase's digest.
+    const start = (JSON.parse(json.stdout) as EventLogJson).pcrs['sha256']!['11'] ?? '00'.repeat(32);
+    let pcr11 = Buffer.from(start, 'hex');
+    for (const p of phases) pcr11 = createHash('sha256').update(pcr11).update(createHash('sha256').update(p).digest()).digest();
+    const [doc, summary, bad] = await Promise.all([
+      cli(['eventlog', join(TESTDATA, rhel8.file), '--userspace', usPath, '--json']),
+      cli(['eventlog', join(TESTDATA, rhel8.file), '--userspace', usPath]),
+      (async () => {
+        const truncated = join(tmp, 'truncated-measure.log');
+        writeFileSync(truncated, usLog.subarray(0, usLog.length - 1));
+        return cli(['eventlog', join(TESTDATA, rhel8.file), '--userspace', truncated]);
+      })(),
+    ]);
+    assert.equal(doc.code, 0, doc.stderr);
+    const u = (JSON.parse(doc.stdout) as { userspace: { records: number; phases: string[]; pcrs: Record<string, Record<string, string>>; problems: string[] } }).userspace;
+    assert.equal(u.records, 4);
+    assert.deepEqual(u.phases, phases);
+    assert.equal(u.pcrs['sha256']!['11'], pcr11.toString('hex'));
+    assert.deepEqual(u.problems, []);
+    assert.equal(summary.code, 0, summary.stderr);
+    assert.match(summary.stdout, /sha256\s+PCR 11\s+[0-9a-f]{64}\s+\(from the .*\) enter-initrd -> leave-initrd -> sysinit -> ready/);
+    assert.equal(bad.code, 1);
+    assert.equal(bad.stdout, '');
+    assert.match(bad.stderr, /truncated-measure\.log: malformed userspace log: record 4: truncated/);
   });
 });
 

@@ -1,6 +1,7 @@
 /**
- * `tpmds-verifier eventlog FILE [--json] [--events]`: parse and replay a TCG firmware event log
- * offline (`/sys/kernel/security/tpm0/binary_bios_measurements`).
+ * `tpmds-verifier eventlog FILE [--userspace FILE] [--json] [--events]`: parse and replay a TCG
+ * firmware event log offline (`/sys/kernel/security/tpm0/binary_bios_measurements`), and systemd's
+ * userspace log (`/run/log/systemd/tpm2-measure.log`) on top of it.
  *
  * Without --json: a readable summary (events per PCR, replayed PCRs per bank, Secure Boot, EFI
  * applications, separators, quirks). With --json: exactly one JSON document on stdout,
@@ -10,16 +11,20 @@
 import { readFileSync, statSync } from 'node:fs';
 import {
   EventLogError,
+  UserspaceLogError,
   bankName,
+  describeUserspaceRecord,
   describeEvent,
   eventLogFacts,
   eventLogToJson,
   eventTypeName,
   parseEventLog,
+  parseUserspaceLog,
   replayEventLog,
+  replayUserspaceLog,
   toHex,
 } from '@tpmds/tpm2-wire';
-import type { EventLog, EventLogFacts, ReplayResult } from '@tpmds/tpm2-wire';
+import type { EventLog, EventLogFacts, ReplayResult, UserspaceReplay } from '@tpmds/tpm2-wire';
 import { EXIT } from '../exit.js';
 import type { CliIo, Command } from '../command.js';
 import type { Args } from '../flags.js';
@@ -106,20 +111,62 @@ function summary(path: string, log: EventLog, replay: ReplayResult, facts: Event
   return out.join('\n');
 }
 
+/** The userspace log's part of the summary: its records, and the PCRs it extends on top of the firmware log. */
+function userspaceSummary(path: string, records: number, replay: UserspaceReplay): string {
+  const out = ['Userspace log     ' + path, `  ${records} record(s)`];
+  for (const p of replay.pcrs) {
+    out.push(`  ${bankName(p.bank).padEnd(7)} PCR ${String(p.pcr).padStart(2)}  ${toHex(p.replayed)}  (from the ${p.startFrom}) ${p.records.map((r) => r.string ?? describeUserspaceRecord(r)).join(' -> ')}`);
+  }
+  for (const q of replay.problems) out.push(`  - ${describeUserspaceRecord(q.record)}: ${q.problem}`);
+  out.push('');
+  return out.join('\n');
+}
+
+/** Reads, parses and replays systemd's userspace log on top of the firmware log's banks (those every record has a digest for). */
+function userspace(path: string, firmware: ReplayResult): { records: number; replay: UserspaceReplay; json: Record<string, unknown> } {
+  const bytes = readLog(path);
+  let replay: UserspaceReplay;
+  let records: number;
+  try {
+    const log = parseUserspaceLog(bytes);
+    records = log.records.length;
+    const banks = [...firmware.banks.keys()].filter((b) => log.records.every((r) => r.digests.has(b)));
+    if (log.records.length > 0 && banks.length === 0) {
+      throw new Error(`${path}: no bank of the firmware log (${[...firmware.banks.keys()].map(bankName).join(', ')}) has a digest in every userspace record`);
+    }
+    replay = replayUserspaceLog(log, firmware.banks, { banks });
+  } catch (e) {
+    if (e instanceof UserspaceLogError) throw new Error(`${path}: malformed ${e.message}`);
+    throw e;
+  }
+  const pcrs: Record<string, Record<string, string>> = {};
+  for (const p of replay.pcrs) (pcrs[bankName(p.bank)] ??= {})[String(p.pcr)] = toHex(p.replayed);
+  const phases = replay.pcrs.length > 0 ? replay.pcrs[0]!.records.filter((r) => r.eventType === 'phase').map((r) => r.string!) : [];
+  return {
+    records,
+    replay,
+    json: { records, phases, pcrs, problems: replay.problems.map((q) => `${describeUserspaceRecord(q.record)}: ${q.problem}`) },
+  };
+}
+
 export const eventlogCommand: Command = {
   name: 'eventlog',
   summary: 'parse and replay a TCG firmware event log (binary_bios_measurements) offline',
-  usage: 'FILE [--json] [--events]',
+  usage: 'FILE [--userspace FILE] [--json] [--events]',
   description: [
     'Reads a SHA1-format or crypto-agile TCG PC Client event log (FILE, or - for stdin), replays it into',
     'PCR values for every bank it carries (PCR 0 honours StartupLocality and H-CRTM), and reports the',
     'Secure Boot state, the EFI applications, separators and known firmware quirks.',
-    'With --json, prints exactly one JSON document: {"events":[{"pcr","type","digests","data",...}],"pcrs":{bank:{index:hex}}}.',
+    'With --userspace, also replays systemd\'s userspace log (tpm2-measure.log, JSON-SEQ of CEL-JSON) on top',
+    'of the firmware log\'s PCR values and shows the PCRs it extends with their boot phases.',
+    'With --json, prints exactly one JSON document: {"events":[{"pcr","type","digests","data",...}],"pcrs":{bank:{index:hex}}}',
+    '(and with --userspace, "userspace":{"records","phases","pcrs":{bank:{index:hex}},"problems"}).',
     'Exit status: 0 when the log parses, 1 when it cannot be read or is malformed (the byte offset is given), 2 for usage errors.',
   ].join('\n'),
   flags: {
     json: { type: 'boolean', description: 'print one JSON document {events, pcrs} instead of the summary' },
     events: { type: 'boolean', description: 'also list every event in the summary' },
+    userspace: { type: 'string', valueName: 'FILE', description: "systemd's userspace measurement log (/run/log/systemd/tpm2-measure.log) to replay on top of the firmware log" },
   },
   positionals: { min: 1, max: 1, names: 'FILE (the event log; - for stdin)' },
   async run(args: Args, io: CliIo): Promise<number> {
@@ -133,11 +180,13 @@ export const eventlogCommand: Command = {
       throw e;
     }
     const replay = replayEventLog(log);
+    const userspacePath = args.string('userspace');
+    const us = userspacePath === undefined ? undefined : userspace(userspacePath, replay);
     if (args.bool('json')) {
       if (args.bool('events')) io.stderr('tpmds-verifier eventlog: --events has no effect with --json (the JSON lists every event)\n');
-      io.stdout(`${JSON.stringify(eventLogToJson(log, replay.banks))}\n`);
+      io.stdout(`${JSON.stringify({ ...eventLogToJson(log, replay.banks), ...(us ? { userspace: us.json } : {}) })}\n`);
     } else {
-      io.stdout(summary(path, log, replay, eventLogFacts(log), args.bool('events')));
+      io.stdout(summary(path, log, replay, eventLogFacts(log), args.bool('events')) + (us && userspacePath ? userspaceSummary(userspacePath, us.records, us.replay) : ''));
     }
     return EXIT.OK;
   },
