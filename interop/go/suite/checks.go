@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/google/go-attestation/attest"
+	"github.com/google/go-tpm-tools/server"
 	"github.com/google/go-tpm/legacy/tpm2"
 )
 
@@ -263,6 +264,62 @@ func checkNewKey(t *testing.T, lib Library, akType, keyType string, ak *attest.A
 		t.Fatalf("NewKey %s: the PEM key is not the certified key", keyType)
 	}
 	return pub
+}
+
+// checkGCEKey checks GetGCEEKSigningKey's response as the seed's client (-signUsingEK) and a Go
+// verifier do: public is one PEM "PUBLIC KEY" block that crypto/x509 parses, of keyType's
+// algorithm. The certificate, when there is one, parses, is for that key, chains to
+// root (crypto/x509, and go-tpm-tools' server.VerifyAKCert), and go-tpm-tools'
+// server.GetGCEInstanceInfo reads its instance-identity extension. Returns the key and the
+// certificate (nil when certDER is empty).
+func checkGCEKey(t *testing.T, keyType string, pemBytes, certDER []byte, root *x509.Certificate) (crypto.PublicKey, *x509.Certificate) {
+	t.Helper()
+	block, rest := pem.Decode(pemBytes)
+	if block == nil || block.Type != "PUBLIC KEY" || len(bytes.TrimSpace(rest)) != 0 {
+		t.Fatalf("GetGCEEKSigningKey %s: public is not one PEM PUBLIC KEY block:\n%s", keyType, pemBytes)
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		t.Fatalf("GetGCEEKSigningKey %s: x509.ParsePKIXPublicKey: %v", keyType, err)
+	}
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if keyType != "rsa" || k.N.BitLen() != 2048 {
+			t.Fatalf("GetGCEEKSigningKey %s: got an RSA-%d key", keyType, k.N.BitLen())
+		}
+	case *ecdsa.PublicKey:
+		if keyType != "ecc" || k.Curve.Params().Name != "P-256" {
+			t.Fatalf("GetGCEEKSigningKey %s: got an ECDSA %s key", keyType, k.Curve.Params().Name)
+		}
+	default:
+		t.Fatalf("GetGCEEKSigningKey %s: unexpected key type %T", keyType, pub)
+	}
+	if len(certDER) == 0 {
+		return pub, nil
+	}
+	cert, err := x509.ParseCertificate(certDER)
+	if err != nil {
+		t.Fatalf("GetGCEEKSigningKey %s: x509.ParseCertificate: %v", keyType, err)
+	}
+	if !cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(pub) {
+		t.Fatalf("GetGCEEKSigningKey %s: the certificate is not for the returned key", keyType)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Fatalf("GetGCEEKSigningKey %s: the certificate does not chain to TPMDS_INTEROP_GCE_CA: %v", keyType, err)
+	}
+	if err := server.VerifyAKCert(cert, []*x509.Certificate{root}, nil); err != nil {
+		t.Fatalf("GetGCEEKSigningKey %s: server.VerifyAKCert: %v", keyType, err)
+	}
+	info, err := server.GetGCEInstanceInfo(cert)
+	if err != nil {
+		t.Fatalf("GetGCEEKSigningKey %s: server.GetGCEInstanceInfo: %v", keyType, err)
+	}
+	if info == nil || info.GetInstanceName() == "" || info.GetZone() == "" {
+		t.Fatalf("GetGCEEKSigningKey %s: server.GetGCEInstanceInfo found no instance identity (%v)", keyType, info)
+	}
+	return pub, cert
 }
 
 // verifySignature checks a Sign/ImportSigningKey signature over SHA-256(data) with Go's crypto:

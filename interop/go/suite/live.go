@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"testing"
@@ -37,6 +38,11 @@ type Env struct {
 	Key      string // TPMDS_INTEROP_KEY: its private key (PEM)
 	EventLog string // TPMDS_INTEROP_EVENT_LOG: the attestor's --event-log file
 	Record   string // TPMDS_INTEROP_RECORD: if set, write the shared vectors into this folder
+	// GCECA is TPMDS_INTEROP_GCE_CA: PEM CA of the cloud attestation key's certificate. Setting it
+	// says the harness provisioned the TPM like a GCE vTPM (the RSA and ECC templates in NV
+	// 0x01c10001 / 0x01c10003, an RSA certificate from this CA in NV 0x01c10000) and allowed this
+	// client SignGCEEK (--allow-node-key). Without it the GetGCEEKSigningKey/SignGCEEK step skips.
+	GCECA string
 }
 
 // EnvFromOS reads Env; without TPMDS_INTEROP_ADDR it skips the test with one line saying how to run it.
@@ -48,6 +54,7 @@ func EnvFromOS(t *testing.T) Env {
 		Key:      os.Getenv("TPMDS_INTEROP_KEY"),
 		EventLog: os.Getenv("TPMDS_INTEROP_EVENT_LOG"),
 		Record:   os.Getenv("TPMDS_INTEROP_RECORD"),
+		GCECA:    os.Getenv("TPMDS_INTEROP_GCE_CA"),
 	}
 	if e.Addr == "" {
 		t.Skip("TPMDS_INTEROP_ADDR not set: the live tests run from mocha, which starts swtpm and the attestor (npx mocha packages/attestor/test/go-interop.test.ts)")
@@ -122,6 +129,7 @@ func RunLive(t *testing.T, lib Library) {
 		{"ImportBlob", l.importBlob},
 		{"ImportSigningKey", l.importSigningKey},
 		{"NewKey+Sign", l.newKeySign},
+		{"GetGCEEKSigningKey+SignGCEEK", l.gceAK},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, s.run) {
@@ -429,6 +437,81 @@ func (l *live) newKeySign(t *testing.T) {
 				l.rec.file("newkey-"+keyType+".sig", sig)
 				l.rec.value("newkey-"+keyType+".data", data)
 			}
+		}
+	}
+}
+
+// gceAK checks the cloud attestation key as the seed's client does with -signUsingEK
+// (GetGCEEKSigningKey, then SignGCEEK verified with Go's crypto), for the RSA key with the seed's
+// field-less requests and for the ECC key with keyType "ecc".
+func (l *live) gceAK(t *testing.T) {
+	if l.env.GCECA == "" {
+		t.Skip("TPMDS_INTEROP_GCE_CA not set: this harness provisions no cloud attestation key, so GetGCEEKSigningKey and SignGCEEK are not checked")
+	}
+	caPEM, err := os.ReadFile(l.env.GCECA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(caPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		t.Fatalf("no PEM certificate in %s", l.env.GCECA)
+	}
+	root, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatalf("TPMDS_INTEROP_GCE_CA: %v", err)
+	}
+	for _, keyType := range []string{"rsa", "ecc"} {
+		// The seed's client sends no keyType: its requests are the RSA key's.
+		reqType := map[string]string{"rsa": "", "ecc": "ecc"}[keyType]
+		var pub crypto.PublicKey
+		var certDER []byte
+		for i := 0; i < 2; i++ {
+			ctx, cancel := l.ctx()
+			res, err := l.client.GetGCEEKSigningKey(ctx, &verifier.GetGCEEKSigningKeyRequest{KeyType: reqType})
+			cancel()
+			if err != nil {
+				t.Fatalf("GetGCEEKSigningKey(%q): %v", reqType, err)
+			}
+			k, cert := checkGCEKey(t, keyType, res.Public, res.Cert, root)
+			if i == 1 {
+				if !k.(interface{ Equal(crypto.PublicKey) bool }).Equal(pub) || !bytes.Equal(res.Cert, certDER) {
+					t.Fatalf("GetGCEEKSigningKey(%q): a second call returned another key or certificate", reqType)
+				}
+				break
+			}
+			pub, certDER = k, res.Cert
+			switch {
+			case cert != nil:
+				t.Logf("GetGCEEKSigningKey(%q): %s key, certificate %q issued by %q", reqType, keyType, cert.Subject.CommonName, cert.Issuer.CommonName)
+			case keyType == "rsa":
+				t.Fatalf("GetGCEEKSigningKey(%q): no certificate (the harness wrote one to NV 0x01c10000)", reqType)
+			default:
+				t.Logf("GetGCEEKSigningKey(%q): %s key, no certificate (the harness writes none to NV 0x01c10002)", reqType, keyType)
+			}
+		}
+		data := make([]byte, 48)
+		if _, err := rand.Read(data); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := l.ctx()
+		res, err := l.client.SignGCEEK(ctx, &verifier.SignGCEEKRequest{Data: data, KeyType: reqType})
+		cancel()
+		if err != nil {
+			t.Fatalf("SignGCEEK(%q): %v", reqType, err)
+		}
+		if err := verifySignature(pub, data, res.Signed); err != nil {
+			t.Fatalf("SignGCEEK(%q): the signature over SHA-256(data) does not verify with GetGCEEKSigningKey's key: %v", reqType, err)
+		}
+		if err := verifySignature(pub, append([]byte("x"), data...), res.Signed); err == nil {
+			t.Fatalf("SignGCEEK(%q): the signature also verifies other data", reqType)
+		}
+		// An attestation key must not sign what could pass for a TPM attestation (TPM_GENERATED_VALUE).
+		forged := append([]byte{0xff, 0x54, 0x43, 0x47}, data...)
+		ctx, cancel = l.ctx()
+		_, err = l.client.SignGCEEK(ctx, &verifier.SignGCEEKRequest{Data: forged, KeyType: reqType})
+		cancel()
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("SignGCEEK(%q) of data starting with 0xff544347: got %v, want INVALID_ARGUMENT", reqType, err)
 		}
 	}
 }

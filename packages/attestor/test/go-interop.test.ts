@@ -4,6 +4,11 @@
 // certificate), then runs `go test` in each Go module with the address in TPMDS_INTEROP_*; the Go
 // tests do the checking. On a machine without Go it is skipped with one line saying so.
 //
+// The swtpm is also provisioned like a GCE vTPM (the cloud attestation key's RSA and ECC templates,
+// an RSA certificate from a test CA; fixtures/cloud-ak.ts) and the Go client is allowed SignGCEEK
+// (--allow-node-key), so the suite checks GetGCEEKSigningKey and SignGCEEK the way the seed's
+// client does with -signUsingEK; TPMDS_INTEROP_GCE_CA hands it that CA.
+//
 // TPMDS_INTEROP_RECORD=1 npx mocha packages/attestor/test/go-interop.test.ts rewrites the shared
 // vectors in interop/vectors/ from this run (see that folder's README).
 import assert from 'node:assert/strict';
@@ -14,6 +19,7 @@ import { TPM_ALG, buildEventLog } from '@tpmds/tpm2-wire';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { trackProcess, untrackProcesses } from '../../../test/support/processes.js';
 import { REPO, bootEvents, extendLog, startWithConfig, tempDir, withTpm, type ConfiguredAttestor } from './e2e-support.js';
+import { CLOUD_AK_NV, issueCloudAkCertificate, provisionCloudAkTemplate, writePlatformNv } from './fixtures/cloud-ak.js';
 import { TestPki } from './fixtures/pki.js';
 
 const INTEROP = join(REPO, 'interop/go');
@@ -81,13 +87,21 @@ describe('Go clients (go-attestation, go-tpm-tools) against the attestor on swtp
     const eventLog = buildEventLog(bootEvents(), banks);
     const eventLogPath = join(dirs.dir, 'binary_bios_measurements');
     writeFileSync(eventLogPath, eventLog);
-    await withTpm(swtpm.address, (tpm) => extendLog(tpm, eventLog));
+    // The cloud attestation key (GetGCEEKSigningKey, SignGCEEK): both templates, a certificate for the RSA key only.
+    const gceCa = new TestPki(dirs.dir, 'cloud-ak-ca');
+    await withTpm(swtpm.address, async (tpm) => {
+      await extendLog(tpm, eventLog);
+      const rsaAk = await provisionCloudAkTemplate(tpm, 'rsa');
+      await provisionCloudAkTemplate(tpm, 'ecc');
+      await writePlatformNv(tpm, CLOUD_AK_NV.rsa.certificate, issueCloudAkCertificate(dirs.dir, rsaAk, { cert: gceCa.caCert, key: gceCa.caKey }));
+    });
 
     const pki = new TestPki(dirs.dir, 'client-ca');
     const server = pki.server('grpc-server');
-    const client = pki.leaf('go-client', '/CN=go-client', ['subjectAltName=URI:spiffe://tpmds.test/go-interop', 'extendedKeyUsage=clientAuth']);
+    const identity = 'spiffe://tpmds.test/go-interop';
+    const client = pki.leaf('go-client', '/CN=go-client', [`subjectAltName=URI:${identity}`, 'extendedKeyUsage=clientAuth']);
     att = await startWithConfig(
-      { insecure: false, tlsCert: server.cert, tlsKey: server.key, clientCa: pki.caCert, auth: 'mtls', eventLog: eventLogPath },
+      { insecure: false, tlsCert: server.cert, tlsKey: server.key, clientCa: pki.caCert, auth: 'mtls', eventLog: eventLogPath, allowNodeKey: [identity] },
       swtpm,
       join(dirs.dir, 'state'),
     );
@@ -98,6 +112,7 @@ describe('Go clients (go-attestation, go-tpm-tools) against the attestor on swtp
       TPMDS_INTEROP_CERT: client.cert,
       TPMDS_INTEROP_KEY: client.key,
       TPMDS_INTEROP_EVENT_LOG: eventLogPath,
+      TPMDS_INTEROP_GCE_CA: gceCa.caCert,
     };
   });
 
@@ -119,6 +134,7 @@ describe('Go clients (go-attestation, go-tpm-tools) against the attestor on swtp
       const run = await goTest(go!, m.dir, { ...env, ...record });
       assert.equal(run.code, 0, `go test in ${m.dir} failed:\n${run.output}`);
       assert.match(run.output, /--- PASS: TestInterop\/attestor\b/, `the live tests did not run:\n${run.output}`);
+      assert.match(run.output, /--- PASS: TestInterop\/attestor\/GetGCEEKSigningKey\+SignGCEEK\b/, `the cloud attestation key was not checked:\n${run.output}`);
       console.log(summary(run.output).replace(/^/gm, '      '));
     });
   }

@@ -8,6 +8,8 @@
 //   GOFLAGS=-mod=mod go build -o /tmp/seedclient . && export TPMDS_SEED_CLIENT=/tmp/seedclient
 //
 // (The client's pinned verifier module version is not on proxy.golang.org, hence the replace.)
+// The same RPCs, called from Go the way this client calls them, are checked in CI by the Go interop
+// suite (interop/go, run by go-interop.test.ts), which does not need this binary.
 // The client speaks TLS without a client certificate, which only a TLS-only attestor allows; the
 // attestor's own config insists on caller identity with TLS, so a TLS terminator (ALPN h2) in front
 // of an --insecure attestor stands in. Its EK certificate must carry Google's instance-identity
