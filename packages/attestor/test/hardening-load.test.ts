@@ -23,7 +23,7 @@ describe('hardening: load with idle connections and a slow client @swtpm', funct
     const r = await runLoad({ tpm: swtpm.address, dir: dirs.dir, clients: 16, calls: 25, idle: 200 });
     assert.deepEqual(r.errors, []);
     assert.equal(r.calls, 16 * 25);
-    for (const rpc of ['GetEKCert', 'GetAK', 'Attest', 'Quote', 'ImportBlob', 'Sign', 'NewKey', 'ImportSigningKey']) assert.ok((r.byRpc[rpc] ?? 0) > 0, rpc);
+    for (const rpc of ['GetEKCert', 'GetAK', 'Attest', 'Quote', 'ImportBlob', 'Sign', 'NewKey', 'ImportSigningKey', 'GetGCEEKSigningKey', 'SignGCEEK']) assert.ok((r.byRpc[rpc] ?? 0) > 0, rpc);
     // Idle connections do not starve the others (all calls above succeeded); the server may drop
     // them only for not finishing a TLS handshake in 120 s.
     assert.ok(r.idleFirstClosedAfterS === null || r.idleFirstClosedAfterS >= 100, `an idle connection was closed after ${r.idleFirstClosedAfterS} s`);

@@ -6,7 +6,7 @@
 // objects or sessions, and the attestor's RSS is reported (start, peak, end). Used by
 // hardening-load.test.ts (short) and scripts/load.ts (64 x 5,000).
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect as http2Connect, constants as h2 } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { TPM_ALG, bytesEqual, type Tpm } from '@tpmds/tpm2-wire';
 import { AttestorClient } from '@tpmds/protocol/proto';
+import { CLOUD_AK_NV, provisionCloudAkTemplate, removePlatformNv } from './fixtures/cloud-ak.js';
 import { TestPki, type Leaf } from './fixtures/pki.js';
 import {
   checkAk,
@@ -85,20 +86,32 @@ interface Identity {
   aks: Record<'rsa' | 'ecc', CheckedAk>;
   keys: Record<'rsa' | 'ecc' | 'imported', KeyObject>;
   ek: Record<'rsa' | 'ecc', ReturnType<typeof ekPublicFromSpki>>;
+  /** The node's cloud attestation keys (GetGCEEKSigningKey); only alice may sign with them (--allow-node-key). */
+  cloud: Record<'rsa' | 'ecc', KeyObject>;
   sealed: { blob: Uint8Array; data: Uint8Array }[];
 }
 
-const RPCS = ['GetEKCert', 'GetAK', 'Attest', 'Quote', 'ImportBlob', 'Sign', 'Sign', 'Sign', 'NewKey', 'ImportSigningKey'] as const;
+const RPCS = ['GetEKCert', 'GetAK', 'Attest', 'Quote', 'ImportBlob', 'Sign', 'Sign', 'Sign', 'NewKey', 'ImportSigningKey', 'GetGCEEKSigningKey', 'SignGCEEK'] as const;
+
+/** The one identity --allow-node-key names: the other's SignGCEEK calls must be PERMISSION_DENIED. */
+const NODE_KEY_IDENTITY = 'alice';
 
 export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const banks = o.banks ?? [TPM_ALG.SHA1, TPM_ALG.SHA256];
   const pki = new TestPki(o.dir, 'load-ca');
   const server = pki.server('load-server');
   const leaves: Leaf[] = ['alice', 'bob'].map((n) => pki.leaf(`load-${n}`, `/CN=${n}`, ['extendedKeyUsage=clientAuth']));
+  // The node's cloud attestation-key templates in NV, as on a GCE vTPM (GetGCEEKSigningKey, SignGCEEK).
+  await withTpm(o.tpm, async (tpm: Tpm) => {
+    for (const kt of ['rsa', 'ecc'] as const) {
+      await removePlatformNv(tpm, CLOUD_AK_NV[kt].template);
+      await provisionCloudAkTemplate(tpm, kt);
+    }
+  });
   const att: SpawnedAttestor = await spawnAttestor([
     '--listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0', '--tpm', o.tpm, '--state-dir', join(o.dir, 'state'), '--event-log', '/nonexistent',
     '--tls-cert', server.cert, '--tls-key', server.key, '--client-ca', pki.caCert, '--auth', 'mtls', '--max-keys-per-identity', '100000',
-    '--tpm-queue-limit', '4096',
+    '--tpm-queue-limit', '4096', '--allow-node-key', NODE_KEY_IDENTITY,
   ]);
   const pid = att.child.pid!;
   const rssStart = rssMiB(pid);
@@ -128,7 +141,11 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
         const data = enc(`sealed for ${leaf.certPem.length}-${kt}-${i}`);
         return { blob: importBlobBytes(ek[kt], { kind: 'sealed', data }), data };
       });
-      ids.push({ name: ['alice', 'bob'][i]!, client, aks, keys: { rsa: rsaKey, ecc: eccKey, imported: publicKey }, ek, sealed });
+      const cloud = {
+        rsa: createPublicKey(Buffer.from((await client.getGCEEKSigningKey('rsa')).public)),
+        ecc: createPublicKey(Buffer.from((await client.getGCEEKSigningKey('ecc')).public)),
+      };
+      ids.push({ name: ['alice', 'bob'][i]!, client, aks, keys: { rsa: rsaKey, ecc: eccKey, imported: publicKey }, ek, cloud, sealed });
     }
 
     // 1,000 idle connections: TCP connections that never speak (TLS handshake never started).
@@ -288,6 +305,23 @@ async function oneCall(id: Identity, rpc: string, kt: 'rsa' | 'ecc', tag: string
       const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
       const r = await c.importSigningKey({ uid, kid: `i-${tag}`, encryptedSigningKey: importBlobBytes(id.ek[kt], { kind: 'signingKey', privateKey }) });
       assert.ok(verify('sha256', enc(uid), { key: publicKey, dsaEncoding: 'der' }, r.confirmation), 'the confirmation verifies');
+      return;
+    }
+    case 'GetGCEEKSigningKey': {
+      const r = await c.getGCEEKSigningKey(kt);
+      const spki = (k: KeyObject): string => k.export({ format: 'der', type: 'spki' }).toString('hex');
+      assert.equal(spki(createPublicKey(Buffer.from(r.public))), spki(id.cloud[kt]), 'the same cloud attestation key');
+      return;
+    }
+    case 'SignGCEEK': {
+      const data = enc(`cloud ${tag}`);
+      if (id.name !== NODE_KEY_IDENTITY) {
+        await assert.rejects(c.signGCEEK({ data, keyType: kt }), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED, 'an identity not named by --allow-node-key is refused');
+        return;
+      }
+      const r = await c.signGCEEK({ data, keyType: kt });
+      const key = id.cloud[kt];
+      assert.ok(kt === 'rsa' ? verify('sha256', data, key, r.signed) : verify('sha256', data, { key, dsaEncoding: 'der' }, r.signed), 'the cloud attestation key\'s signature verifies');
       return;
     }
     default:
