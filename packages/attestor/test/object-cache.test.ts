@@ -3,7 +3,7 @@
 // a TPM power cycle with a full cache still signs with the right key.
 import assert from 'node:assert/strict';
 import { createPublicKey, verify } from 'node:crypto';
-import { TPM_CC, commandName, openTpm, openTransport, publicToSpkiDer, signatureToDer, TPM_RH, signingKeyTemplate, srkTemplateEccP256, type TPMT_SIGNATURE, type Transport } from '@tpmds/tpm2-wire';
+import { TPM_CC, akTemplate, commandName, openTpm, openTransport, publicToSpkiDer, signatureToDer, TPM_RH, signingKeyTemplate, srkTemplateEccP256, type TPMT_PUBLIC, type TPMT_SIGNATURE, type Transport } from '@tpmds/tpm2-wire';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { AttestorTpm, type WrappedKey } from '../src/tpm/attestor-tpm.js';
 import { createBackend } from '../src/backend-factory.js';
@@ -11,8 +11,9 @@ import { defaultConfig } from '../src/config.js';
 import { Logger } from '../src/log.js';
 import { AttestorMetrics } from '../src/metrics.js';
 import { MemoryLog, startFake, tempDir } from './helpers.js';
+import { CLOUD_AK_NV, provisionCloudAkTemplate, removePlatformNv } from './fixtures/cloud-ak.js';
 
-function signs(key: WrappedKey, data: Uint8Array, sig: TPMT_SIGNATURE): boolean {
+function signs(key: WrappedKey | { public: TPMT_PUBLIC }, data: Uint8Array, sig: TPMT_SIGNATURE): boolean {
   const pub = createPublicKey({ key: Buffer.from(publicToSpkiDer(key.public)), format: 'der', type: 'spki' });
   return verify('sha256', data, pub, Buffer.from(signatureToDer(sig)));
 }
@@ -124,6 +125,36 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
       for (const [i, key] of keys.entries()) assert.ok(signs(key, new Uint8Array([2, i]), await tpm.sign(key, new Uint8Array([2, i]))), `key ${i} after its handle was taken`);
     } finally {
       await tpm.close();
+      await other.close();
+      await shared.close();
+    }
+  });
+
+  it('the kept cloud attestation key (a primary) gets the same check: flushed and its handle taken by a foreign AK, SignGCEEK still signs with its own key', async () => {
+    const shared = await openTransport(swtpm.address);
+    const borrowed = (): Transport => ({ send: (c) => shared.send(c), close: () => Promise.resolve(), get startups() { return shared.startups; } });
+    const tpm = new AttestorTpm(swtpm.address, { openTransport: () => Promise.resolve(borrowed()) });
+    const other = await openTpm(undefined, { transport: borrowed() });
+    try {
+      await removePlatformNv(other, CLOUD_AK_NV.rsa.template);
+      await provisionCloudAkTemplate(other, 'rsa');
+      const cloud = await tpm.cloudAk('rsa');
+      const data = new Uint8Array([3, 1, 4]);
+      assert.ok(signs(cloud, data, await tpm.cloudAkSign('rsa', data)));
+      const held = (await other.getLoadedHandles()).filter((h) => h >>> 24 === 0x80);
+      for (const h of await other.getLoadedHandles()) await other.flushContext(h);
+      // Restricted RSA signing keys of another process at our handle numbers: each would sign the ticketed digest.
+      const srk = await other.createPrimary(TPM_RH.OWNER, srkTemplateEccP256());
+      const foreign: number[] = [srk.handle];
+      for (let i = 0; i < 2; i++) {
+        const c = await other.create(srk.handle, akTemplate('rsa'));
+        foreign.push((await other.load(srk.handle, c.private, c.public)).handle);
+      }
+      assert.ok(held.some((h) => foreign.includes(h)), 'a foreign object took one of our handles');
+      assert.ok(signs(cloud, data, await tpm.cloudAkSign('rsa', data)), 'signed with the cloud attestation key, not the foreign object');
+    } finally {
+      await tpm.close();
+      await removePlatformNv(other, CLOUD_AK_NV.rsa.template).catch(() => undefined);
       await other.close();
       await shared.close();
     }

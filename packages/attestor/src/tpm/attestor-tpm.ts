@@ -733,31 +733,48 @@ export class AttestorTpm {
   /**
    * Sign SHA-256(data) with a stored key: RSASSA-PKCS1-v1_5 or ECDSA. Keys bound to PCRs
    * (imported with a PolicyPCR authPolicy) are authorized with that policy. The digest is made
-   * before the flow, so a hot key is one TPM2_Sign. Without a resource manager, where another
-   * process could flush a kept-loaded key and load its own object at the same handle number, the
-   * signature is checked against the key's public area after the flow (outside the queue): a
-   * handle that went stale unnoticed never returns a signature by another key.
+   * before the flow, so a hot key is one TPM2_Sign (checked as {@link checkedSign} says).
    */
   async sign(key: WrappedKey, data: Uint8Array, policy: PolicyStep[] = [], call: FlowTag = internal('sign')): Promise<TPMT_SIGNATURE> {
     const digest = hash(TPM_ALG.SHA256, data);
     const scheme = key.keyType === 'ecc' ? { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 } : { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 };
-    for (let attempt = 0; ; attempt++) {
-      const sig = await this.flow(call, async (tpm) => {
-        const handle = await this.loadKey(tpm, key);
-        let s: Session | undefined;
-        try {
-          if (policy.length > 0) {
-            s = await tpm.startAuthSession({ type: 'policy', symmetric: { algorithm: TPM_ALG.NULL } });
-            await tpm.applyPolicy(s, policy);
-          }
-          return await tpm.sign(handle, digest, s ? { scheme, sessions: [s] } : { scheme });
-        } finally {
-          await this.flush(tpm, s?.handle);
+    return this.checkedSign(call, data, async (tpm) => {
+      const handle = await this.loadKey(tpm, key);
+      let s: Session | undefined;
+      try {
+        if (policy.length > 0) {
+          s = await tpm.startAuthSession({ type: 'policy', symmetric: { algorithm: TPM_ALG.NULL } });
+          await tpm.applyPolicy(s, policy);
         }
-      });
-      if (!this.handlesShared || verifiesWith(key, data, sig)) return sig;
-      // Not this key's signature: a cached handle now names another object. The next flow forgets
-      // every cached handle (and reclaims what is not ours), then loads the key again.
+        return { public: key.public, signature: await tpm.sign(handle, digest, s ? { scheme, sessions: [s] } : { scheme }) };
+      } finally {
+        await this.flush(tpm, s?.handle);
+      }
+    });
+  }
+
+  /**
+   * Runs a signing flow with a kept-loaded key (a stored key or a primary) and returns its
+   * signature over SHA-256(data). Without a resource manager, where another process could flush a
+   * kept-loaded key and load its own object at the same handle number, the signature is checked
+   * against the key's public area after the flow (outside the queue): a handle that went stale
+   * unnoticed never returns a signature by another key. A foreign signature, or a TPM error (a
+   * foreign object there that cannot sign), makes the next flow forget every cached handle (and
+   * reclaim what is not ours) and load the key again, once.
+   */
+  private async checkedSign(call: FlowTag, data: Uint8Array, f: (tpm: Tpm) => Promise<{ public: TPMT_PUBLIC; signature: TPMT_SIGNATURE }>): Promise<TPMT_SIGNATURE> {
+    for (let attempt = 0; ; attempt++) {
+      let signed: { public: TPMT_PUBLIC; signature: TPMT_SIGNATURE };
+      try {
+        signed = await this.flow(call, f);
+      } catch (e) {
+        // A foreign object that cannot sign (a decryption key, another scheme) at a kept handle
+        // fails the command instead of signing: forget the cached handles and run once more.
+        if (!this.handlesShared || attempt > 0 || !(e instanceof TpmError)) throw e;
+        this.objectsEpoch = -1;
+        continue;
+      }
+      if (!this.handlesShared || verifiesWith(signed.public, data, signed.signature)) return signed.signature;
       this.objectsEpoch = -1;
       if (attempt > 0) throw new TpmFlowError('UNAVAILABLE', 'the TPM signed with an object other than the key twice: another process is loading objects on this TPM; retry');
     }
@@ -783,17 +800,17 @@ export class AttestorTpm {
    * ticket, as in go-tpm-tools' Key.SignData.
    */
   cloudAkSign(keyType: KeyType, data: Uint8Array, call: FlowTag = internal('cloudAkSign')): Promise<TPMT_SIGNATURE> {
-    return this.flow(call, async (tpm) => {
+    if (TPM_GENERATED_VALUE.every((b, i) => data[i] === b)) {
+      throw new TpmFlowError('INVALID_ARGUMENT', 'data begins with TPM_GENERATED_VALUE (0xff544347): an attestation key does not sign what could pass for a TPM attestation');
+    }
+    return this.checkedSign(call, data, async (tpm) => {
       // The key stays loaded in the object cache (pinned for this flow), like the other primaries.
       const key = await this.primary(tpm, keyType === 'ecc' ? 'cloud-ak-ecc' : 'cloud-ak-rsa');
       const scheme = cloudAkScheme(key.public, keyType);
-      if (!(key.public.objectAttributes & TPMA_OBJECT.restricted)) return await tpm.sign(key.handle, hash(TPM_ALG.SHA256, data), { scheme });
-      if (TPM_GENERATED_VALUE.every((b, i) => data[i] === b)) {
-        throw new TpmFlowError('INVALID_ARGUMENT', 'data begins with TPM_GENERATED_VALUE (0xff544347): an attestation key does not sign what could pass for a TPM attestation');
-      }
+      if (!(key.public.objectAttributes & TPMA_OBJECT.restricted)) return { public: key.public, signature: await tpm.sign(key.handle, hash(TPM_ALG.SHA256, data), { scheme }) };
       await this.objects.makeRoom(tpm, 1); // a hash sequence (long data) takes an object slot
       const hashed = await tpm.hashData(data, TPM_ALG.SHA256, TPM_RH.OWNER);
-      return await tpm.sign(key.handle, hashed.outHash, { scheme, validation: hashed.validation });
+      return { public: key.public, signature: await tpm.sign(key.handle, hashed.outHash, { scheme, validation: hashed.validation }) };
     });
   }
 
@@ -863,16 +880,16 @@ function objectId(key: WrappedKey): string {
   return id;
 }
 
-/** Node's public key of each stored key (made once per decoded key). */
-const publicKeys = new WeakMap<WrappedKey, KeyObject>();
+/** Node's public key of each key's public area (made once per decoded key or primary). */
+const publicKeys = new WeakMap<TPMT_PUBLIC, KeyObject>();
 
-/** Whether `sig` (RSASSA or ECDSA with SHA-256, as `sign` asks for) is `key`'s signature over `data`. */
-function verifiesWith(key: WrappedKey, data: Uint8Array, sig: TPMT_SIGNATURE): boolean {
+/** Whether `sig` (RSASSA or ECDSA with SHA-256, as the signing flows ask for) is the key of `pub`'s signature over `data`. */
+function verifiesWith(pub: TPMT_PUBLIC, data: Uint8Array, sig: TPMT_SIGNATURE): boolean {
   try {
-    let pub = publicKeys.get(key);
-    if (pub === undefined) publicKeys.set(key, (pub = createPublicKey({ key: Buffer.from(publicToSpkiDer(key.public)), format: 'der', type: 'spki' })));
-    const expected = key.keyType === 'ecc' ? TPM_ALG.ECDSA : TPM_ALG.RSASSA;
-    return sig.sigAlg === expected && verify('sha256', data, pub, signatureToDer(sig));
+    let key = publicKeys.get(pub);
+    if (key === undefined) publicKeys.set(pub, (key = createPublicKey({ key: Buffer.from(publicToSpkiDer(pub)), format: 'der', type: 'spki' })));
+    const expected = pub.type === TPM_ALG.ECC ? TPM_ALG.ECDSA : TPM_ALG.RSASSA;
+    return sig.sigAlg === expected && verify('sha256', data, key, signatureToDer(sig));
   } catch {
     return false;
   }
