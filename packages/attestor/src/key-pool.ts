@@ -4,12 +4,12 @@
 // <state-dir>/pool/ so the pool survives restarts. NewKey and a first GetAK take one (removing its
 // file first, so no key is ever handed out twice) and then certify it; an empty pool falls back to
 // creating the key on the request path.
-import { constants as fsc } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, unlink } from 'node:fs/promises';
+import { mkdir, readFile, readdir, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { TPM2B_PRIVATE, TPM2B_PUBLIC, TPMT_TK_CREATION, marshal, unmarshal } from '@tpmds/tpm2-wire';
 import { ConfigError } from './errors.js';
+import { isLeftoverTemp, writeNewFile } from './keystore.js';
 import { BACKGROUND, type AttestorTpm, type UncertifiedKey } from './tpm/attestor-tpm.js';
 import type { KeyType } from './validate.js';
 
@@ -41,7 +41,6 @@ export function parseKeyPool(flag: string, value: string): KeyPoolSize {
 }
 
 const FORMAT = 'tpmds.pool/v1';
-const TEMP_PREFIX = '.tmp-';
 const KINDS = ['ak', 'key'] as const;
 const TYPES = ['rsa', 'ecc'] as const;
 
@@ -86,7 +85,7 @@ export class KeyPool {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     for (const name of (await readdir(dir)).sort()) {
       const file = join(dir, name);
-      if (name.startsWith(TEMP_PREFIX)) {
+      if (isLeftoverTemp(name)) {
         await unlink(file).catch(() => undefined);
         continue;
       }
@@ -189,7 +188,7 @@ export class KeyPool {
       try {
         const key = await this.tpm.createUncertified(m.kind, m.keyType, { identity: BACKGROUND, method: 'KeyPool' });
         const file = join(this.dir, `${m.kind}-${m.keyType}-${randomBytes(8).toString('hex')}.json`);
-        await writeAtomic(this.dir, file, encode(key));
+        await writeNewFile(this.dir, file, encode(key));
         this.#list(m.kind, m.keyType).push({ file, key });
         this.#lastWarning = undefined;
       } catch (e) {
@@ -244,27 +243,4 @@ function decode(text: string): UncertifiedKey {
     creationHash: unb64(o['creationHash'], 'creationHash'),
     creationTicket: unmarshal(TPMT_TK_CREATION, unb64(o['creationTicket'], 'creationTicket')),
   };
-}
-
-/** Write `file` in `dir` all at once: a temp file, fsynced, renamed over it, the directory fsynced. */
-async function writeAtomic(dir: string, file: string, text: string): Promise<void> {
-  const tmp = join(dir, `${TEMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}`);
-  try {
-    const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
-  } finally {
-    await unlink(tmp).catch(() => undefined);
-  }
-  const d = await open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
-  }
 }

@@ -146,25 +146,12 @@ export class KeyStore {
     const { dir, file } = this.#paths(ref);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const data = new TextEncoder().encode(JSON.stringify(serialize(full)) + '\n');
-    const tmp = join(dir, `${TEMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}`);
     try {
-      const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
-      try {
-        await fh.writeFile(data);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      try {
-        await link(tmp, file);
-      } catch (e) {
-        if (errno(e) === 'EEXIST') throw new AttestorError('ALREADY_EXISTS', `${describe(ref)} already exists`);
-        throw e;
-      }
-    } finally {
-      await unlink(tmp).catch(() => undefined);
+      await writeNewFile(dir, file, data);
+    } catch (e) {
+      if (errno(e) === 'EEXIST') throw new AttestorError('ALREADY_EXISTS', `${describe(ref)} already exists`);
+      throw e;
     }
-    await fsyncDir(dir);
     return full;
   }
 
@@ -321,6 +308,34 @@ export class KeyStore {
     }
     return removed;
   }
+}
+
+/**
+ * Writes `data` to the new file `file` in `dir`, durably and all at once: a temp file
+ * (`.tmp-<pid>-...`), fsynced, hard-linked to its name (EEXIST when that exists: never
+ * overwrites), the directory fsynced. A crash leaves the whole file or none, and at most a temp
+ * file that the next start removes. The key store's records and the key pool's keys are written so.
+ */
+export async function writeNewFile(dir: string, file: string, data: Uint8Array | string): Promise<void> {
+  const tmp = join(dir, `${TEMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}`);
+  try {
+    const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await link(tmp, file);
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
+  await fsyncDir(dir);
+}
+
+/** Whether `name` is a temp file of {@link writeNewFile} left by an interrupted write (its writer is gone, or is this process). */
+export function isLeftoverTemp(name: string): boolean {
+  return name.startsWith(TEMP_PREFIX) && !writerAlive(name);
 }
 
 /** Whether the process named in a temp file's name (`.tmp-<pid>-...`) is running and is not this one. */
