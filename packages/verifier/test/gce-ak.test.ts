@@ -99,6 +99,11 @@ describe('verifyGceAk', () => {
     assert.deepEqual(failed, ['gceAk.signature', 'gceAk.certificate.key', 'gceAk.certificate.chain']);
     const instance = bad.checks.find((c) => c.name === 'gceAk.instance');
     assert.equal(instance?.warning, true, 'unverified instance facts are a warning');
+    // A certificate for another key that does chain: neither it nor its instance facts count as verified.
+    const chainsButOtherKey = await verifyGceAk({ public: pem(other.publicKey), cert: certDer }, nonce, new Uint8Array(nodeSign('sha256', nonce, { key: other.privateKey, dsaEncoding: 'der' })), { keyType: 'ecc', roots: pemToDers(caPem), intermediates: [] });
+    assert.deepEqual(chainsButOtherKey.checks.filter((c) => !c.ok).map((c) => c.name), ['gceAk.certificate.key']);
+    assert.equal(chainsButOtherKey.value?.chainVerified, false);
+    assert.equal(chainsButOtherKey.checks.find((c) => c.name === 'gceAk.instance')?.warning, true);
     const noRoots = await verifyGceAk({ public: pem(key.publicKey), cert: certDer }, nonce, sig(), { keyType: 'ecc', roots: [], intermediates: [] });
     assert.ok(noRoots.ok);
     assert.ok(noRoots.checks.find((c) => c.name === 'gceAk.certificate.chain')?.warning);

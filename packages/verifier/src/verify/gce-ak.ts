@@ -24,7 +24,7 @@ export interface GceAkValue {
   /** SHA-256 of the key's SubjectPublicKeyInfo DER, hex. */
   spkiSha256: string;
   certificate?: ParsedCertificate;
-  /** Whether the certificate chained to the roots given. */
+  /** Whether the certificate is for this key and chains to the roots given (only then are its instance facts verified). */
   chainVerified: boolean;
   instance?: GceInstanceInfo;
 }
@@ -77,14 +77,16 @@ export async function verifyGceAk(resp: { public: Uint8Array; cert: Uint8Array }
     c.warn('gceAk.certificate.chain', 'no --ak-roots given, chain not checked');
   } else {
     const r = await verifyCertificateChain(resp.cert, opts.roots, opts.intermediates, opts.at ? { at: opts.at } : {});
-    value.chainVerified = c.expect(
+    const chained = c.expect(
       'gceAk.certificate.chain',
       r.ok,
       `chains to one of ${opts.roots.length} root(s)${opts.intermediates.length > 0 ? ` through ${opts.intermediates.length} intermediate(s) given` : ''}`,
       `does not chain to --ak-roots: ${r.error ?? 'unknown reason'}`,
     );
+    // A certificate for another key proves nothing about this one, however well it chains.
+    value.chainVerified = chained && same;
   }
-  const instance = instanceCheck(c.checks, 'gceAk.instance', certificate, value.chainVerified && same);
+  const instance = instanceCheck(c.checks, 'gceAk.instance', certificate, value.chainVerified);
   if (instance) value.instance = instance;
   return c.result(value);
 }
