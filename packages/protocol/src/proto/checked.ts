@@ -14,7 +14,7 @@ export const MESSAGE_SCHEMAS: Readonly<Record<string, WireSchema>> = {
   'verifier.AttestRequest': stringAndBytesFields({ 1: 'uid' }, 2),
   'verifier.AttestResponse': lenFields(1),
   'verifier.QuoteRequest': stringAndBytesFields({ 1: 'uid' }, 2),
-  'verifier.QuoteResponse': lenFields(1, 2, 3, 4),
+  'verifier.QuoteResponse': stringAndBytesFields({ 3: 'eventLogProblem', 4: 'userspaceEventLogProblem' }, 1, 2),
   'verifier.ImportBlobRequest': stringAndBytesFields({ 1: 'uid' }, 2),
   'verifier.ImportBlobResponse': lenFields(1),
   'verifier.ImportSigningKeyRequest': stringAndBytesFields({ 1: 'uid', 2: 'kid' }, 3),

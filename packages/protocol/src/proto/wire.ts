@@ -104,11 +104,9 @@ function checkUtf8(bytes: Uint8Array, name: string): void {
   }
 }
 
-/** A schema whose fields are all strings/bytes (every message of verifier.proto). */
+/** A schema whose fields are all bytes (no string field to check for UTF-8). */
 export function lenFields(...fields: number[]): WireSchema {
-  const schema: Record<number, { wireType: WireType }> = {};
-  for (const f of fields) schema[f] = { wireType: 2 };
-  return schema;
+  return stringAndBytesFields({}, ...fields);
 }
 
 /**
