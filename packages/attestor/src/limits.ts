@@ -126,10 +126,14 @@ export class KeyQuota {
     };
   }
 
-  /** A record of `identity` was removed. */
+  /**
+   * A record of `identity` was removed (after its file was). A count not loaded yet is left
+   * alone: loading it now would read the disk without that file and count the removal twice.
+   */
   async released(identity: string): Promise<void> {
-    if (this.max === 0) return;
-    const c = await this.#state(identity);
+    const p = this.#counts.get(identity);
+    if (this.max === 0 || p === undefined) return;
+    const c = await p;
     c.stored = Math.max(0, c.stored - 1);
   }
 

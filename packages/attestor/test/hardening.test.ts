@@ -137,7 +137,12 @@ describe('hardening: per-identity limits', function () {
       const reopened = await KeyStore.open(tmp.dir, { maxRecordsPerIdentity: 3 });
       assert.equal(await reopened.countRecords('alice'), 3);
       assert.equal(await code(reopened.create({ identity: 'alice', uid: 'pod', kid: 'k3' }, record())), 'RESOURCE_EXHAUSTED');
-      assert.equal(await code((await KeyStore.open(tmp.dir, { maxRecordsPerIdentity: 0 })).create({ identity: 'alice', uid: 'pod', kid: 'k3' }, record())), 'OK', '0 is no limit');
+      // A removal that is the first quota action of a freshly opened store is counted once, not twice.
+      const fresh = await KeyStore.open(tmp.dir, { maxRecordsPerIdentity: 3 });
+      await fresh.delete({ identity: 'alice', uid: 'pod', kid: 'k2' });
+      assert.equal(await code(fresh.create({ identity: 'alice', uid: 'pod', kid: 'k4' }, record())), 'OK');
+      assert.equal(await code(fresh.create({ identity: 'alice', uid: 'pod', kid: 'k5' }, record())), 'RESOURCE_EXHAUSTED', 'back at 3, no more');
+      assert.equal(await code((await KeyStore.open(tmp.dir, { maxRecordsPerIdentity: 0 })).create({ identity: 'alice', uid: 'pod', kid: 'k6' }, record())), 'OK', '0 is no limit');
     } finally {
       tmp.cleanup();
     }
