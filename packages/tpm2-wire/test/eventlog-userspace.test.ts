@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import {
   EV, TPM_ALG, UserspaceLogError, buildEventLog, buildUserspaceLog, bytesEqual, explainUserspaceMismatch, initialPcrValue, openTpm,
-  parseEventLog, parseUserspaceLog, phaseRecord, replayEventLog, replayUserspaceLog, toHex, utf8, type Tpm, type UserspaceRecordSpec,
+  parseEventLog, parseUserspaceLog, phaseRecord, replayEventLog, replayUserspaceLog, toHex, userspaceLogBanks, userspacePhases, utf8, type Tpm, type UserspaceRecordSpec,
 } from '../src/index.js';
 import { withSwtpm } from './fixtures/swtpm.js';
 
@@ -94,6 +94,15 @@ describe('eventlog: systemd userspace log (tpm2-measure.log)', () => {
     assert.equal(toHex(r.pcrs[0]!.replayed), toHex(v11));
     assert.equal(toHex(initialPcrValue(17, 4)), 'ffffffff');
     assert.throws(() => replayUserspaceLog(log, fw, { banks: [TPM_ALG.SHA1] }), /record 1: no sha1 digest, so sha1 PCR 11 cannot be replayed/);
+  });
+
+  it('userspacePhases lists the boot phases in order; userspaceLogBanks the banks every record covers', () => {
+    const machineId = { pcr: 15, data: new TextEncoder().encode('machine-id:0123'), string: 'machine-id:0123', eventType: 'machine-id' };
+    const both = parseUserspaceLog(buildUserspaceLog([phaseRecord('enter-initrd'), machineId, phaseRecord('ready')], [TPM_ALG.SHA1, TPM_ALG.SHA256]));
+    assert.deepEqual(userspacePhases(both), ['enter-initrd', 'ready']);
+    assert.deepEqual(userspaceLogBanks(both, [TPM_ALG.SHA256, TPM_ALG.SHA384, TPM_ALG.SHA1]), [TPM_ALG.SHA256, TPM_ALG.SHA1]);
+    const sha256Only = parseUserspaceLog(buildUserspaceLog([phaseRecord('sysinit')], [TPM_ALG.SHA256]));
+    assert.deepEqual(userspaceLogBanks(sha256Only, [TPM_ALG.SHA1]), []);
   });
 
   it('a phase whose digest is not the hash of its name is a problem of that record', () => {

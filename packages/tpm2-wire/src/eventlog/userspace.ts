@@ -246,7 +246,9 @@ export function replayUserspaceLog(log: UserspaceLog, start: PcrBanks, options: 
     const byPcr = new Map<number, UserspaceRecord[]>();
     for (const r of log.records) {
       if (!r.digests.has(bank)) throw new UserspaceLogError(`no ${bankName(bank)} digest, so ${bankName(bank)} PCR ${r.pcr} cannot be replayed`, r.seq, r.offset);
-      byPcr.set(r.pcr, [...(byPcr.get(r.pcr) ?? []), r]);
+      const list = byPcr.get(r.pcr);
+      if (list) list.push(r);
+      else byPcr.set(r.pcr, [r]);
     }
     for (const [pcr, records] of [...byPcr].sort((a, b) => a[0] - b[0])) {
       const fromFirmware = start.get(bank)?.get(pcr);
@@ -261,6 +263,16 @@ export function replayUserspaceLog(log: UserspaceLog, start: PcrBanks, options: 
     }
   }
   return { pcrs, problems };
+}
+
+/** The banks of `candidates` that every record of `log` has a digest for: those it can be replayed in. */
+export function userspaceLogBanks(log: UserspaceLog, candidates: Iterable<number>): number[] {
+  return [...candidates].filter((bank) => log.records.every((r) => r.digests.has(bank)));
+}
+
+/** The boot phases `log` records (`enter-initrd`, `leave-initrd`, `sysinit`, `ready`, ...), in order. */
+export function userspacePhases(log: UserspaceLog): string[] {
+  return log.records.flatMap((r) => (r.eventType === 'phase' && r.string !== undefined ? [r.string] : []));
 }
 
 /** A readable name of a record: `#3 phase "sysinit"`, `#5 machine-id "machine-id:…"`, `#2 (PCR 15)`. */

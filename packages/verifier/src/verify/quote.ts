@@ -3,7 +3,7 @@
 // expected PCR values, and the Secure Boot state the (verified) log records.
 import {
   TPMS_ATTEST, TPM_ALG, TPM_ST, bankName, bytesEqual, comparePcrs, describeMismatch, describeUserspaceRecord, eventLogFacts,
-  explainUserspaceMismatch, indicesOf, objectName, parseEventLog, parseUserspaceLog, replayEventLog, replayUserspaceLog, toHex, unmarshal, verifyQuote,
+  explainUserspaceMismatch, indicesOf, objectName, parseEventLog, parseUserspaceLog, replayUserspaceLog, toHex, unmarshal, userspaceLogBanks, userspacePhases, verifyQuote,
   type EventLog, type EventLogFacts, type PcrBanks, type SecureBootFact, type TPMT_PUBLIC, type UserspaceLog,
 } from '@tpmds/tpm2-wire';
 import { GoCryptoHash, decodePlatformParameters, requireBytes, type PlatformParameters } from '@tpmds/protocol/formats';
@@ -253,6 +253,8 @@ export function verifyPlatform(platformJson: Uint8Array, opts: PlatformOptions):
   const firmwareQuoted: PcrBankValues = new Map([...verified].map(([bank, values]) => [bank, new Map([...values].filter(([pcr]) => !userspacePcrs.has(pcr)))]));
 
   let firmwareLog: EventLog | undefined;
+  /** The firmware log's replayed PCR values (replayed once, for its own check and the userspace log's). */
+  let firmwareBanks: PcrBanks | undefined;
   const logBytes = params.eventLog ?? new Uint8Array(0);
   if (logBytes.length === 0) {
     const why = `the attestor sent no event log; quotes cannot be explained${opts.eventLogProblem ? ` (the attestor says: ${opts.eventLogProblem})` : ''}`;
@@ -264,6 +266,7 @@ export function verifyPlatform(platformJson: Uint8Array, opts: PlatformOptions):
       const log = firmwareLog;
       eventCount = log.events.length;
       const cmp = comparePcrs(log, firmwareQuoted);
+      firmwareBanks = cmp.replay.banks;
       const notes = [...cmp.replay.warnings, ...cmp.workarounds.map((w) => `${bankName(w.bank)} PCR ${w.pcr}: ${w.workaround}`)];
       if (cmp.replay.unsupportedBanks.length > 0) notes.push(`banks not replayed: ${cmp.replay.unsupportedBanks.map(bankName).join(', ')}`);
       if (userspacePcrs.size > 0) notes.push(`${userspacePcrs.size === 1 ? 'PCR' : 'PCRs'} ${indexList(userspacePcrs)} ${userspacePcrs.size === 1 ? 'is' : 'are'} judged with the userspace log`);
@@ -285,8 +288,8 @@ export function verifyPlatform(platformJson: Uint8Array, opts: PlatformOptions):
     }
   }
 
-  const userspace = userspaceLog && verifyUserspaceLog(c, userspaceLog, firmwareLog, verified);
-  checkUnexplainedSystemdPcrs(c, verified, firmwareLog, userspacePcrs, opts.allowMissingEventLog === true);
+  const userspace = userspaceLog && verifyUserspaceLog(c, userspaceLog, firmwareBanks, verified);
+  checkUnexplainedSystemdPcrs(c, verified, firmwareBanks, userspacePcrs, opts.allowMissingEventLog === true);
   return c.result({ pcrs: verified, ...(secureBoot ? { secureBoot } : {}), ...(facts ? { facts } : {}), eventCount, ...(userspace ? { userspace } : {}), params });
 }
 
@@ -299,8 +302,7 @@ const SYSTEMD_PCRS = [11, 12, 13, 15];
  * say about the boot cannot be checked: a failure, like a missing firmware log, unless missing
  * logs are allowed (then a warning).
  */
-function checkUnexplainedSystemdPcrs(c: CheckList, verified: PcrBankValues, firmware: EventLog | undefined, userspacePcrs: ReadonlySet<number>, allowMissing: boolean): void {
-  const fromFirmware = firmware ? replayEventLog(firmware).banks : new Map<number, ReadonlyMap<number, Uint8Array>>();
+function checkUnexplainedSystemdPcrs(c: CheckList, verified: PcrBankValues, fromFirmware: PcrBanks = new Map(), userspacePcrs: ReadonlySet<number>, allowMissing: boolean): void {
   const unexplained: string[] = [];
   for (const [bank, values] of verified) {
     const pcrs = SYSTEMD_PCRS.filter((pcr) => {
@@ -321,9 +323,9 @@ function checkUnexplainedSystemdPcrs(c: CheckList, verified: PcrBankValues, firm
  * without one) in every verified bank, and compares each PCR it extends with the quote. Checks:
  * eventlog.userspace.records (a phase's digest is the hash of its name), eventlog.userspace.replay.
  */
-function verifyUserspaceLog(c: CheckList, log: UserspaceLog, firmware: EventLog | undefined, verified: PcrBankValues): UserspaceLogValue | undefined {
-  const start: PcrBanks = firmware ? replayEventLog(firmware).banks : new Map();
-  const banks = [...verified.keys()].filter((bank) => log.records.every((r) => r.digests.has(bank)));
+function verifyUserspaceLog(c: CheckList, log: UserspaceLog, firmware: PcrBanks | undefined, verified: PcrBankValues): UserspaceLogValue | undefined {
+  const start: PcrBanks = firmware ?? new Map();
+  const banks = userspaceLogBanks(log, verified.keys());
   if (banks.length === 0) {
     const logBanks = [...new Set(log.records.flatMap((r) => [...r.digests.keys()]))];
     c.fail('eventlog.userspace.replay', `no verified quote covers a bank every record has a digest for (log banks ${logBanks.map(bankName).join(', ')}, quoted ${[...verified.keys()].map(bankName).join(', ') || 'none'})`);
@@ -352,13 +354,18 @@ function verifyUserspaceLog(c: CheckList, log: UserspaceLog, firmware: EventLog 
       (explained[bankName(p.bank)] ??= []).push(p.pcr);
     }
   }
-  const phases = log.records.filter((r) => r.eventType === 'phase' && r.string !== undefined).map((r) => r.string!);
+  const phases = userspacePhases(log);
   if (mismatches.length > 0) {
     c.fail('eventlog.userspace.replay', `the userspace log does not replay to the quoted PCRs: ${mismatches.join('; ')}`);
     return undefined;
   }
   const byPcr = new Map<number, string[]>();
-  for (const r of log.records) byPcr.set(r.pcr, [...(byPcr.get(r.pcr) ?? []), r.eventType === 'phase' && r.string !== undefined ? r.string : describeUserspaceRecord(r).replace(/^#\d+ /, '')]);
+  for (const r of log.records) {
+    const what = r.eventType === 'phase' && r.string !== undefined ? r.string : describeUserspaceRecord(r).replace(/^#\d+ /, '');
+    const list = byPcr.get(r.pcr);
+    if (list) list.push(what);
+    else byPcr.set(r.pcr, [what]);
+  }
   const perPcr = [...byPcr].sort((a, b) => a[0] - b[0]).map(([pcr, what]) => `PCR ${pcr}: ${what.join(' -> ')}`).join('; ');
   c.pass('eventlog.userspace.replay', `the userspace log (${log.records.length} record(s)) replays on top of the ${firmware ? 'firmware log' : 'initial PCR values'} to the quoted ${Object.entries(explained).map(([b, pcrs]) => `${b} PCRs ${indexList(pcrs)}`).join(', ')}; ${perPcr}`);
   if (replay.problems.length > 0) return undefined;

@@ -23,6 +23,8 @@ import {
   replayEventLog,
   replayUserspaceLog,
   toHex,
+  userspaceLogBanks,
+  userspacePhases,
 } from '@tpmds/tpm2-wire';
 import type { EventLog, EventLogFacts, ReplayResult, UserspaceReplay } from '@tpmds/tpm2-wire';
 import { EXIT } from '../exit.js';
@@ -127,10 +129,12 @@ function userspace(path: string, firmware: ReplayResult): { records: number; rep
   const bytes = readLog(path);
   let replay: UserspaceReplay;
   let records: number;
+  let phases: string[];
   try {
     const log = parseUserspaceLog(bytes);
     records = log.records.length;
-    const banks = [...firmware.banks.keys()].filter((b) => log.records.every((r) => r.digests.has(b)));
+    phases = userspacePhases(log);
+    const banks = userspaceLogBanks(log, firmware.banks.keys());
     if (log.records.length > 0 && banks.length === 0) {
       throw new Error(`${path}: no bank of the firmware log (${[...firmware.banks.keys()].map(bankName).join(', ')}) has a digest in every userspace record`);
     }
@@ -141,7 +145,6 @@ function userspace(path: string, firmware: ReplayResult): { records: number; rep
   }
   const pcrs: Record<string, Record<string, string>> = {};
   for (const p of replay.pcrs) (pcrs[bankName(p.bank)] ??= {})[String(p.pcr)] = toHex(p.replayed);
-  const phases = replay.pcrs.length > 0 ? replay.pcrs[0]!.records.filter((r) => r.eventType === 'phase').map((r) => r.string!) : [];
   return {
     records,
     replay,
