@@ -23,6 +23,7 @@ import {
   TpmCryptoError,
   TpmDecodeError,
   TpmError,
+  UserspaceLogError,
   Reader,
   certificateMatchesPublic,
   ekTemplateEccP256,
@@ -31,6 +32,9 @@ import {
   marshal,
   parseCertificate,
   parseEventLog,
+  parseUserspaceLog,
+  buildUserspaceLog,
+  phaseRecord,
   pemToDers,
   unmarshalExact,
   type AnyCommandSpec,
@@ -51,7 +55,7 @@ import {
   encodePlatformParameters,
 } from '@tpmds/protocol/formats';
 import { MalformedRequest, verifierServiceDefinition } from '@tpmds/protocol/proto';
-import { verifyEk } from '@tpmds/verifier';
+import { GCE_INSTANCE_INFO_OID, GceInstanceInfoError, decodeGceInstanceInfo, verifyEk } from '@tpmds/verifier';
 import type { FuzzTarget } from './engine.js';
 
 const TESTDATA = fileURLToPath(new URL('../../testdata/', import.meta.url));
@@ -256,6 +260,26 @@ export function allTargets(): FuzzTarget[] {
     structure(TPMS_ECC_POINT, () => [marshal(TPMS_ECC_POINT, { x: new Uint8Array(32).fill(1), y: new Uint8Array(32).fill(2) })]),
     structure(TPML_PCR_SELECTION, () => [marshal(TPML_PCR_SELECTION, [{ hash: TPM_ALG.SHA256, pcrSelect: Uint8Array.of(0xff, 0xff, 0xff) }, { hash: TPM_ALG.SHA1, pcrSelect: Uint8Array.of(1, 0, 0x80) }])]),
     { name: 'tpm2-wire parseEventLog', seeds: eventLogSeeds, run: (b) => parseEventLog(b), typed: (e) => e instanceof EventLogError, maxLength: 32768 },
+    {
+      name: 'tpm2-wire parseUserspaceLog',
+      seeds: () => [
+        buildUserspaceLog(['enter-initrd', 'leave-initrd', 'sysinit', 'ready'].map(phaseRecord), [TPM_ALG.SHA1, TPM_ALG.SHA256]),
+        buildUserspaceLog([{ pcr: 15, data: utf8('machine-id:0123'), string: 'machine-id:0123', eventType: 'machine-id' }], [TPM_ALG.SHA256, TPM_ALG.SHA384]),
+      ],
+      run: (b) => parseUserspaceLog(b),
+      typed: (e) => e instanceof UserspaceLogError,
+    },
+    {
+      name: 'verifier decodeGceInstanceInfo (GCE instance-identity extension)',
+      seeds: () =>
+        ['pca_tpm_rsa_enc_cert.pem', 'uca_tpm_ecc_sign_cert.pem'].flatMap((f) => {
+          const cert = parseCertificate(pemToDers(read(`go-tpm-tools/certificates/${f}`))[0]!);
+          const ext = cert.pkijs.extensions?.find((x) => x.extnID === GCE_INSTANCE_INFO_OID);
+          return ext ? [new Uint8Array(ext.extnValue.valueBlock.valueHexView)] : [];
+        }),
+      run: (b) => decodeGceInstanceInfo(b),
+      typed: (e) => e instanceof GceInstanceInfoError,
+    },
     { name: 'protocol decodeAttestationParameters (JSON)', seeds: () => [ga.ak], run: (b) => decodeAttestationParameters(b), typed: isFormat },
     { name: 'protocol decodePlatformParameters (JSON)', seeds: () => [ga.platform], run: (b) => decodePlatformParameters(b), typed: isFormat },
     { name: 'protocol decodeCertificationParameters (JSON)', seeds: () => [ga.certification], run: (b) => decodeCertificationParameters(b), typed: isFormat },

@@ -42,8 +42,18 @@ export function gceInstanceInfo(cert: ParsedCertificate): GceInstanceInfo | unde
   return decodeGceInstanceInfo(new Uint8Array(ext.extnValue.valueBlock.valueHexView));
 }
 
-/** Decodes the extension's value (the DER inside its OCTET STRING). */
+/** Decodes the extension's value (the DER inside its OCTET STRING); GceInstanceInfoError when it does not decode. */
 export function decodeGceInstanceInfo(der: Uint8Array): GceInstanceInfo {
+  try {
+    return decodeInstanceInfo(der);
+  } catch (e) {
+    if (e instanceof GceInstanceInfoError) throw e;
+    // asn1js throws untyped errors (RangeError, ...) on some malformed primitives (found by scripts/fuzz.ts).
+    throw new GceInstanceInfoError(`the GCE instance-identity extension (${GCE_INSTANCE_INFO_OID}) does not decode: ${(e as Error).message}`);
+  }
+}
+
+function decodeInstanceInfo(der: Uint8Array): GceInstanceInfo {
   const bad = (what: string) => new GceInstanceInfoError(`the GCE instance-identity extension (${GCE_INSTANCE_INFO_OID}) ${what}`);
   const parsed = asn1js.fromBER(der.slice().buffer);
   if (parsed.offset === -1 || !(parsed.result instanceof asn1js.Sequence)) throw bad('is not a DER SEQUENCE');
