@@ -110,7 +110,7 @@ describe('ear: appraisal policy', () => {
     assert.match(a.referenceChecks[0]!.detail!, /sha256 PCR 4: 1 of 2 event\(s\) with a digest not in the reference values: c3c3/);
     delete r.facts.eventDigests;
     assert.match(appraise(appraisalInputFromReport(r), policy).referenceChecks[0]!.detail!, /no event log replayed/);
-    assert.throws(() => parsePolicy(JSON.stringify({ claims: {}, referenceValues: { events: { sha256: { 4: 'c1'.repeat(32) } } } })), /events\.sha256\.4 must be a list of hex digests/);
+    assert.throws(() => parsePolicy(JSON.stringify({ claims: {}, referenceValues: { events: { sha256: { 4: 'c1'.repeat(32) } } } })), /events\.sha256\.4 must be a list of sha256 digests of 64 hex digits/);
   });
 
   it('Secure Boot disabled is a warning on configuration; unknown is not claimed', () => {
@@ -181,7 +181,9 @@ describe('ear: appraisal policy', () => {
       [{ claims: { hardware: [{ if: { failed: [] }, value: 2 }] } }, /"failed" must be a non-empty list/],
       [{ claims: { hardware: [{ if: { failed: ['a'], passed: ['b'] }, value: 2 }] } }, /exactly one of failed, warned, passed/],
       [{ claims: {}, referenceValues: { pcrs: { sha256: { 24: PCR7 } } } }, /"24" is not a PCR index/],
-      [{ claims: {}, referenceValues: { pcrs: { sha256: { 7: 'xyz' } } } }, /sha256\.7 must be a hex digest/],
+      [{ claims: {}, referenceValues: { pcrs: { sha256: { 7: 'xyz' } } } }, /sha256\.7 must be a sha256 digest of 64 hex digits/],
+      [{ claims: {}, referenceValues: { pcrs: { sha256: { 7: 'ab'.repeat(20) } } } }, /sha256\.7 must be a sha256 digest of 64 hex digits/],
+      [{ claims: {}, referenceValues: { pcrs: { sha512: { 7: 'ab'.repeat(32) } } } }, /sha512\.7 must be a sha512 digest of 128 hex digits/],
       [{ claims: {}, extra: 1 }, /unknown key "extra"/],
     ];
     for (const [doc, re] of bad) assert.throws(() => parsePolicy(typeof doc === 'string' ? doc : JSON.stringify(doc), 'p.json'), (e: Error) => e instanceof PolicyError && re.test(e.message) && e.message.startsWith('p.json: '));

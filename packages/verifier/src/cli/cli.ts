@@ -2,11 +2,11 @@
  * The `tpmds-verifier` dispatcher: picks the subcommand, parses its flags, prints help, and
  * turns errors into messages on stderr and exit codes (2 for usage mistakes, 1 for failures).
  */
-import { readFileSync } from 'node:fs';
 import { EXIT, UsageError } from './exit.js';
 import type { CliIo, Command } from './command.js';
 import { HELP_FLAGS, formatFlags, parseFlags } from './flags.js';
 import { COMMANDS } from './registry.js';
+import { verifierVersion } from './files.js';
 
 export const TOOL = 'tpmds-verifier';
 
@@ -33,10 +33,6 @@ function commandHelp(c: Command): string {
   return [commandUsage(c), '', c.summary, ...(c.description ? ['', c.description] : []), '', 'Flags:', formatFlags(c.flags), ''].join('\n');
 }
 
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-  return pkg.version ?? 'unknown';
-}
 
 /** Whether `--help`/`-h` appears among the flags (before a `--`). */
 function wantsHelp(argv: readonly string[]): boolean {
@@ -66,7 +62,7 @@ export async function runCli(argv: readonly string[], io: CliIo, commands: reado
     return EXIT.OK;
   }
   if (first === '--version') {
-    io.stdout(`${version()}\n`);
+    io.stdout(`${verifierVersion()}\n`);
     return EXIT.OK;
   }
   if (first.startsWith('-')) {

@@ -111,7 +111,8 @@ export class PolicyError extends Error {
   override readonly name = 'PolicyError';
 }
 
-const HEX_RE = /^(?:[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{96})$/;
+/** Hex digits of a digest of each bank a policy may name. */
+const HEX_DIGITS: Readonly<Record<string, number>> = { sha1: 40, sha256: 64, sha384: 96, sha512: 128 };
 
 function conditionError(where: string, c: unknown): string | undefined {
   if (typeof c !== 'object' || c === null || Array.isArray(c)) return `${where}: "if" must be an object`;
@@ -163,13 +164,15 @@ export function validatePolicy(doc: unknown, source = 'the policy'): AppraisalPo
       const where = `${source}: referenceValues.${kind}`;
       if (typeof table !== 'object' || table === null || Array.isArray(table)) throw new PolicyError(`${where} must be an object of bank → PCR → ${kind === 'pcrs' ? 'value' : 'digests'}`);
       for (const [bank, values] of Object.entries(table)) {
-        if (!/^sha(1|256|384|512)$/.test(bank)) throw new PolicyError(`${where}: unknown bank "${bank}" (sha1, sha256, sha384, sha512)`);
+        const digits = HEX_DIGITS[bank];
+        if (digits === undefined) throw new PolicyError(`${where}: unknown bank "${bank}" (sha1, sha256, sha384, sha512)`);
+        const digest = new RegExp(`^[0-9a-f]{${digits}}$`);
         if (typeof values !== 'object' || values === null || Array.isArray(values)) throw new PolicyError(`${where}.${bank} must be an object of PCR index → ${kind === 'pcrs' ? 'value' : 'digests'}`);
         for (const [index, v] of Object.entries(values)) {
           if (!/^(?:[0-9]|1[0-9]|2[0-3])$/.test(index)) throw new PolicyError(`${where}.${bank}: "${index}" is not a PCR index 0-23`);
           const list = Array.isArray(v) ? v : kind === 'pcrs' ? [v] : undefined;
-          if (list === undefined || list.length === 0 || !list.every((x) => typeof x === 'string' && HEX_RE.test(x.toLowerCase()))) {
-            throw new PolicyError(`${where}.${bank}.${index} must be ${kind === 'pcrs' ? 'a hex digest (or a list of them)' : 'a list of hex digests'}`);
+          if (list === undefined || list.length === 0 || !list.every((x) => typeof x === 'string' && digest.test(x.toLowerCase()))) {
+            throw new PolicyError(`${where}.${bank}.${index} must be ${kind === 'pcrs' ? `a ${bank} digest of ${digits} hex digits (or a list of them)` : `a list of ${bank} digests of ${digits} hex digits`}`);
           }
         }
       }

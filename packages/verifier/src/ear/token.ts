@@ -2,8 +2,9 @@
 // with ES256 (EC P-256) or EdDSA (Ed25519), and reading a token back, in the draft's spelling and
 // the one Veraison's releases used before it (`ear.status`, `ear.trustworthiness-vector`, ...).
 // Claim names and checks follow Veraison's `ear` crate 0.6.0 (interop/rust-ear tests both ways).
-import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { CompactSign, compactVerify, errors as joseErrors } from 'jose';
+import { TPM_ALG, fromHex, pcrValuesDigest, toHex } from '@tpmds/tpm2-wire';
 import { type Ar4siClaim, type Tier, AR4SI_CLAIMS, isAr4siClaim, isClaimValue, isTier, tierOf, valueName, worseTier } from './ar4si.js';
 import type { Appraisal, AppraisalCheck, AppraisalInput } from './policy.js';
 import type { RunReport } from '../verify/run.js';
@@ -65,15 +66,15 @@ function hexToBase64url(hex: string): string {
   return Buffer.from(hex, 'hex').toString('base64url');
 }
 
-/** SHA-256 over a bank's PCRs 0-23 in order: the quote's pcrDigest (the run checks the quote covers all 24). */
+/** The quote's pcrDigest of a bank's PCRs 0-23 (SHA-256 over the values in order; the run checks the quote covers all 24). */
 function pcrDigest(values: Readonly<Record<string, string>>): string | undefined {
-  const h = createHash('sha256');
+  const pcrs = new Map<number, Uint8Array>();
   for (let i = 0; i < 24; i++) {
     const v = values[String(i)];
     if (v === undefined) return undefined;
-    h.update(Buffer.from(v, 'hex'));
+    pcrs.set(i, fromHex(v));
   }
-  return h.digest('hex');
+  return toHex(pcrValuesDigest(TPM_ALG.SHA256, pcrs));
 }
 
 /**

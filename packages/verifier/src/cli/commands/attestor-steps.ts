@@ -15,6 +15,7 @@ import {
 } from '../../verify/index.js';
 import type { CliIo, Command } from '../command.js';
 import { EXIT, UsageError } from '../exit.js';
+import { readInputFile } from '../files.js';
 import type { Args, FlagSpec, FlagSpecs } from '../flags.js';
 
 /** Flags every attestor command takes: where the attestor is and how to talk to it. */
@@ -75,12 +76,7 @@ const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const TARGET_RE = /^(?:(?:unix|unix-abstract|dns|ipv4|ipv6):.+|(?:\[[0-9A-Fa-f:.]+\]|[^\s:/[\]]+):\d{1,5})$/;
 
 function readFlagFile(flag: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UsageError(`--${flag} ${path}: cannot read (${code === 'ENOENT' ? 'no such file' : (e as Error).message})`);
-  }
+  return readInputFile(`--${flag}`, path);
 }
 
 function readCerts(flag: string, paths: readonly string[]): Uint8Array[] {

@@ -12,6 +12,7 @@ import type { Command } from '../command.js';
 import { EXIT, UsageError } from '../exit.js';
 import type { Args, FlagSpecs } from '../flags.js';
 import type { ReportFinisher } from './attestor-steps.js';
+import { readInputFile as readFile, verifierVersion } from '../files.js';
 
 /** The flags `run` takes for an EAR. */
 export const EAR_FLAGS: FlagSpecs = {
@@ -20,20 +21,6 @@ export const EAR_FLAGS: FlagSpecs = {
   'ear-submod': { type: 'string', valueName: 'NAME', description: 'the EAR submod naming the attested node (default: tpm:<EK name hex>)' },
   policy: { type: 'string', valueName: 'FILE', description: 'appraisal policy (JSON) mapping the run to AR4SI claims, with PCR reference values (default: the built-in policy)' },
 };
-
-function verifierBuild(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
-  return `tpmds-verifier ${pkg.version ?? 'unknown'}`;
-}
-
-function readFile(flag: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UsageError(`${flag} ${path}: cannot read (${code === 'ENOENT' ? 'no such file' : (e as Error).message})`);
-  }
-}
 
 /** The EAR step of `run` from its flags (key and policy read and checked now), or undefined without --ear-out. */
 export function earFinisherFromArgs(args: Args): ReportFinisher | undefined {
@@ -65,7 +52,7 @@ export function earFinisherFromArgs(args: Args): ReportFinisher | undefined {
   if (submod !== undefined && submod === '') throw new UsageError('--ear-submod must not be empty');
   return async (report) => {
     const appraisal = appraise(appraisalInputFromReport(report), policy);
-    const claims = earClaims(report, appraisal, { build: verifierBuild(), ...(submod !== undefined ? { submod } : {}) });
+    const claims = earClaims(report, appraisal, { build: `tpmds-verifier ${verifierVersion()}`, ...(submod !== undefined ? { submod } : {}) });
     const token = await signEar(claims, signer.key, signer.alg);
     try {
       writeFileSync(out, token + '\n', { mode: 0o644 });
