@@ -172,6 +172,11 @@ function staleHandle(e: unknown): boolean {
   return e.is(TPM_RC.HANDLE) || [TPM_RC.REFERENCE_H0, TPM_RC.REFERENCE_H1, TPM_RC.REFERENCE_H2].some((rc) => e.is(rc));
 }
 
+/** What TPM2_Sign answers when the handle names an object that is not a signing key of our kind. */
+function notThisKey(e: unknown): boolean {
+  return e instanceof TpmError && [TPM_RC.KEY, TPM_RC.SCHEME, TPM_RC.ATTRIBUTES, TPM_RC.TYPE, TPM_RC.TICKET, TPM_RC.HASH].some((rc) => e.is(rc));
+}
+
 /** What occupies the TPM's volatile memory, split into objects and sessions. */
 export async function heldHandles(tpm: Tpm): Promise<HeldHandles> {
   const all = await tpm.getLoadedHandles();
@@ -758,9 +763,9 @@ export class AttestorTpm {
    * signature over SHA-256(data). Without a resource manager, where another process could flush a
    * kept-loaded key and load its own object at the same handle number, the signature is checked
    * against the key's public area after the flow (outside the queue): a handle that went stale
-   * unnoticed never returns a signature by another key. A foreign signature, or a TPM error (a
-   * foreign object there that cannot sign), makes the next flow forget every cached handle (and
-   * reclaim what is not ours) and load the key again, once.
+   * unnoticed never returns a signature by another key. A foreign signature, or the error of a
+   * foreign object there that cannot sign (TPM_RC_KEY, _SCHEME, ...), makes the next flow forget
+   * every cached handle (and reclaim what is not ours) and load the key again, once.
    */
   private async checkedSign(call: FlowTag, data: Uint8Array, f: (tpm: Tpm) => Promise<{ public: TPMT_PUBLIC; signature: TPMT_SIGNATURE }>): Promise<TPMT_SIGNATURE> {
     for (let attempt = 0; ; attempt++) {
@@ -768,9 +773,9 @@ export class AttestorTpm {
       try {
         signed = await this.flow(call, f);
       } catch (e) {
-        // A foreign object that cannot sign (a decryption key, another scheme) at a kept handle
-        // fails the command instead of signing: forget the cached handles and run once more.
-        if (!this.handlesShared || attempt > 0 || !(e instanceof TpmError)) throw e;
+        // A foreign object that cannot sign (a decryption key, another scheme or ticket) at a kept
+        // handle fails the command instead of signing: forget the cached handles and run once more.
+        if (!this.handlesShared || attempt > 0 || !notThisKey(e)) throw e;
         this.objectsEpoch = -1;
         continue;
       }
