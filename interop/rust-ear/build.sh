@@ -7,7 +7,7 @@
 # too (target/), so a rebuild after a change compiles only what changed; the first build takes
 # a few minutes (the crate's JWT library brings in aws-lc).
 #
-# Output contract (packages/verifier/test/ear-interop.test.ts calls this):
+# Output contract (packages/verifier/test/ear-run.test.ts calls this):
 #   stdout  one line, the program's path, when it is there (exit 0)
 #   stderr  progress, and on a machine without cargo the one line
 #           "rust-ear: cargo not found, skipping the EAR interop test"  (exit 3)
