@@ -25,7 +25,7 @@ import {
 import { randomBytes } from 'node:crypto';
 import { readFile, lstat, unlink } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
-import { createSecureContext } from 'node:tls';
+import { TLSSocket, createSecureContext } from 'node:tls';
 import { AuthFailure, NODE_KEY_RPCS, createCallerAuth, type Caller, type CallerAuth, type CallCredentials } from './auth/index.js';
 import type { AttestorBackend, CallOptions, CheckedEncryptedCredential } from './backend.js';
 import type { AttestorConfig } from './config.js';
@@ -462,10 +462,31 @@ function callGone(call: grpc.ServerUnaryCall<unknown, unknown>): { signal: Abort
   };
 }
 
-/** DER of the client certificate of a TLS call (grpc-js exposes Node's PeerCertificate), or null. */
+/**
+ * DER of the verified client certificate of a TLS call, or null. grpc-js's public way,
+ * `getAuthContext()`, runs Node's `getPeerCertificate()` on every call, which decodes the whole
+ * certificate (names, extensions, three fingerprints) for the one field used here, at about the
+ * cost of swtpm's ECDSA sign. The call's TLS socket (`call.call.stream.session.socket` in the
+ * grpc-js this lockfile pins) gives the DER through `getPeerX509Certificate()` at a fraction of
+ * that; when those internals are absent (another grpc-js) the public way answers, with the same
+ * rule: no certificate unless the handshake verified it. `test/peer-certificate.test.ts` notices
+ * which way is taken.
+ */
 function peerCertificateDer(call: grpc.ServerUnaryCall<unknown, unknown>): Uint8Array | null {
+  const socket = callSocket(call);
+  if (socket !== undefined) {
+    if (!socket.authorized) return null;
+    const raw = socket.getPeerX509Certificate()?.raw;
+    return raw === undefined || raw.length === 0 ? null : new Uint8Array(raw);
+  }
   const raw = call.getAuthContext()?.sslPeerCertificate?.raw;
   return raw === undefined || raw.length === 0 ? null : new Uint8Array(raw);
+}
+
+/** The TLS socket a grpc-js server call came on, when grpc-js's internals show it; else undefined. */
+function callSocket(call: grpc.ServerUnaryCall<unknown, unknown>): TLSSocket | undefined {
+  const socket = (call as unknown as { call?: { stream?: { session?: { socket?: unknown } } } }).call?.stream?.session?.socket;
+  return socket instanceof TLSSocket ? socket : undefined;
 }
 
 /** Decodes AttestRequest.encryptedCredentials and checks both TPM2B size prefixes. */

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { decodeImportBlob } from '@tpmds/protocol/formats';
 import { AttestorClient } from '@tpmds/protocol/proto';
@@ -212,6 +213,22 @@ describe('caller identity end to end on swtpm @swtpm', function () {
       assert.notDeepEqual(akA.public, akB.public);
       await b.newKey({ uid: 'u', kid: 'k', keyType: 'ecc' });
       await expectStatus(as(nobody).getAK({ uid: 'u' }), S.UNAUTHENTICATED);
+      // The identity comes from the call's TLS socket (getPeerX509Certificate), not from grpc-js's
+      // getAuthContext(), which decodes the whole certificate per call (see peerCertificateDer).
+      const proto = TLSSocket.prototype;
+      const getPeerCertificate = proto.getPeerCertificate;
+      let decoded = 0;
+      proto.getPeerCertificate = function (this: TLSSocket, ...args: [boolean?]) {
+        decoded++;
+        return getPeerCertificate.apply(this, args as [true]);
+      } as typeof getPeerCertificate;
+      try {
+        for (let i = 0; i < 5; i++) await a.sign({ uid: 'u', kid: 'k', data: enc(`x${i}`) });
+        await expectStatus(b.sign({ uid: 'u', kid: 'nope', data: enc('x') }), S.NOT_FOUND);
+      } finally {
+        proto.getPeerCertificate = getPeerCertificate;
+      }
+      assert.equal(decoded, 0, 'the attestor fell back to getAuthContext(): has grpc-js moved the call\'s socket (call.call.stream.session.socket)?');
       const ids = new Set(att.log.lines.filter((l) => l['msg'] === 'rpc').map((l) => l['identity']));
       assert.ok(ids.has('spiffe://example.org/ns/a/sa/signer') && ids.has('builder-b'), [...ids].join(', '));
     } finally {
