@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import {
   TPM_ALG, TPM_RH, akTemplate, commandName, hash, openTpm, openTransport, pcrSelection, signingKeyTemplate, srkTemplateEccP256,
   type TPMS_CONTEXT, type Tpm, type Transport,
@@ -34,6 +35,7 @@ import { AttestorTpm } from '../src/tpm/attestor-tpm.js';
 import { startSwtpm } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { TestPki } from '../test/fixtures/pki.js';
 import { startMinimalSignServer, type MinimalKey } from './minimal-server.js';
+import type { SignJob } from './sign-client.js';
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(name);
@@ -103,6 +105,26 @@ try {
   const serverCreds = (): grpc.ServerCredentials => grpc.ServerCredentials.createSsl(pki.caPem, [{ cert_chain: server.certPem, private_key: server.keyPem }], true);
   const clientCreds = grpc.credentials.createSsl(pki.caPem, client.keyPem, client.certPem);
   const NAME = { 'grpc.ssl_target_name_override': 'localhost' };
+  // The Sign callers of part 1 run in a worker thread (bench/sign-client.ts), as deployed callers
+  // are other processes: the servers' event loop serves, it does not also call.
+  const callers = new Worker(
+    `import('tsx/esm/api').then((tsx) => tsx.register()).then(() => import(${JSON.stringify(new URL('./sign-client.ts', import.meta.url).href)}))`,
+    { eval: true }, // a worker does not inherit the --import tsx of this process
+  );
+  let pending = Promise.resolve<unknown>(null);
+  const ask = <T>(job: SignJob): Promise<T> => {
+    const answer = pending.then(
+      () =>
+        new Promise<T>((resolve, reject) => {
+          callers.once('message', (m: { result?: T; error?: string }) => (m.error === undefined ? resolve(m.result as T) : reject(new Error(`sign-client: ${m.error}`))));
+          callers.postMessage(job);
+        }),
+    );
+    pending = answer.catch(() => null);
+    return answer;
+  };
+  const connect = (name: string, address: string): Promise<unknown> =>
+    ask({ op: 'connect', name, address, caPem: pki.caPem.toString(), keyPem: client.keyPem.toString(), certPem: client.certPem.toString(), targetName: 'localhost' });
 
   // ---- part 1: raw, minimal and attestor share one TPM connection, taking turns -------
   let observe: ((cc: number, ms: number) => void) | undefined;
@@ -139,6 +161,7 @@ try {
   const attestor = await startAttestor(config, backend, { logger, metrics });
   const ac = new AttestorClient(attestor.address, clientCreds, NAME);
   const attestorObserve = (cc: number, t: number): void => metrics.observeTpmCommand(commandName(cc), t / 1000);
+  await connect('attestor', attestor.address);
 
   const data = new Uint8Array(64).fill(1);
   const digest = hash(TPM_ALG.SHA256, data);
@@ -154,25 +177,26 @@ try {
       const loaded = { handle: await raw.contextLoad(saved.get(keyType) as TPMS_CONTEXT) };
       const keys = new Map<string, MinimalKey>([['k', { handle: loaded.handle, keyType }]]);
       const minimal = await startMinimalSignServer(raw, keys, '127.0.0.1:0', serverCreds());
-      const mc = new AttestorClient(minimal.address, clientCreds, NAME);
+      await connect('minimal', minimal.address);
       observe = attestorObserve;
       await ac.getAK({ uid: `bench-${keyType}`, keyType });
       await ac.newKey({ uid: `bench-${keyType}`, kid: 'k', keyType });
       const scheme = keyType === 'ecc' ? { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 } : { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 };
-      const contenders: Record<'raw' | 'minimal' | 'attestor', { call: () => Promise<unknown>; observe?: (cc: number, t: number) => void }> = {
-        raw: { call: () => raw.sign(loaded.handle, digest, { scheme }) },
-        minimal: { call: () => mc.sign({ uid: 'u', kid: 'k', data }) },
-        attestor: { call: () => ac.sign({ uid: `bench-${keyType}`, kid: 'k', data }), observe: attestorObserve },
+      const uid = { minimal: 'u', attestor: `bench-${keyType}` };
+      const contenders: Record<'raw' | 'minimal' | 'attestor', { latencies: (n: number) => Promise<number[]>; observe?: (cc: number, t: number) => void }> = {
+        raw: { latencies: (n) => latencies(n, () => raw.sign(loaded.handle, digest, { scheme })) },
+        minimal: { latencies: (n) => ask({ op: 'latencies', name: 'minimal', uid: uid.minimal, kid: 'k', n }) },
+        attestor: { latencies: (n) => ask({ op: 'latencies', name: 'attestor', uid: uid.attestor, kid: 'k', n }), observe: attestorObserve },
       };
       const lat: Record<string, number[]> = { raw: [], minimal: [], attestor: [] };
       for (const x of Object.values(contenders)) {
         observe = x.observe;
-        await latencies(30, x.call); // warm-up
+        await x.latencies(30); // warm-up
       }
       for (let r = 0; r < ROUNDS; r++) {
         for (const [name, x] of Object.entries(contenders)) {
           observe = x.observe;
-          lat[name]!.push(...(await latencies(N, x.call)));
+          lat[name]!.push(...(await x.latencies(N)));
         }
       }
       const [rw, mn, at] = [lat['raw']!, lat['minimal']!, lat['attestor']!];
@@ -183,12 +207,12 @@ try {
       for (const clients of [1, 8, 32]) {
         const total = Math.max(200, clients * 12);
         observe = undefined;
-        const m = await throughput(clients, total, () => mc.sign({ uid: 'u', kid: 'k', data }));
+        const m = await ask<number>({ op: 'throughput', name: 'minimal', uid: uid.minimal, kid: 'k', callers: clients, total });
         observe = attestorObserve;
-        const a = await throughput(clients, total, () => ac.sign({ uid: `bench-${keyType}`, kid: 'k', data }));
+        const a = await ask<number>({ op: 'throughput', name: 'attestor', uid: uid.attestor, kid: 'k', callers: clients, total });
         throughputRows.push([keyType === 'rsa' ? 'RSA-2048' : 'ECC P-256', String(clients), bound.toFixed(0), m.toFixed(0), a.toFixed(0), (m / bound).toFixed(2), (a / bound).toFixed(2)]);
       }
-      mc.close();
+      await ask({ op: 'disconnect', name: 'minimal' });
       await minimal.close();
       observe = undefined;
       await raw.flushContext(loaded.handle);
@@ -216,6 +240,8 @@ try {
     await raw.flushContext(ak.handle);
     quoteLine = `| Quote (${banks.length} banks, 24 PCRs) | ${ms(p50(q['raw']!))} | ${ms(p50(q['rpc']!))} | ${ms(p99(q['rpc']!))} | ${ratio(p50(q['rpc']!), p50(q['raw']!))} |`;
   } finally {
+    await ask({ op: 'close' }).catch(() => undefined);
+    await callers.terminate();
     ac.close();
     await attestor.close();
     await raw.close();
