@@ -323,10 +323,7 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
       try {
         key = await getKey(keyType, call());
       } catch (e) {
-        if (offered(e)) {
-          checks.push({ name: 'gceAk.rpc', ok: false, detail: `GetGCEEKSigningKey failed: ${rpcErrorText(e)}` });
-          throw new RpcFailed();
-        }
+        if (offered(e)) rpcFailed(checks, 'gceAk', 'GetGCEEKSigningKey', e);
         notOffered(`the target offers no cloud attestation key (${rpcErrorText(e)})`);
         return;
       }
@@ -431,9 +428,14 @@ async function rpc<T>(checks: Check[], prefix: string, method: string, f: () => 
   try {
     return await f();
   } catch (e) {
-    checks.push({ name: `${prefix}.rpc`, ok: false, detail: `${method} failed: ${rpcErrorText(e)}` });
-    throw new RpcFailed();
+    rpcFailed(checks, prefix, method, e);
   }
+}
+
+/** Records `e`, the error of RPC `method`, as the failed check `<prefix>.rpc` and ends the step. */
+function rpcFailed(checks: Check[], prefix: string, method: string, e: unknown): never {
+  checks.push({ name: `${prefix}.rpc`, ok: false, detail: `${method} failed: ${rpcErrorText(e)}` });
+  throw new RpcFailed();
 }
 
 /** A single step's result in the report form (for library users who call the verify functions directly). */
