@@ -51,22 +51,18 @@ function bootEvents() {
   ];
 }
 
-function runVerifier(args: string[]): Promise<number> {
+/**
+ * Runs tpmds-verifier with `args`: resolves with its exit code and, with `capture`, its stdout
+ * (which otherwise goes to the demo's own, as its stderr always does).
+ */
+function runVerifier(args: string[], { capture = false } = {}): Promise<{ code: number; stdout: string }> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [verifierBin, ...args], { stdio: 'inherit' });
+    const p = spawn(process.execPath, [verifierBin, ...args], { stdio: ['ignore', capture ? 'pipe' : 'inherit', 'inherit'] });
+    let stdout = '';
+    p.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
     p.once('error', reject);
-    p.once('exit', (code) => resolve(code ?? 1));
-  });
-}
-
-/** Runs tpmds-verifier and returns its stdout. */
-function capture(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [verifierBin, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.once('error', reject);
-    p.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`tpmds-verifier ${args.join(' ')} exited ${code}`))));
+    // 'close', not 'exit': a captured stdout is complete only once its pipe has closed.
+    p.once('close', (code) => resolve({ code: code ?? 1, stdout }));
   });
 }
 
@@ -123,14 +119,16 @@ try {
   const earKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   await writeFile(join(work, 'ear-key.pem'), earKey.privateKey.export({ type: 'pkcs8', format: 'pem' }));
   await writeFile(join(work, 'ear-key.pub.pem'), earKey.publicKey.export({ type: 'spki', format: 'pem' }));
-  const defaultPolicy = JSON.parse(await capture(['ear', 'default-policy'])) as Record<string, unknown>;
+  const policyRun = await runVerifier(['ear', 'default-policy'], { capture: true });
+  if (policyRun.code !== 0) throw new Error(`tpmds-verifier ear default-policy exited ${policyRun.code}`);
+  const defaultPolicy = JSON.parse(policyRun.stdout) as Record<string, unknown>;
   await writeFile(join(work, 'policy.json'), JSON.stringify({
     ...defaultPolicy, id: 'tpmds-demo-policy:1', referenceValues: { pcrs: { sha256: { 4: toHex(pcrs.get(4)!), 7: toHex(pcr7) } } },
   }, null, 2));
 
   for (const keyType of ['rsa', 'ecc'] as const) {
     console.log(`3${keyType === 'rsa' ? 'a' : 'b'}. tpmds-verifier run --key-type ${keyType} (EK chain checked against the local CA, PCR7 expected, a signed EAR)\n`);
-    const code = await runVerifier([
+    const { code } = await runVerifier([
       'run', '--target', attestor.address, '--insecure', '--key-type', keyType,
       '--ek-roots', sw.caRootPem, '--ek-intermediates', sw.caIntermediatePem, '--expect-pcr', `7:${toHex(pcr7)}`,
       '--ear-out', join(work, `ear-${keyType}.jwt`), '--ear-key', join(work, 'ear-key.pem'), '--policy', join(work, 'policy.json'),
@@ -140,7 +138,7 @@ try {
   }
 
   console.log('4. tpmds-verifier ear verify: the ECC run\'s EAR, checked offline with the signer\'s public key\n');
-  if ((await runVerifier(['ear', 'verify', join(work, 'ear-ecc.jwt'), '--key', join(work, 'ear-key.pub.pem')])) !== 0) failures++;
+  if ((await runVerifier(['ear', 'verify', join(work, 'ear-ecc.jwt'), '--key', join(work, 'ear-key.pub.pem')])).code !== 0) failures++;
   console.log('');
 } finally {
   await attestor?.close();

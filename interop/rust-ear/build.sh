@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds tpmds-ear-interop (Veraison's `ear` crate 0.6.0, pinned by Cargo.toml and Cargo.lock
 # beside this script) for the EAR interop test, into a cache folder keyed by a hash of
-# Cargo.toml, Cargo.lock, src/ and this script:
+# Cargo.toml, Cargo.lock, src/, this script and scripts/lib/build-cache.sh (the cache, shared with
+# test/k8s/build.sh):
 #   ${TPMDS_RUST_EAR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tpmds/rust-ear}/<hash>/tpmds-ear-interop
-# A second run with the same key does nothing. Cargo's target folder is kept in the cache folder
-# too (target/), so a rebuild after a change compiles only what changed; the first build takes
-# a few minutes (the crate's JWT library brings in aws-lc).
+# A second run with the same key does nothing; folders of other keys unused for 30 days are removed
+# after a build. Cargo's target folder is kept in the cache folder too (target/), so a rebuild
+# after a change compiles only what changed; the first build takes a few minutes (the crate's JWT
+# library brings in aws-lc).
 #
 # Output contract (packages/verifier/test/ear-run.test.ts calls this):
 #   stdout  one line, the program's path, when it is there (exit 0)
@@ -24,34 +26,28 @@ if [ -z "$cargo_bin" ]; then
   exit 3
 fi
 
-key="$(cat "$here/Cargo.toml" "$here/Cargo.lock" "$here/build.sh" "$here"/src/*.rs | sha256sum | cut -c1-16)"
+source "$here/../../scripts/lib/build-cache.sh"
+key="$(build_cache_key "$here/Cargo.toml" "$here/Cargo.lock" "$here/build.sh" "$here"/src/*.rs)"
 cache_root="${TPMDS_RUST_EAR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tpmds/rust-ear}"
-out="$cache_root/$key"
-program="$out/tpmds-ear-interop"
+build_cache_open rust-ear "$cache_root" "$key"
+program="$build_cache_dir/tpmds-ear-interop"
 
-if [ -x "$program" ]; then
+if build_cache_ready; then
   echo "$program"
   exit 0
 fi
 
-mkdir -p "$cache_root"
 # One build at a time; the loser waits, then finds the program.
-exec 9>"$cache_root/.lock"
-if ! flock -n 9; then
-  log "another build is running; waiting for it"
-  flock 9
-fi
-if [ -x "$program" ]; then
+build_cache_lock
+if build_cache_ready; then
   echo "$program"
   exit 0
 fi
 
 log "building tpmds-ear-interop (ear 0.6.0; the first build takes a few minutes)"
 CARGO_TARGET_DIR="$cache_root/target" "$cargo_bin" build --release --locked --quiet --manifest-path "$here/Cargo.toml" >&2
-mkdir -p "$out"
-cp "$cache_root/target/release/tpmds-ear-interop" "$program.tmp"
-mv "$program.tmp" "$program"
-# Programs of older keys are no longer used.
-find "$cache_root" -mindepth 1 -maxdepth 1 -type d ! -name target ! -name "$key" -exec rm -rf {} + 2>/dev/null || true
+build_cache_stage
+cp "$cache_root/target/release/tpmds-ear-interop" "$build_cache_staging/"
+build_cache_commit
 log "built $program"
 echo "$program"

@@ -39,7 +39,6 @@ import {
   unmarshalExact,
   type AnyCommandSpec,
   type Codec,
-  type Transport,
 } from '@tpmds/tpm2-wire';
 import {
   FormatError,
@@ -56,6 +55,7 @@ import {
 } from '@tpmds/protocol/formats';
 import { MalformedRequest, verifierServiceDefinition } from '@tpmds/protocol/proto';
 import { GCE_INSTANCE_INFO_OID, GceInstanceInfoError, decodeGceInstanceInfo, verifyEk } from '@tpmds/verifier';
+import { CannedTransport, responseCode, successResponse, withPasswordAuths } from '../../packages/tpm2-wire/test/fixtures/canned-responses.js';
 import type { FuzzTarget } from './engine.js';
 
 const TESTDATA = fileURLToPath(new URL('../../testdata/', import.meta.url));
@@ -127,23 +127,6 @@ function structBytes(fields: Record<string, Codec<unknown>>, good: Record<string
   return Buffer.concat(Object.values(fields).map((c) => fieldBytes(c, good)));
 }
 
-class CannedTransport implements Transport {
-  response: Uint8Array = new Uint8Array(0);
-  async send(): Promise<Uint8Array> {
-    return this.response;
-  }
-  async close(): Promise<void> {}
-}
-
-function framed(tag: number, body: Uint8Array): Uint8Array {
-  const out = new Uint8Array(10 + body.length);
-  const dv = new DataView(out.buffer);
-  dv.setUint16(0, tag);
-  dv.setUint32(2, out.length);
-  out.set(body, 10);
-  return out;
-}
-
 /** Every command of tpm2-wire with the parameters and handles to call it with. */
 export function commandSpecs(): AnyCommandSpec[] {
   return (Object.values(TPM2) as unknown[]).filter((s): s is AnyCommandSpec => typeof s === 'object' && s !== null && 'code' in s && 'response' in s);
@@ -164,13 +147,9 @@ export function executeTarget(spec: AnyCommandSpec): FuzzTarget {
   const seeds = (): Uint8Array[] => {
     const handleBytes = new Uint8Array(4 * spec.responseHandles.length).fill(0x80);
     const rparams = structBytes(spec.response.fields as Record<string, Codec<unknown>>, good);
-    if (!withSessions) return [framed(TPM_ST.NO_SESSIONS, Buffer.concat([handleBytes, rparams])), framed(TPM_ST.NO_SESSIONS, new Uint8Array(0))];
+    if (!withSessions) return [successResponse(TPM_ST.NO_SESSIONS, Buffer.concat([handleBytes, rparams])), successResponse(TPM_ST.NO_SESSIONS, new Uint8Array(0))];
     const authCount = spec.handles.filter((h) => h.auth).length;
-    // A password session's response: empty nonce, continueSession, empty HMAC.
-    const auths = Buffer.concat(Array.from({ length: authCount }, () => Uint8Array.of(0, 0, 1, 0, 0)));
-    const size = new Uint8Array(4);
-    new DataView(size.buffer).setUint32(0, rparams.length);
-    return [framed(TPM_ST.SESSIONS, Buffer.concat([handleBytes, size, rparams, auths]))];
+    return [successResponse(TPM_ST.SESSIONS, Buffer.concat([handleBytes, withPasswordAuths(rparams, authCount)]))];
   };
   return {
     name: `tpm2-wire execute ${spec.name}`,
@@ -181,7 +160,7 @@ export function executeTarget(spec: AnyCommandSpec): FuzzTarget {
       try {
         await execute(transport, spec, handles as never, params as never);
       } catch (e) {
-        if (e instanceof TpmError && b.length >= 10 && new DataView(b.buffer, b.byteOffset).getUint32(6) === e.rc && e.rc !== 0) return;
+        if (e instanceof TpmError && e.rc !== 0 && e.rc === responseCode(b)) return;
         throw e;
       }
     },

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver, kubectl and etcd for the @k8s tests from the pinned Go module beside this
-# script (go.mod/go.sum), into a cache folder keyed by a hash of go.mod, go.sum and this script:
+# script (go.mod/go.sum), into a cache folder keyed by a hash of go.mod, go.sum, cmd/etcd/main.go,
+# this script and scripts/lib/build-cache.sh (the cache, shared with interop/rust-ear/build.sh):
 #   ${TPMDS_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tpmds/k8s}/<hash>/bin
-# A second run with the same key does nothing. Uses the machine's own Go caches (GOMODCACHE,
-# GOCACHE), so a rebuild after a version bump only fetches and compiles what changed.
+# A second run with the same key does nothing; folders of other keys unused for 30 days are removed
+# after a build. Uses the machine's own Go caches (GOMODCACHE, GOCACHE), so a rebuild after a
+# version bump only fetches and compiles what changed.
 #
 # Output contract (the TypeScript harness calls this too, see test/k8s/kube.ts):
 #   stdout  one line, the bin folder, when the binaries are there (exit 0)
@@ -35,27 +37,20 @@ if [ -z "$go_bin" ]; then
   exit 0
 fi
 
-key="$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" "$here/cmd/etcd/main.go" | sha256sum | cut -c1-16)"
-cache_root="${TPMDS_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tpmds/k8s}"
-out="$cache_root/$key"
-bin="$out/bin"
-stamp="$out/built"
+source "$here/../../scripts/lib/build-cache.sh"
+key="$(build_cache_key "$here/go.mod" "$here/go.sum" "$here/build.sh" "$here/cmd/etcd/main.go")"
+build_cache_open k8s "${TPMDS_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tpmds/k8s}" "$key"
+bin="$build_cache_dir/bin"
 
-if [ -f "$stamp" ]; then
-  touch "$stamp" 2>/dev/null || true # last used: builds unused for 30 days are pruned after a new build
+if build_cache_ready; then
   [ "$quiet" -eq 1 ] || log "binaries up to date in $bin"
   echo "$bin"
   exit 0
 fi
 
-mkdir -p "$cache_root"
-# One build at a time (the test command and the harness may both ask); the loser waits, then finds the stamp.
-exec 9>"$cache_root/.lock"
-if ! flock -n 9; then
-  log "another build is running; waiting for it"
-  flock 9
-fi
-if [ -f "$stamp" ]; then
+# One build at a time (the test command and the harness may both ask); the loser waits, then finds it built.
+build_cache_lock
+if build_cache_ready; then
   echo "$bin"
   exit 0
 fi
@@ -73,22 +68,16 @@ done
 
 # 2 parallel compiles keep the peak near 2.4 GB and leave a 2-core machine usable; low priority for
 # the same reason. A cold build is 6-8 minutes on 2 free cores, mostly compiling.
-tmp="$out.tmp.$$"
-rm -rf "$tmp"
+build_cache_stage
+tmp="$build_cache_staging"
 mkdir -p "$tmp/bin"
-trap 'rm -rf "$tmp"' EXIT
 log "building kube-apiserver, kubectl ($k8s_version) and etcd with $("$go_bin" env GOVERSION) into $bin (first time: several minutes)"
 start=$(date +%s)
 nice -n 10 "$go_bin" build -p 2 -trimpath -ldflags "$ld" -o "$tmp/bin/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl ./cmd/etcd
 "$go_bin" version -m "$tmp/bin/kube-apiserver" >"$tmp/versions.txt" # the module versions it was built from
 echo "built in $(($(date +%s) - start)) s" >>"$tmp/versions.txt"
-rm -rf "$out"
-mv "$tmp" "$out"
-trap - EXIT
-touch "$stamp"
 # Other keys (older versions, other branches) unused for 30 days: gone (~200 MB each).
-find "$cache_root" -mindepth 2 -maxdepth 2 -name built -mtime +30 -printf '%h\n' | while read -r old; do rm -rf "$old"; done
-find "$cache_root" -mindepth 1 -maxdepth 1 -name '*.tmp.*' -mmin +1440 -exec rm -rf {} + # from killed builds
+build_cache_commit
 log "built in $(($(date +%s) - start)) s: $(ls "$bin" | tr '\n' ' ')"
 echo "$bin"

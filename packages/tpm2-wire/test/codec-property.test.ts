@@ -12,8 +12,9 @@ import {
   TpmDecodeError, TpmError, marshal, unmarshal, execute, TPM2, TPM_ALG, TPM_ST, TPM_CAP, TPM_GENERATED_VALUE, HASH_SIZE,
   TPMT_PUBLIC, TPM2B_PUBLIC, TPMS_ATTEST, TPM2B_ATTEST, TPMT_SIGNATURE, TPMS_CAPABILITY_DATA, TPMS_CREATION_DATA, TPM2B_CREATION_DATA,
   TPMT_SENSITIVE, TPM2B_SENSITIVE, TPML_PCR_SELECTION, TPMS_CONTEXT, TPM2B_NV_PUBLIC, TPMS_NV_PUBLIC, TPML_DIGEST_VALUES, TPMT_HA,
-  type Codec, type AnyCommandSpec, type Transport,
+  type Codec, type AnyCommandSpec,
 } from '../src/index.js';
+import { CannedTransport, responseCode, successResponse, withPasswordAuths } from './fixtures/canned-responses.js';
 
 const RUNS = { numRuns: 200 } as const;
 
@@ -221,14 +222,6 @@ describe('codec properties: well-formed wire data (fast-check)', () => {
 
 // ---- response parsing in execute() ---------------------------------------------------------------
 
-class RandomTransport implements Transport {
-  constructor(private readonly response: Uint8Array) {}
-  async send(): Promise<Uint8Array> {
-    return this.response;
-  }
-  async close(): Promise<void> {}
-}
-
 /** Commands with rich responses, and a way to call each (handles and parameters are irrelevant here). */
 const commands: { spec: AnyCommandSpec; handles: Record<string, number>; params: Record<string, unknown> }[] = [
   { spec: TPM2.GetCapability, handles: {}, params: { capability: 0, property: 0, propertyCount: 1 } },
@@ -242,23 +235,12 @@ const commands: { spec: AnyCommandSpec; handles: Record<string, number>; params:
   { spec: TPM2.GetRandom, handles: {}, params: { bytesRequested: 8 } },
 ];
 
-/** A response header (tag, correct size, rc) in front of `body`. */
-function framed(tag: number, rc: number, body: Uint8Array): Uint8Array {
-  const out = new Uint8Array(10 + body.length);
-  const dv = new DataView(out.buffer);
-  dv.setUint16(0, tag);
-  dv.setUint32(2, out.length);
-  dv.setUint32(6, rc);
-  out.set(body, 10);
-  return out;
-}
-
 async function parseOnlyTyped(cmd: (typeof commands)[number], response: Uint8Array): Promise<void> {
   try {
-    await execute(new RandomTransport(response), cmd.spec, cmd.handles, cmd.params, { resolveName: async () => new Uint8Array(0) });
+    await execute(new CannedTransport(response), cmd.spec, cmd.handles, cmd.params, { resolveName: async () => new Uint8Array(0) });
   } catch (e) {
     if (e instanceof TpmDecodeError) return;
-    if (e instanceof TpmError && response.length >= 10 && new DataView(response.buffer, response.byteOffset).getUint32(6) === e.rc && e.rc !== 0) return;
+    if (e instanceof TpmError && e.rc !== 0 && e.rc === responseCode(response)) return;
     throw new Error(`${cmd.spec.name}: response parsing threw ${String(e)} for ${Buffer.from(response).toString('hex')}`);
   }
 }
@@ -272,7 +254,7 @@ describe('execute() response parsing (fast-check)', () => {
 
   it('a well-framed success response with a random body: success or TpmDecodeError', async () => {
     await fc.assert(fc.asyncProperty(command, fc.constantFrom(TPM_ST.NO_SESSIONS, TPM_ST.SESSIONS), fc.uint8Array({ maxLength: 400 }), (cmd, tag, body) =>
-      parseOnlyTyped(cmd, framed(tag, 0, body))), { numRuns: 600 });
+      parseOnlyTyped(cmd, successResponse(tag, body))), { numRuns: 600 });
   });
 
   it('a valid response mutated or truncated: success, TpmDecodeError or TpmError', async () => {
@@ -284,19 +266,15 @@ describe('execute() response parsing (fast-check)', () => {
         TPM2_GetRandom: { randomBytes: new Uint8Array(8) },
       };
       const v = values[cmd.spec.name];
-      if (!v) return { cmd: commands[0]!, bytes: framed(TPM_ST.NO_SESSIONS, 0, marshal(TPM2.GetCapability.response, values.TPM2_GetCapability as never)) };
+      if (!v) return { cmd: commands[0]!, bytes: successResponse(TPM_ST.NO_SESSIONS, marshal(TPM2.GetCapability.response, values.TPM2_GetCapability as never)) };
       const params = marshal(cmd.spec.response, v as never);
       const withAuth = cmd.spec.handles.some((h) => h.auth);
-      if (!withAuth) return { cmd, bytes: framed(TPM_ST.NO_SESSIONS, 0, params) };
-      const body = new Uint8Array(4 + params.length + 5);
-      new DataView(body.buffer).setUint32(0, params.length);
-      body.set(params, 4);
-      body.set([0, 0, 1, 0, 0], 4 + params.length);
-      return { cmd, bytes: framed(TPM_ST.SESSIONS, 0, body) };
+      if (!withAuth) return { cmd, bytes: successResponse(TPM_ST.NO_SESSIONS, params) };
+      return { cmd, bytes: successResponse(TPM_ST.SESSIONS, withPasswordAuths(params, 1)) };
     });
     // The unmutated responses parse (the generator is right) ...
     await fc.assert(fc.asyncProperty(valid, async ({ cmd, bytes: b }) => {
-      await execute(new RandomTransport(b), cmd.spec, cmd.handles, cmd.params);
+      await execute(new CannedTransport(b), cmd.spec, cmd.handles, cmd.params);
     }), { numRuns: 100 });
     // ... and damaged ones only ever fail with typed errors.
     await fc.assert(fc.asyncProperty(valid, fc.array(fc.tuple(fc.nat(), u8), { minLength: 1, maxLength: 3 }), fc.nat(), async ({ cmd, bytes: b }, edits, cut) => {

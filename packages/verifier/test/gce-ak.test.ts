@@ -138,6 +138,7 @@ describe('verifyGceAk', () => {
     }
     const broken = await runAll(client({ getGCEEKSigningKey: async () => { throw rpcError(status.INTERNAL, 'boom'); }, signGCEEK: async () => ({ signed: new Uint8Array(0) }) }), { steps: ['gce-ak'] });
     assert.deepEqual(broken.failed, ['gceAk.rpc'], 'any other error fails');
+    assert.equal(broken.steps.at(-1)!.checks[0]!.detail, 'GetGCEEKSigningKey failed: INTERNAL: boom');
     let sent: Uint8Array | undefined;
     const present = client({
       getGCEEKSigningKey: async () => ({ public: pem(key.publicKey), cert: certDer }),

@@ -2,9 +2,9 @@
 // (TCG EK Credential Profile 2.x).
 import { type KeyObject, createPublicKey } from 'node:crypto';
 import {
-  certificateMatchesPublic, ekTemplateEccP256, ekTemplateRsa2048, keyObjectToPublic, objectName, parseCertificate,
-  verifyCertificateChain, type ParsedCertificate, type TPMT_PUBLIC,
+  certificateMatchesPublic, ekTemplateEccP256, ekTemplateRsa2048, keyObjectToPublic, objectName, type ParsedCertificate, type TPMT_PUBLIC,
 } from '@tpmds/tpm2-wire';
+import { checkKeyCertificate } from './certificate.js';
 import { CheckList, errorText, type StepResult } from './checks.js';
 import { describeKeyObject, hex, keyObjectTypeMismatch, type KeyType } from './keys.js';
 
@@ -63,41 +63,23 @@ export async function verifyEk(resp: { ekPub: Uint8Array; ekCert: Uint8Array }, 
     }
   }
 
-  let certificate: ParsedCertificate | undefined;
-  if (resp.ekCert.length === 0) {
-    if (opts.roots.length > 0) c.fail('ek.certificate', 'the TPM has no EK certificate for this key; it cannot be chained to --ek-roots');
-    else c.warn('ek.certificate', 'the TPM has no EK certificate for this key');
-  } else {
-    certificate = c.attempt(
-      'ek.certificate',
-      () => parseCertificate(resp.ekCert),
-      (p) => `subject "${p.subject}", issuer "${p.issuer}", serial ${p.serialNumber}, valid ${p.notBefore.toISOString()} to ${p.notAfter.toISOString()}`,
-    );
-  }
-  if (certificate !== undefined && ekPublic !== undefined) {
-    let matches = false;
-    let why = 'the certificate is for another key than the EK';
-    try {
-      matches = certificateMatchesPublic(resp.ekCert, ekPublic);
-    } catch (e) {
-      why = `the certificate's key cannot be compared: ${errorText(e)}`;
-    }
-    c.expect('ek.certificate.key', matches, 'the certificate is for this EK (same key material)', why);
-  }
-  if (certificate !== undefined) {
-    if (opts.roots.length === 0) {
-      c.warn('ek.certificate.chain', 'no --ek-roots given, chain not checked');
-    } else {
-      const r = await verifyCertificateChain(resp.ekCert, opts.roots, opts.intermediates, opts.at ? { at: opts.at } : {});
-      c.expect(
-        'ek.certificate.chain',
-        r.ok,
-        `chains to one of ${opts.roots.length} root(s)${opts.intermediates.length > 0 ? ` through ${opts.intermediates.length} intermediate(s) given` : ''}`,
-        `does not chain to --ek-roots: ${r.error ?? 'unknown reason'}`,
-      );
-    }
-  }
+  const ek = ekPublic;
+  const { certificate } = await checkKeyCertificate(c, resp.ekCert, {
+    name: 'ek.certificate', roots: opts.roots, intermediates: opts.intermediates, at: opts.at,
+    rootsFlag: '--ek-roots', missing: 'the TPM has no EK certificate for this key',
+    // Without the EK (it did not decode, or is not the requested type) there is nothing to compare.
+    key: ek === undefined ? undefined : { same: 'the certificate is for this EK (same key material)', mismatch: () => ekCertificateMismatch(resp.ekCert, ek) },
+  });
   const value: EkValue | undefined =
     ekPublic !== undefined && key !== undefined ? { ekPublic, ekKey: key, ...(certificate ? { certificate } : {}) } : undefined;
   return c.result(value);
+}
+
+/** Why the certificate `der` is not for the EK `ekPublic` (compared by key material), or undefined when it is. */
+function ekCertificateMismatch(der: Uint8Array, ekPublic: TPMT_PUBLIC): string | undefined {
+  try {
+    return certificateMatchesPublic(der, ekPublic) ? undefined : 'the certificate is for another key than the EK';
+  } catch (e) {
+    return `the certificate's key cannot be compared: ${errorText(e)}`;
+  }
 }

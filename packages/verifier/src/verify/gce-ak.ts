@@ -3,8 +3,9 @@
 // fresh nonce proves the key is in use on the target now; the certificate, chained to --ak-roots,
 // proves whose TPM it lives in, and Google's instance-identity extension says which VM.
 import { type KeyObject, createHash, createPublicKey } from 'node:crypto';
-import { parseCertificate, verifyCertificateChain, type ParsedCertificate } from '@tpmds/tpm2-wire';
+import type { ParsedCertificate } from '@tpmds/tpm2-wire';
 import { decodePublicKeyPem } from '@tpmds/protocol/formats';
+import { checkKeyCertificate } from './certificate.js';
 import { type Check, CheckList, errorText, type StepResult } from './checks.js';
 import { type GceInstanceInfo, describeGceInstanceInfo, gceInstanceInfo } from './gce.js';
 import { signatureVerifies } from './import.js';
@@ -54,41 +55,30 @@ export async function verifyGceAk(resp: { public: Uint8Array; cert: Uint8Array }
   const spki = new Uint8Array(key.export({ format: 'der', type: 'spki' }));
   const value: GceAkValue = { publicKey: key, spkiSha256: hex(new Uint8Array(createHash('sha256').update(spki).digest())), chainVerified: false };
 
-  if (resp.cert.length === 0) {
-    if (opts.roots.length > 0) c.fail('gceAk.certificate', 'the TPM has no certificate for this key (NV 0x01c10000 / 0x01c10002 empty); it cannot be chained to --ak-roots');
-    else c.warn('gceAk.certificate', 'the TPM has no certificate for this key');
-    return c.result(value);
-  }
-  const certificate = c.attempt(
-    'gceAk.certificate',
-    () => parseCertificate(resp.cert),
-    (p) => `subject "${p.subject}", issuer "${p.issuer}", serial ${p.serialNumber}, valid ${p.notBefore.toISOString()} to ${p.notAfter.toISOString()}`,
-  );
+  const checked = await checkKeyCertificate(c, resp.cert, {
+    name: 'gceAk.certificate', roots: opts.roots, intermediates: opts.intermediates, at: opts.at,
+    rootsFlag: '--ak-roots', missing: 'the TPM has no certificate for this key', missingNote: 'NV 0x01c10000 / 0x01c10002 empty',
+    key: { same: 'the certificate is for this key (same key material)', mismatch: (certificate) => gceAkCertificateMismatch(certificate, key) },
+  });
+  const certificate = checked.certificate;
   if (certificate === undefined) return c.result(value);
   value.certificate = certificate;
+  // A certificate for another key proves nothing about this one, however well it chains.
+  value.chainVerified = checked.chained && checked.sameKey;
+  const instance = instanceCheck(c.checks, 'gceAk.instance', certificate, value.chainVerified);
+  if (instance) value.instance = instance;
+  return c.result(value);
+}
+
+/** Why `certificate` is not for `key` (compared by key material), or undefined when it is. */
+function gceAkCertificateMismatch(certificate: ParsedCertificate, key: KeyObject): string | undefined {
   let same = false;
   try {
     same = createPublicKey({ key: Buffer.from(certificate.spki), format: 'der', type: 'spki' }).equals(key);
   } catch {
-    // said below
+    // a key that does not load is not this one
   }
-  c.expect('gceAk.certificate.key', same, 'the certificate is for this key (same key material)', 'the certificate is for another key than the one GetGCEEKSigningKey returned');
-  if (opts.roots.length === 0) {
-    c.warn('gceAk.certificate.chain', 'no --ak-roots given, chain not checked');
-  } else {
-    const r = await verifyCertificateChain(resp.cert, opts.roots, opts.intermediates, opts.at ? { at: opts.at } : {});
-    const chained = c.expect(
-      'gceAk.certificate.chain',
-      r.ok,
-      `chains to one of ${opts.roots.length} root(s)${opts.intermediates.length > 0 ? ` through ${opts.intermediates.length} intermediate(s) given` : ''}`,
-      `does not chain to --ak-roots: ${r.error ?? 'unknown reason'}`,
-    );
-    // A certificate for another key proves nothing about this one, however well it chains.
-    value.chainVerified = chained && same;
-  }
-  const instance = instanceCheck(c.checks, 'gceAk.instance', certificate, value.chainVerified);
-  if (instance) value.instance = instance;
-  return c.result(value);
+  return same ? undefined : 'the certificate is for another key than the one GetGCEEKSigningKey returned';
 }
 
 /**

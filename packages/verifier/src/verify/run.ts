@@ -3,7 +3,7 @@
 import { type KeyObject, randomBytes, randomUUID } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
 import { EV, TPM_ALG, bankName, objectName, parseEventLog, toHex, type PcrValues, type SecureBootFact, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
-import type { GetEKCertResult, HealthStatus, NewKeyResult } from '@tpmds/protocol/proto';
+import type { AttestorClient, GetGCEEKSigningKeyResult, HealthStatus } from '@tpmds/protocol/proto';
 import { type Check, type StepResult, errorText } from './checks.js';
 import { verifyEk } from './ek.js';
 import { verifyAk } from './ak.js';
@@ -16,24 +16,12 @@ import { instanceCheck, verifyGceAk } from './gce-ak.js';
 import type { GceInstanceInfo } from './gce.js';
 import type { KeyType } from './keys.js';
 
-/** The calls `runAll` makes: what `AttestorClient` offers (a test may pass its own). */
-export interface VerifierRpc {
-  healthCheck(service?: string, options?: { deadline?: Date }): Promise<HealthStatus>;
-  getEKCert(keyType?: string, options?: { deadline?: Date }): Promise<GetEKCertResult>;
-  getAK(request: { uid: string; keyType?: string }, options?: { deadline?: Date }): Promise<{ ak: Uint8Array }>;
-  attest(request: { uid: string; encryptedCredentials: Uint8Array }, options?: { deadline?: Date }): Promise<{ secret: Uint8Array }>;
-  quote(
-    request: { uid: string; nonce: Uint8Array },
-    options?: { deadline?: Date },
-  ): Promise<{ platformAttestation: Uint8Array; userspaceEventLog?: Uint8Array; eventLogProblem?: string; userspaceEventLogProblem?: string }>;
-  importBlob(request: { uid: string; encryptedKey: Uint8Array }, options?: { deadline?: Date }): Promise<{ decryptedKey: Uint8Array }>;
-  importSigningKey(request: { uid: string; kid: string; encryptedSigningKey: Uint8Array }, options?: { deadline?: Date }): Promise<{ confirmation: Uint8Array }>;
-  newKey(request: { uid: string; kid: string; keyType?: string }, options?: { deadline?: Date }): Promise<NewKeyResult>;
-  sign(request: { uid: string; kid: string; data: Uint8Array }, options?: { deadline?: Date }): Promise<{ signed: Uint8Array }>;
-  /** The cloud attestation key (a client without these is treated as a target that does not offer it). */
-  getGCEEKSigningKey?(keyType?: string, options?: { deadline?: Date }): Promise<{ public: Uint8Array; cert: Uint8Array }>;
-  signGCEEK?(request: { data: Uint8Array; keyType?: string }, options?: { deadline?: Date }): Promise<{ signed: Uint8Array }>;
-}
+/**
+ * The calls `runAll` makes: those of `AttestorClient` (a test may pass its own). A client without
+ * the cloud attestation key's two is treated as a target that does not offer the key.
+ */
+export type VerifierRpc = Pick<AttestorClient, 'healthCheck' | 'getEKCert' | 'getAK' | 'attest' | 'quote' | 'importBlob' | 'importSigningKey' | 'newKey' | 'sign'> &
+  Partial<Pick<AttestorClient, 'getGCEEKSigningKey' | 'signGCEEK'>>;
 
 /** The steps of `run`, in order; each is also a subcommand of the CLI. */
 export const STEPS = ['health', 'ek', 'ak', 'attest', 'quote', 'import-blob', 'import-signing-key', 'new-key', 'sign', 'gce-ak'] as const;
@@ -319,14 +307,11 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
         notOffered('this client has no GetGCEEKSigningKey/SignGCEEK');
         return;
       }
-      let key: { public: Uint8Array; cert: Uint8Array };
+      let key: GetGCEEKSigningKeyResult;
       try {
         key = await getKey(keyType, call());
       } catch (e) {
-        if (offered(e)) {
-          checks.push({ name: 'gceAk.rpc', ok: false, detail: `GetGCEEKSigningKey failed: ${rpcErrorText(e)}` });
-          throw new RpcFailed();
-        }
+        if (offered(e)) rpcFailed(checks, 'gceAk', 'GetGCEEKSigningKey', e);
         notOffered(`the target offers no cloud attestation key (${rpcErrorText(e)})`);
         return;
       }
@@ -431,9 +416,14 @@ async function rpc<T>(checks: Check[], prefix: string, method: string, f: () => 
   try {
     return await f();
   } catch (e) {
-    checks.push({ name: `${prefix}.rpc`, ok: false, detail: `${method} failed: ${rpcErrorText(e)}` });
-    throw new RpcFailed();
+    rpcFailed(checks, prefix, method, e);
   }
+}
+
+/** Records `e`, the error of RPC `method`, as the failed check `<prefix>.rpc` and ends the step. */
+function rpcFailed(checks: Check[], prefix: string, method: string, e: unknown): never {
+  checks.push({ name: `${prefix}.rpc`, ok: false, detail: `${method} failed: ${rpcErrorText(e)}` });
+  throw new RpcFailed();
 }
 
 /** A single step's result in the report form (for library users who call the verify functions directly). */
