@@ -3,9 +3,11 @@
 // mtime, ctime) changed, so a Quote costs one stat per log; a replaced copy (the device plugin
 // renames a new one into place) or an appended record changes it. What is wrong with a log (missing,
 // unreadable, empty) is logged at start and when it changes, counted in a metric and sent in each
-// QuoteResponse, never logged per call.
+// QuoteResponse, never logged per call. The firmware log's JSON (base64) is encoded once per change
+// too ({@link encodedEventLog}).
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
+import { EncodedGoBytes } from '@tpmds/protocol/formats';
 import type { Logger } from './log.js';
 
 /** Which log. */
@@ -30,6 +32,19 @@ export interface EventLogState {
   readonly problem: string;
 }
 
+const encoded = new WeakMap<EventLogState, EncodedGoBytes>();
+
+/**
+ * A log's bytes as PlatformParameters' EventLog value (base64 JSON), encoded once per state, i.e.
+ * once per change of the file (a state is never modified; a read that finds a change makes a new
+ * one). Encoding a 50 KB log for every Quote took about 0.2 ms.
+ */
+export function encodedEventLog(state: EventLogState): EncodedGoBytes {
+  let e = encoded.get(state);
+  if (e === undefined) encoded.set(state, (e = new EncodedGoBytes(state.bytes)));
+  return e;
+}
+
 /** Where an {@link EventLogs} reports. */
 export interface EventLogMetrics {
   setEventLog(kind: EventLogKind, status: EventLogStatus, bytes: number): void;
@@ -43,6 +58,8 @@ function uid(): string {
 export class EventLogFile {
   #identity: string | undefined;
   #state: EventLogState;
+  /** The read under way, and the stat identity it was started for. */
+  #reading: { identity: string; state: Promise<EventLogState> } | undefined;
   /** How many times the file's bytes were read (for tests: quotes do not re-read an unchanged log). */
   reads = 0;
 
@@ -69,6 +86,18 @@ export class EventLogFile {
       return this.#set('none', this.#failure(e));
     }
     if (identity === this.#identity) return this.#state;
+    // Calls that find the same change meanwhile (a Quote and the readiness poll) share one read.
+    if (this.#reading?.identity === identity) return this.#reading.state;
+    const reading = { identity, state: this.#load(identity) };
+    this.#reading = reading;
+    try {
+      return await reading.state;
+    } finally {
+      if (this.#reading === reading) this.#reading = undefined;
+    }
+  }
+
+  async #load(identity: string): Promise<EventLogState> {
     try {
       this.reads++;
       const bytes = new Uint8Array(await readFile(this.path));
