@@ -62,6 +62,13 @@ describe('attestor event logs', () => {
     appendFileSync(path, '!');
     const changed = await f.read();
     assert.equal(new TextDecoder().decode(encodedEventLog(changed).json), JSON.stringify(Buffer.from('first!').toString('base64')));
+    // A missing file keeps its state until it appears.
+    const later = new EventLogFile('firmware', join(dirs.dir, 'later'));
+    const missing = await later.read();
+    assert.equal(missing.status, 'missing');
+    assert.equal(await later.read(), missing);
+    writeFileSync(join(dirs.dir, 'later'), 'here');
+    assert.deepEqual([(await later.read()).status, later.reads], ['ok', 1]);
   });
 
   it('a missing or empty firmware log is a problem naming the file; an absent userspace log is none', async () => {
