@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { TPM_ALG, TPM_CC, commandName, hash, openTpm, openTransport, toHex, type Tpm, type Transport } from '@tpmds/tpm2-wire';
+import { TPM_ALG, TPM_CC, TPM_RH, commandName, hash, openTpm, openTransport, signingKeyTemplate, srkTemplateEccP256, toHex, type Tpm, type Transport } from '@tpmds/tpm2-wire';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { AttestorTpm } from '../src/tpm/attestor-tpm.js';
 import { TpmBackend } from '../src/tpm-backend.js';
@@ -202,6 +202,28 @@ describe('Quote: PCR values kept and proven by the quote (counted in TPM command
       assert.equal(r.count(TPM_CC.Quote), 3 * BANKS.length, 'three attempts');
       r.beforeCommand = undefined;
       await r.quote();
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('another process flushes the kept AK and loads its own signing keys at the handle numbers: the Quote is still by the AK (its qualifiedSigner checked) and verifies', async () => {
+    const r = await rig(swtpm, 'ecc');
+    try {
+      await r.quote();
+      const ours = (await r.other.getLoadedHandles()).filter((h) => h >>> 24 === 0x80);
+      for (const h of await r.other.getLoadedHandles()) await r.other.flushContext(h);
+      const srk = await r.other.createPrimary(TPM_RH.OWNER, srkTemplateEccP256());
+      const foreign = [srk.handle];
+      for (const keyType of ['ecc', 'rsa'] as const) {
+        const c = await r.other.create(srk.handle, signingKeyTemplate(keyType));
+        foreign.push((await r.other.load(srk.handle, c.private, c.public)).handle);
+      }
+      assert.ok(ours.some((h) => foreign.includes(h)), `a foreign object took one of our handles (${ours.map((h) => h.toString(16))} vs ${foreign.map((h) => h.toString(16))})`);
+      r.commands.length = 0;
+      await r.quote(); // checkQuote: signed by the AK
+      assert.ok(r.count(TPM_CC.Quote) > BANKS.length, 'quoted again after the foreign signer');
+      assert.ok(r.count(TPM_CC.Load) >= 1, 'the AK loaded again');
     } finally {
       await r.close();
     }

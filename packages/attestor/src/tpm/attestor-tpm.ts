@@ -9,7 +9,7 @@ import {
   PERSISTENT_HANDLE, parseTpmAddress, rawBytes, TPMA_NV, TPMA_OBJECT, TPMA_SESSION, TPMT_PUBLIC, TPM_ALG, TPM_RC, TPM_RH, TPM_ST, TPM_SU, Tpm, TpmError, TpmTransportError,
   algName, unmarshal,
   akTemplate, ekTemplateEccP256, ekTemplateRsa2048, hash, openTpm, pcrSelection, signingKeyTemplate,
-  srkTemplateEccP256, bytesEqual, TPM_PT, publicToSpkiDer, signatureToDer,
+  srkTemplateEccP256, bytesEqual, TPM_PT, publicToSpkiDer, signatureToDer, handleName, objectName, qualifiedName,
   type Attestation, type KeyType, type Session, type TPMT_SIG_SCHEME, type TPMT_SIGNATURE, type TPMT_TK, type PolicyStep, type Transport,
 } from '@tpmds/tpm2-wire';
 import { FairQueue, INTERNAL, QueueRejection, type FairQueueOptions, type FlowTag } from './fair-queue.js';
@@ -666,28 +666,60 @@ export class AttestorTpm {
    * read, and what is read must give the quoted digest as well: a PCR extended between the quote
    * and the read makes the flow quote again (at most {@link QUOTE_ATTEMPTS} times), so the values
    * returned are always the values quoted.
+   *
+   * Each quote's signer (TPMS_ATTEST.qualifiedSigner) must be the AK: without a resource manager
+   * another process could flush the kept AK and load its own key at that handle number. Another
+   * signer, or the error of an object there that cannot quote, makes the next flow forget every
+   * cached handle (and reclaim what is not ours) and load the AK again, once.
    */
-  quote(ak: WrappedKey, nonce: Uint8Array, call: FlowTag = internal('quote')): Promise<BankQuote[]> {
-    return this.flow(call, async (tpm) => {
-      const handle = await this.loadKey(tpm, ak);
-      const banks = await this.activeBanks(tpm);
-      for (let attempt = 1; ; attempt++) {
-        const quoted = await quoteBanks(tpm, handle, nonce, banks);
-        const unproven = (): BankQuote[] => quoted.filter((q) => !quotes(q, this.pcrValues.get(q.hashAlg)));
-        let stale = unproven();
-        if (stale.length > 0) {
-          for (const [bank, values] of await readPcrBanks(tpm, stale.map((q) => q.hashAlg))) this.pcrValues.set(bank, values);
-          stale = unproven();
-        }
-        if (stale.length === 0) return quoted.map((q) => ({ ...q, pcrs: this.pcrValues.get(q.hashAlg) as Map<number, Uint8Array> }));
-        if (attempt === QUOTE_ATTEMPTS) {
-          throw new TpmFlowError(
-            'UNAVAILABLE',
-            `PCRs of bank ${stale.map((q) => algName(q.hashAlg)).join(', ')} changed between TPM2_Quote and TPM2_PCR_Read in ${QUOTE_ATTEMPTS} attempts in a row (something extends them continuously): no consistent quote; retry`,
-          );
+  async quote(ak: WrappedKey, nonce: Uint8Array, call: FlowTag = internal('quote')): Promise<BankQuote[]> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.flow(call, (tpm) => this.quoteFlow(tpm, ak, nonce));
+      } catch (e) {
+        const foreign = e instanceof ForeignSigner || (this.handlesShared && notThisKey(e));
+        if (!foreign) throw e;
+        this.objectsEpoch = -1;
+        if (attempt > 0) {
+          throw e instanceof ForeignSigner ? new TpmFlowError('UNAVAILABLE', 'the TPM quoted with an object other than the AK twice: another process is loading objects on this TPM; retry') : e;
         }
       }
-    });
+    }
+  }
+
+  private async quoteFlow(tpm: Tpm, ak: WrappedKey, nonce: Uint8Array): Promise<BankQuote[]> {
+    const handle = await this.loadKey(tpm, ak);
+    const banks = await this.activeBanks(tpm);
+    const signer = this.qualifiedNameOf(ak);
+    for (let attempt = 1; ; attempt++) {
+      const quoted = await quoteBanks(tpm, handle, nonce, banks);
+      if (signer && quoted.some((q) => !bytesEqual(q.attest.qualifiedSigner, signer))) throw new ForeignSigner();
+      const unproven = (): BankQuote[] => quoted.filter((q) => !quotes(q, this.pcrValues.get(q.hashAlg)));
+      let stale = unproven();
+      if (stale.length > 0) {
+        for (const [bank, values] of await readPcrBanks(tpm, stale.map((q) => q.hashAlg))) this.pcrValues.set(bank, values);
+        stale = unproven();
+      }
+      if (stale.length === 0) return quoted.map((q) => ({ ...q, pcrs: this.pcrValues.get(q.hashAlg) as Map<number, Uint8Array> }));
+      if (attempt === QUOTE_ATTEMPTS) {
+        throw new TpmFlowError(
+          'UNAVAILABLE',
+          `PCRs of bank ${stale.map((q) => algName(q.hashAlg)).join(', ')} changed between TPM2_Quote and TPM2_PCR_Read in ${QUOTE_ATTEMPTS} attempts in a row (something extends them continuously): no consistent quote; retry`,
+        );
+      }
+    }
+  }
+
+  /**
+   * The qualified name of a stored key (Part 1, 16.6), which the TPM puts in what the key signs
+   * (TPMS_ATTEST.qualifiedSigner): made from its parent primary's, which is made from the
+   * hierarchy's handle. Undefined while the parent is not known (never once the key was loaded).
+   */
+  private qualifiedNameOf(key: WrappedKey): Uint8Array | undefined {
+    const parent = this.primaries.get(key.parent);
+    if (!parent) return undefined;
+    const parentName = qualifiedName(parent.public.nameAlg, handleName(PRIMARIES[key.parent].hierarchy), parent.name);
+    return qualifiedName(key.public.nameAlg, parentName, objectName(key.public));
   }
 
   /** Import a go-tpm-tools blob under the EK and unseal it (PolicyPCR when the blob is bound to PCRs). */
@@ -915,6 +947,11 @@ function verifiesWith(pub: TPMT_PUBLIC, data: Uint8Array, sig: TPMT_SIGNATURE): 
   } catch {
     return false;
   }
+}
+
+/** A quote signed by an object other than the AK (see {@link AttestorTpm.quote}). */
+class ForeignSigner extends Error {
+  override readonly name = 'ForeignSigner';
 }
 
 /** How many times a Quote flow quotes when PCRs keep changing between its TPM2_Quote and TPM2_PCR_Read. */
