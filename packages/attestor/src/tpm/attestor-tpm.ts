@@ -700,7 +700,7 @@ export class AttestorTpm {
         for (const [bank, values] of await readPcrBanks(tpm, stale.map((q) => q.hashAlg))) this.pcrValues.set(bank, values);
         stale = unproven();
       }
-      if (stale.length === 0) return quoted.map((q) => ({ ...q, pcrs: this.pcrValues.get(q.hashAlg) as Map<number, Uint8Array> }));
+      if (stale.length === 0) return quoted.map((q) => ({ ...q, pcrs: new Map(this.pcrValues.get(q.hashAlg)) })); // copies: the kept maps stay ours
       if (attempt === QUOTE_ATTEMPTS) {
         throw new TpmFlowError(
           'UNAVAILABLE',
