@@ -31,7 +31,7 @@ import type { AttestorBackend, CallOptions, CheckedEncryptedCredential } from '.
 import type { AttestorConfig } from './config.js';
 import { validateConfig } from './config.js';
 import { AttestorError, ConfigError, grpcStatusOf, statusName } from './errors.js';
-import { EventLogs } from './event-logs.js';
+import { EventLogs, encodedEventLog } from './event-logs.js';
 import { HealthService } from './health.js';
 import { closeHttpServer, httpAddress, startHttpServer } from './http.js';
 import { SignRateLimiter, parseSignRate } from './limits.js';
@@ -315,7 +315,7 @@ class VerifierHandlers {
         // Read after the quote, so the logs hold at least every measurement the quote covers.
         const logs = await this.eventLogs.read();
         return new pb.QuoteResponse({
-          platformAttestation: encodePlatformParameters({ ...platform, eventLog: logs.firmware.bytes }),
+          platformAttestation: encodePlatformParameters({ ...platform, eventLog: encodedEventLog(logs.firmware) }),
           userspaceEventLog: logs.userspace.bytes,
           eventLogProblem: logs.firmware.problem,
           userspaceEventLogProblem: logs.userspace.problem,

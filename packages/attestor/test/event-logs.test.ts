@@ -7,7 +7,7 @@ import { appendFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { decodePlatformParameters } from '@tpmds/protocol/formats';
-import { EventLogFile, EventLogs } from '../src/event-logs.js';
+import { EventLogFile, EventLogs, encodedEventLog } from '../src/event-logs.js';
 import { Logger } from '../src/log.js';
 import { startFake, tempDir } from './helpers.js';
 
@@ -49,6 +49,26 @@ describe('attestor event logs', () => {
     assert.equal(f.reads, 3);
     await f.read();
     assert.equal(f.reads, 3);
+  });
+
+  it('calls that find the same change at once (a Quote and the readiness poll) share one read; its JSON is encoded once per change', async () => {
+    const path = join(dirs.dir, 'log');
+    writeFileSync(path, 'first');
+    const f = new EventLogFile('firmware', path);
+    const states = await Promise.all(Array.from({ length: 5 }, () => f.read()));
+    assert.equal(f.reads, 1);
+    assert.ok(states.every((s) => s === states[0]));
+    assert.equal(encodedEventLog(states[0]!), encodedEventLog(await f.read()), 'encoded once for an unchanged log');
+    appendFileSync(path, '!');
+    const changed = await f.read();
+    assert.equal(new TextDecoder().decode(encodedEventLog(changed).json), JSON.stringify(Buffer.from('first!').toString('base64')));
+    // A missing file keeps its state until it appears.
+    const later = new EventLogFile('firmware', join(dirs.dir, 'later'));
+    const missing = await later.read();
+    assert.equal(missing.status, 'missing');
+    assert.equal(await later.read(), missing);
+    writeFileSync(join(dirs.dir, 'later'), 'here');
+    assert.deepEqual([(await later.read()).status, later.reads], ['ok', 1]);
   });
 
   it('a missing or empty firmware log is a problem naming the file; an absent userspace log is none', async () => {

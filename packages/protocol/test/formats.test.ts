@@ -14,6 +14,7 @@ import {
   encodeAttestationParameters,
   encodeCertificationParameters,
   encodeEncryptedCredential,
+  EncodedGoBytes,
   encodePlatformParameters,
   encodePublicKeyPem,
   pcrFromJson,
@@ -179,6 +180,14 @@ describe('formats: go-attestation JSON', () => {
       const out = encodePlatformParameters(p);
       assert.equal(text(out), '{"TPMVersion":2,"Public":null,"Quotes":null,"PCRs":null,"EventLog":null}\n');
       assert.deepEqual(decodePlatformParameters(out), p);
+    });
+
+    it('an event log encoded ahead (EncodedGoBytes) gives the same bytes', () => {
+      for (const eventLog of [null, bytes(), bytes(0, 1, 2, 0xff), new Uint8Array(50_000).map((_, i) => i * 7)]) {
+        const p = { ...sample, eventLog };
+        assert.deepEqual(encodePlatformParameters({ ...p, eventLog: new EncodedGoBytes(eventLog) }), encodePlatformParameters(p));
+        assert.deepEqual(encodePlatformParameters({ ...p, quotes: null, pcrs: [], eventLog: new EncodedGoBytes(eventLog) }), encodePlatformParameters({ ...p, quotes: null, pcrs: [] }));
+      }
     });
 
     it('names the failing element of a list', () => {

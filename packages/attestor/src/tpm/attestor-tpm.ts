@@ -6,10 +6,10 @@
  * with parameter encryption.
  */
 import {
-  PERSISTENT_HANDLE, parseTpmAddress, rawBytes, TPMA_NV, TPMA_OBJECT, TPMA_SESSION, TPMT_PUBLIC, TPM_ALG, TPM_RC, TPM_RH, TPM_SU, Tpm, TpmError, TpmTransportError,
+  PERSISTENT_HANDLE, parseTpmAddress, rawBytes, TPMA_NV, TPMA_OBJECT, TPMA_SESSION, TPMT_PUBLIC, TPM_ALG, TPM_RC, TPM_RH, TPM_ST, TPM_SU, Tpm, TpmError, TpmTransportError,
   algName, unmarshal,
   akTemplate, ekTemplateEccP256, ekTemplateRsa2048, hash, openTpm, pcrSelection, signingKeyTemplate,
-  srkTemplateEccP256, bytesEqual, TPM_PT, publicToSpkiDer, signatureToDer,
+  srkTemplateEccP256, bytesEqual, TPM_PT, publicToSpkiDer, signatureToDer, handleName, objectName, qualifiedName,
   type Attestation, type KeyType, type Session, type TPMT_SIG_SCHEME, type TPMT_SIGNATURE, type TPMT_TK, type PolicyStep, type Transport,
 } from '@tpmds/tpm2-wire';
 import { FairQueue, INTERNAL, QueueRejection, type FairQueueOptions, type FlowTag } from './fair-queue.js';
@@ -204,6 +204,8 @@ export class AttestorTpm {
   /** Transport.startups when the cached objects were loaded: a TPM started since invalidates them. */
   private objectsEpoch = 0;
   private banks: number[] | undefined;
+  /** The PCR values last read, per bank: kept while the quotes prove them current (see {@link quote}). */
+  private readonly pcrValues = new Map<number, Map<number, Uint8Array>>();
   private readonly ekCertificates = new Map<KeyType, Uint8Array | null>();
   /** Templates and certificates read from NV (the platform writes them once; absent ones are looked for again). */
   private readonly nvTemplates = new Map<number, TPMT_PUBLIC>();
@@ -656,21 +658,68 @@ export class AttestorTpm {
     return this.banks;
   }
 
-  /** One quote per active PCR bank over PCRs 0-23 with `nonce`, plus the PCR values (read for every bank at once). */
-  quote(ak: WrappedKey, nonce: Uint8Array, call: FlowTag = internal('quote')): Promise<BankQuote[]> {
-    return this.flow(call, async (tpm) => {
-      const handle = await this.loadKey(tpm, ak);
-      const quoted: { bank: number; q: Attestation }[] = [];
-      for (const bank of await this.activeBanks(tpm)) {
-        const q = await tpm.quote(handle, nonce, pcrSelection(bank, ALL_PCRS));
-        if (q.attest.type !== 0x8018) throw new TpmFlowError('INTERNAL', 'TPM2_Quote returned a non-quote attestation');
-        const sel = q.attest.attested.pcrSelect.find((s) => s.hash === bank);
-        if (!sel || sel.pcrSelect.every((b) => b === 0)) continue; // bank not really allocated
-        quoted.push({ bank, q });
+  /**
+   * One quote per active PCR bank over PCRs 0-23 with `nonce`, plus the PCR values the quotes
+   * cover. PCRs change rarely, so the values last read are kept: when they hash to each quote's
+   * pcrDigest (over exactly the selection the TPM quoted), the quotes prove them current and no
+   * TPM2_PCR_Read is sent. The banks whose digest differs (first call, an extend, a TPM reset) are
+   * read, and what is read must give the quoted digest as well: a PCR extended between the quote
+   * and the read makes the flow quote again (at most {@link QUOTE_ATTEMPTS} times), so the values
+   * returned are always the values quoted.
+   *
+   * Each quote's signer (TPMS_ATTEST.qualifiedSigner) must be the AK: without a resource manager
+   * another process could flush the kept AK and load its own key at that handle number. Another
+   * signer, or the error of an object there that cannot quote, makes the next flow forget every
+   * cached handle (and reclaim what is not ours) and load the AK again, once.
+   */
+  async quote(ak: WrappedKey, nonce: Uint8Array, call: FlowTag = internal('quote')): Promise<BankQuote[]> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.flow(call, (tpm) => this.quoteFlow(tpm, ak, nonce));
+      } catch (e) {
+        const foreign = e instanceof ForeignSigner || (this.handlesShared && notThisKey(e));
+        if (!foreign) throw e;
+        this.objectsEpoch = -1;
+        if (attempt > 0) {
+          throw e instanceof ForeignSigner ? new TpmFlowError('UNAVAILABLE', 'the TPM quoted with an object other than the AK twice: another process is loading objects on this TPM; retry') : e;
+        }
       }
-      const pcrs = await readPcrBanks(tpm, quoted.map((x) => x.bank));
-      return quoted.map(({ bank, q }) => ({ ...q, hashAlg: bank, pcrs: pcrs.get(bank) as Map<number, Uint8Array> }));
-    });
+    }
+  }
+
+  private async quoteFlow(tpm: Tpm, ak: WrappedKey, nonce: Uint8Array): Promise<BankQuote[]> {
+    const handle = await this.loadKey(tpm, ak);
+    const banks = await this.activeBanks(tpm);
+    const signer = this.qualifiedNameOf(ak);
+    for (let attempt = 1; ; attempt++) {
+      const quoted = await quoteBanks(tpm, handle, nonce, banks);
+      if (signer && quoted.some((q) => !bytesEqual(q.attest.qualifiedSigner, signer))) throw new ForeignSigner();
+      const unproven = (): BankQuote[] => quoted.filter((q) => !quotes(q, this.pcrValues.get(q.hashAlg)));
+      let stale = unproven();
+      if (stale.length > 0) {
+        for (const [bank, values] of await readPcrBanks(tpm, stale.map((q) => q.hashAlg))) this.pcrValues.set(bank, values);
+        stale = unproven();
+      }
+      if (stale.length === 0) return quoted.map((q) => ({ ...q, pcrs: new Map(this.pcrValues.get(q.hashAlg)) })); // copies: the kept maps stay ours
+      if (attempt === QUOTE_ATTEMPTS) {
+        throw new TpmFlowError(
+          'UNAVAILABLE',
+          `PCRs of bank ${stale.map((q) => algName(q.hashAlg)).join(', ')} changed between TPM2_Quote and TPM2_PCR_Read in ${QUOTE_ATTEMPTS} attempts in a row (something extends them continuously): no consistent quote; retry`,
+        );
+      }
+    }
+  }
+
+  /**
+   * The qualified name of a stored key (Part 1, 16.6), which the TPM puts in what the key signs
+   * (TPMS_ATTEST.qualifiedSigner): made from its parent primary's, which is made from the
+   * hierarchy's handle. Undefined while the parent is not known (never once the key was loaded).
+   */
+  private qualifiedNameOf(key: WrappedKey): Uint8Array | undefined {
+    const parent = this.primaries.get(key.parent);
+    if (!parent) return undefined;
+    const parentName = qualifiedName(parent.public.nameAlg, handleName(PRIMARIES[key.parent].hierarchy), parent.name);
+    return qualifiedName(key.public.nameAlg, parentName, objectName(key.public));
   }
 
   /** Import a go-tpm-tools blob under the EK and unseal it (PolicyPCR when the blob is bound to PCRs). */
@@ -898,6 +947,49 @@ function verifiesWith(pub: TPMT_PUBLIC, data: Uint8Array, sig: TPMT_SIGNATURE): 
   } catch {
     return false;
   }
+}
+
+/** A quote signed by an object other than the AK (see {@link AttestorTpm.quote}). */
+class ForeignSigner extends Error {
+  override readonly name = 'ForeignSigner';
+}
+
+/** How many times a Quote flow quotes when PCRs keep changing between its TPM2_Quote and TPM2_PCR_Read. */
+const QUOTE_ATTEMPTS = 3;
+
+/** TPM2_Quote of PCRs 0-23 of each bank in `banks` (a bank the TPM quotes no PCR of is left out); `pcrs` is filled in by the caller. */
+async function quoteBanks(tpm: Tpm, handle: number, nonce: Uint8Array, banks: readonly number[]): Promise<BankQuote[]> {
+  const quoted: BankQuote[] = [];
+  for (const bank of banks) {
+    const q = await tpm.quote(handle, nonce, pcrSelection(bank, ALL_PCRS));
+    if (q.attest.type !== TPM_ST.ATTEST_QUOTE) throw new TpmFlowError('INTERNAL', 'TPM2_Quote returned a non-quote attestation');
+    const sel = q.attest.attested.pcrSelect.find((s) => s.hash === bank);
+    if (!sel || sel.pcrSelect.every((b) => b === 0)) continue; // bank not really allocated
+    quoted.push({ ...q, hashAlg: bank, pcrs: new Map() });
+  }
+  return quoted;
+}
+
+/**
+ * Whether `values` (one bank's) are what `q` quoted: its pcrDigest is the hash, with the signing
+ * scheme's hash, of the selected PCRs in the TPM's order (selection list order, ascending index;
+ * Part 3, 18.4). SHA-256 collision resistance makes equal digests equal values.
+ */
+function quotes(q: BankQuote, values: ReadonlyMap<number, Uint8Array> | undefined): boolean {
+  if (values === undefined || q.attest.type !== TPM_ST.ATTEST_QUOTE) return false;
+  const selected: Uint8Array[] = [];
+  for (const sel of q.attest.attested.pcrSelect) {
+    if (sel.hash !== q.hashAlg) return false; // one bank per quote is what quoteBanks asks for
+    for (let i = 0; i < sel.pcrSelect.length * 8; i++) {
+      if (!((sel.pcrSelect[i >> 3] as number) & (1 << (i & 7)))) continue;
+      const value = values.get(i);
+      if (value === undefined) return false;
+      selected.push(value);
+    }
+  }
+  const sigHash = 'hash' in q.signature ? q.signature.hash : undefined;
+  if (sigHash === undefined) return false;
+  return bytesEqual(hash(sigHash, ...selected), q.attest.attested.pcrDigest);
 }
 
 /**

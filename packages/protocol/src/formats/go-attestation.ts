@@ -145,15 +145,42 @@ export function pcrFromJson(obj: JsonObject, path = 'PCR'): PCR {
   };
 }
 
-/** Encodes PlatformParameters as go-attestation JSON. */
-export function encodePlatformParameters(p: PlatformParameters): Uint8Array {
-  return serializeJson({
+/**
+ * A `[]byte` value's JSON (base64 in quotes, or null) encoded once, for bytes sent in many
+ * documents: the attestor sends the same firmware event log (tens of KB) with every quote.
+ */
+export class EncodedGoBytes {
+  readonly json: Uint8Array;
+  constructor(bytes: GoBytes) {
+    this.json = new TextEncoder().encode(JSON.stringify(bytesValue(bytes)));
+  }
+}
+
+/** The end of PlatformParameters' JSON with a null EventLog, the last field in Go's order. */
+const NULL_EVENT_LOG_END = '"EventLog":null}\n';
+
+/**
+ * Encodes PlatformParameters as go-attestation JSON. `eventLog` may be encoded ahead
+ * ({@link EncodedGoBytes}): the output is the same bytes, without encoding the log again.
+ */
+export function encodePlatformParameters(p: Omit<PlatformParameters, 'eventLog'> & { eventLog: GoBytes | EncodedGoBytes }): Uint8Array {
+  const eventLog = p.eventLog instanceof EncodedGoBytes ? p.eventLog : undefined;
+  const out = serializeJson({
     TPMVersion: p.tpmVersion,
     Public: bytesValue(p.public),
     Quotes: p.quotes === null ? null : p.quotes.map(quoteJson),
     PCRs: p.pcrs === null ? null : p.pcrs.map(pcrJson),
-    EventLog: bytesValue(p.eventLog),
+    EventLog: eventLog ? null : bytesValue(p.eventLog as GoBytes),
   });
+  if (!eventLog) return out;
+  // Put the encoded log in place of that null.
+  const head = out.length - NULL_EVENT_LOG_END.length + '"EventLog":'.length;
+  const tail = out.subarray(out.length - 2); // "}\n"
+  const joined = new Uint8Array(head + eventLog.json.length + tail.length);
+  joined.set(out.subarray(0, head));
+  joined.set(eventLog.json, head);
+  joined.set(tail, head + eventLog.json.length);
+  return joined;
 }
 
 /** Decodes go-attestation PlatformParameters JSON; throws FormatError. */

@@ -11,6 +11,7 @@ export type {
   Quote,
 } from './go-attestation.js';
 export {
+  EncodedGoBytes,
   GoCryptoHash,
   TPM_VERSION_20,
   attestationParametersFromJson,
