@@ -35,7 +35,7 @@ import { AttestorTpm } from '../src/tpm/attestor-tpm.js';
 import { startSwtpm } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { TestPki } from '../test/fixtures/pki.js';
 import { startMinimalSignServer, type MinimalKey } from './minimal-server.js';
-import type { SignJob } from './sign-client.js';
+import type { CallerJob } from './callers.js';
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(name);
@@ -123,18 +123,18 @@ try {
   const serverCreds = (): grpc.ServerCredentials => grpc.ServerCredentials.createSsl(pki.caPem, [{ cert_chain: server.certPem, private_key: server.keyPem }], true);
   const clientCreds = grpc.credentials.createSsl(pki.caPem, client.keyPem, client.certPem);
   const NAME = { 'grpc.ssl_target_name_override': 'localhost' };
-  // The Sign callers of part 1 run in a worker thread (bench/sign-client.ts), as deployed callers
+  // The callers of part 1 (Sign, Quote) run in a worker thread (bench/callers.ts), as deployed callers
   // are other processes: the servers' event loop serves, it does not also call.
   const callers = new Worker(
-    `import('tsx/esm/api').then((tsx) => tsx.register()).then(() => import(${JSON.stringify(new URL('./sign-client.ts', import.meta.url).href)}))`,
+    `import('tsx/esm/api').then((tsx) => tsx.register()).then(() => import(${JSON.stringify(new URL('./callers.ts', import.meta.url).href)}))`,
     { eval: true }, // a worker does not inherit the --import tsx of this process
   );
   let pending = Promise.resolve<unknown>(null);
-  const ask = <T>(job: SignJob): Promise<T> => {
+  const ask = <T>(job: CallerJob): Promise<T> => {
     const answer = pending.then(
       () =>
         new Promise<T>((resolve, reject) => {
-          callers.once('message', (m: { result?: T; error?: string }) => (m.error === undefined ? resolve(m.result as T) : reject(new Error(`sign-client: ${m.error}`))));
+          callers.once('message', (m: { result?: T; error?: string }) => (m.error === undefined ? resolve(m.result as T) : reject(new Error(`callers: ${m.error}`))));
           callers.postMessage(job);
         }),
     );
@@ -255,14 +255,14 @@ try {
       await rawQuotesAlone();
       for (const b of banks) await raw.readPcrs(b, all);
     };
-    const rpcQuote = (): Promise<unknown> => ac.quote({ uid: 'bench-ecc', nonce });
+    const rpcQuotes = (n: number): Promise<number[]> => ask({ op: 'quoteLatencies', name: 'attestor', uid: 'bench-ecc', nonce, n });
     const q: Record<string, number[]> = { raw: [], quotes: [], rpc: [] };
     for (let r = 0; r < ROUNDS; r++) {
       observe = undefined;
       q['raw']!.push(...(await latencies(Math.ceil(N / 4), rawQuote)));
       q['quotes']!.push(...(await latencies(Math.ceil(N / 4), rawQuotesAlone)));
       observe = attestorObserve;
-      q['rpc']!.push(...(await latencies(Math.ceil(N / 4), rpcQuote)));
+      q['rpc']!.push(...(await rpcQuotes(Math.ceil(N / 4))));
     }
     observe = undefined;
     await raw.flushContext(ak.handle);

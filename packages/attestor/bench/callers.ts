@@ -8,15 +8,16 @@ import { parentPort } from 'node:worker_threads';
 import { AttestorClient } from '@tpmds/protocol';
 
 /** What run.ts asks for: connect a named client, then time Sign calls through it. */
-export type SignJob =
+export type CallerJob =
   | { op: 'connect'; name: string; address: string; caPem: string; keyPem: string; certPem: string; targetName: string }
   | { op: 'latencies'; name: string; uid: string; kid: string; n: number }
+  | { op: 'quoteLatencies'; name: string; uid: string; nonce: Uint8Array; n: number }
   | { op: 'throughput'; name: string; uid: string; kid: string; callers: number; total: number }
   | { op: 'disconnect'; name: string }
   | { op: 'close' };
 
 const port = parentPort;
-if (port === null) throw new Error('sign-client.ts runs as a worker thread of run.ts');
+if (port === null) throw new Error('callers.ts runs as a worker thread of run.ts');
 const clients = new Map<string, AttestorClient>();
 const data = new Uint8Array(64).fill(1);
 
@@ -26,7 +27,17 @@ const client = (name: string): AttestorClient => {
   return c;
 };
 
-async function run(job: SignJob): Promise<unknown> {
+async function timed(n: number, call: () => Promise<unknown>): Promise<number[]> {
+  const xs: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await call();
+    xs.push(performance.now() - t0);
+  }
+  return xs;
+}
+
+async function run(job: CallerJob): Promise<unknown> {
   switch (job.op) {
     case 'connect': {
       clients.get(job.name)?.close();
@@ -37,13 +48,11 @@ async function run(job: SignJob): Promise<unknown> {
     }
     case 'latencies': {
       const c = client(job.name);
-      const xs: number[] = [];
-      for (let i = 0; i < job.n; i++) {
-        const t0 = performance.now();
-        await c.sign({ uid: job.uid, kid: job.kid, data });
-        xs.push(performance.now() - t0);
-      }
-      return xs;
+      return timed(job.n, () => c.sign({ uid: job.uid, kid: job.kid, data }));
+    }
+    case 'quoteLatencies': {
+      const c = client(job.name);
+      return timed(job.n, () => c.quote({ uid: job.uid, nonce: job.nonce }));
     }
     case 'throughput': {
       const c = client(job.name);
@@ -67,7 +76,7 @@ async function run(job: SignJob): Promise<unknown> {
   }
 }
 
-port.on('message', (job: SignJob) => {
+port.on('message', (job: CallerJob) => {
   run(job).then(
     (result) => port.postMessage({ result }),
     (e: unknown) => port.postMessage({ error: e instanceof Error ? e.message : String(e) }),
