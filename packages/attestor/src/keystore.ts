@@ -389,7 +389,8 @@ function errno(e: unknown): string | undefined {
   return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
 }
 
-async function fsyncDir(dir: string): Promise<void> {
+/** fsync of a directory: its entries (names created, linked or removed in it) are on disk. */
+export async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
   try {
     await fh.sync();
