@@ -307,7 +307,12 @@ try {
       const sign = (p: AttestorProcess) => (i: number) => p.client.sign({ uid: 'rss', kid: 'k', data: new Uint8Array([i & 255]) });
       const lat = new Map<Runtime, number[]>(runtimes.map((r) => [r, []]));
       for (const p of procs.values()) await latencies(30, sign(p)); // warm-up
-      for (let r = 0; r < ROUNDS; r++) for (const [runtime, p] of procs) lat.get(runtime)!.push(...(await latencies(N, sign(p))));
+      for (let r = 0; r < ROUNDS; r++) {
+        // Each round in the other order: neither process is always the one right after the other.
+        const order = [...procs];
+        if (r % 2 === 1) order.reverse();
+        for (const [runtime, p] of order) lat.get(runtime)!.push(...(await latencies(N, sign(p))));
+      }
       for (const [runtime, p] of procs) {
         const m: ProcessMemory = { runtime, p50: p50(lat.get(runtime)!), p99: p99(lat.get(runtime)!), start: p.memory(), rounds: [], idle: p.memory() };
         for (let round = 0; round < 2; round++) {
