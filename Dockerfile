@@ -9,7 +9,9 @@
 # runtime stage needs nothing but Node.
 
 # Any Node LTS >= 20.19 works; the tests run on 20, the image uses the current LTS line.
-# NODE_IMAGE needs node and npm (the build stage); NODE_RUNTIME_IMAGE needs node and a POSIX sh.
+# NODE_IMAGE needs node and npm (the build stage); NODE_RUNTIME_IMAGE needs node, a POSIX sh and an
+# env that knows -S (GNU coreutils >= 8.30, as in Debian's; not busybox): the entry point
+# tpmds-attestor runs with the runtime settings on its first line (packages/attestor/README.md, "Memory").
 ARG NODE_IMAGE=node:24-bookworm-slim
 ARG NODE_RUNTIME_IMAGE=${NODE_IMAGE}
 

@@ -8,14 +8,17 @@
  *            loaded, SHA-256 + TPM2_Sign only;
  *   attestor the attestor as deployed: mTLS + --auth mtls, info logging (JSON lines to a null
  *            sink), metrics, key store, TPM queue, object cache.
- * Part 2 (the built attestor as a child process): NewKey and a first GetAK cold (--key-pool 0) and
- * from the pool (--key-pool rsa=3,ecc=3), and the pooled process's RSS over 2 x 10,000 Sign RPCs.
+ * Part 2 (the built attestor as child processes, started with the runtime settings of its launcher
+ * bin/tpmds-attestor.js, as deployed; a second swtpm lets two run side by side): NewKey and a first
+ * GetAK cold (--key-pool 0) and from the pool (--key-pool rsa=3,ecc=3), calls alternating; then
+ * Sign latency and the RSS over 2 x 10,000 Sign RPCs (with --compare-runtime also under node's
+ * defaults, side by side).
  *
- *   pnpm build && pnpm bench [--rounds R] [--n N] [--rss-rpcs N]
+ *   pnpm build && pnpm bench [--rounds R] [--n N] [--rss-rpcs N] [--compare-runtime]
  */
 import * as grpc from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { get } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -36,6 +39,7 @@ import { startSwtpm } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { TestPki } from '../test/fixtures/pki.js';
 import { startMinimalSignServer, type MinimalKey } from './minimal-server.js';
 import type { CallerJob } from './callers.js';
+import { launcherSettings } from './launcher.js';
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(name);
@@ -47,8 +51,8 @@ const RSS_RPCS = arg('--rss-rpcs', 10_000);
 /** Sign RPCs per throughput measurement (at least 30 per caller). */
 const THROUGHPUT_CALLS = arg('--throughput-calls', 1000);
 const CORES = availableParallelism();
-/** NODE_OPTIONS of the attestor process (default none, as deployed), e.g. --node-options --max-semi-space-size=2. */
-const CHILD_NODE_OPTIONS = process.argv.includes('--node-options') ? (process.argv[process.argv.indexOf('--node-options') + 1] ?? '') : '';
+/** Part 2 also runs the attestor under node's defaults (without the launcher's settings), side by side. */
+const COMPARE_RUNTIME = process.argv.includes('--compare-runtime');
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const ATTESTOR_MAIN = join(REPO, 'packages/attestor/dist/main.js');
 
@@ -276,26 +280,143 @@ try {
     await shared.close();
   }
 
-  // ---- part 2: the built attestor as a process: NewKey/GetAK cold (no pool) and pooled, RSS ----
-  const POOL = 3;
-  /** Runs the built attestor with `--key-pool pool` on a fresh state directory while `body` runs. */
-  const withAttestorProcess = async (pool: string, body: (p: { client: AttestorClient; poolMade: (n: number) => Promise<void>; rss: () => number }) => Promise<void>): Promise<void> => {
+  // ---- part 2: the built attestor as processes, started as deployed (the launcher's settings) ----
+  type Runtime = 'deployed' | 'node defaults';
+  interface Memory {
+    /** VmRSS, and its parts RssAnon (heap, stacks, malloc) and RssFile (mapped files: mostly the node binary). */
+    rss: number;
+    anon: number;
+    file: number;
+  }
+  interface AttestorProcess {
+    client: AttestorClient;
+    close: () => Promise<void>;
+    /** TPM2_Create commands the process ran so far (its metrics). */
+    creates: () => Promise<number>;
+    poolFull: () => Promise<void>;
+    memory: () => Memory;
+  }
+  interface ProcessMemory {
+    runtime: Runtime;
+    p50: number;
+    p99: number;
+    start: Memory;
+    rounds: { perSecond: number; peak: number; end: Memory }[];
+    idle: Memory;
+  }
+  let keyCreation: { pooledNewKey: Record<string, number[]>; pooledGetAk: Record<string, number[]>; creations: number; requestPathCreates: number } | undefined;
+  const memory: ProcessMemory[] = [];
+  const deployed = launcherSettings();
+  /** A second swtpm: two attestor processes side by side, each with a TPM of its own (neither flushes the other's objects). */
+  const sw2 = await startSwtpm({ transport: 'unix' });
+  try {
+    const POOL = 3;
+    const CREATIONS = 5;
+    // Key creation: a cold attestor (no pool) on one swtpm and a pooled one on the other, calls alternating.
+    const cold = await startAttestorProcess({ name: 'cold', tpm: sw2.address, pool: 'rsa=0,ecc=0', runtime: 'deployed' });
+    const pooled = await startAttestorProcess({ name: 'pooled', tpm: sw.address, pool: `rsa=${POOL},ecc=${POOL}`, runtime: 'deployed' });
+    const pooledNewKey: Record<string, number[]> = { rsa: [], ecc: [] };
+    const pooledGetAk: Record<string, number[]> = { rsa: [], ecc: [] };
+    const requestPathCreates: number[] = [];
+    try {
+      await pooled.poolFull();
+      for (const keyType of ['ecc', 'rsa'] as const) {
+        // Not counted: the cold attestor's first GetAK and NewKey of the type create and load its SRK.
+        await cold.client.getAK({ uid: `warm-${keyType}`, keyType });
+        await cold.client.newKey({ uid: `warm-${keyType}`, kid: 'k', keyType });
+        // Each pooled call with the pool full, as when keys are asked for now and then (a call
+        // right behind another waits for the Create that refills the pool); each NewKey on the AK
+        // the GetAK before it made, in both attestors.
+        for (let i = 0; i < CREATIONS; i++) {
+          coldGetAk[keyType]!.push(...(await latencies(1, () => cold.client.getAK({ uid: `cold-${keyType}-${i}`, keyType }))));
+          let creates = await pooled.creates();
+          pooledGetAk[keyType]!.push(...(await latencies(1, () => pooled.client.getAK({ uid: `pooled-${keyType}-${i}`, keyType }))));
+          requestPathCreates.push((await pooled.creates()) - creates); // 0 unless the refill started meanwhile
+          await pooled.poolFull();
+          coldNewKey[keyType]!.push(...(await latencies(1, () => cold.client.newKey({ uid: `cold-${keyType}-${i}`, kid: 'k', keyType }))));
+          creates = await pooled.creates();
+          pooledNewKey[keyType]!.push(...(await latencies(1, () => pooled.client.newKey({ uid: `pooled-${keyType}-${i}`, kid: 'k', keyType }))));
+          requestPathCreates.push((await pooled.creates()) - creates);
+          await pooled.poolFull();
+        }
+      }
+    } finally {
+      await cold.close();
+      await pooled.close();
+    }
+    keyCreation = { pooledNewKey, pooledGetAk, creations: CREATIONS, requestPathCreates: requestPathCreates.reduce((x, y) => x + y, 0) };
+
+    // Sign latency and RSS: the attestor as deployed (and, with --compare-runtime, beside it one
+    // under node's defaults), no pool, one ECC key; Sign latency in alternating rounds, then
+    // 2 x RSS_RPCS Sign RPCs (8 callers) on each in turn.
+    const runtimes: Runtime[] = COMPARE_RUNTIME ? ['deployed', 'node defaults'] : ['deployed'];
+    const procs = new Map<Runtime, AttestorProcess>();
+    try {
+      for (const [i, runtime] of runtimes.entries()) {
+        const p = await startAttestorProcess({ name: runtime, tpm: i === 0 ? sw.address : sw2.address, pool: 'rsa=0,ecc=0', runtime });
+        procs.set(runtime, p);
+        await p.client.getAK({ uid: 'rss', keyType: 'ecc' });
+        await p.client.newKey({ uid: 'rss', kid: 'k', keyType: 'ecc' });
+      }
+      const sign = (p: AttestorProcess) => (i: number) => p.client.sign({ uid: 'rss', kid: 'k', data: new Uint8Array([i & 255]) });
+      const lat = new Map<Runtime, number[]>(runtimes.map((r) => [r, []]));
+      for (const p of procs.values()) await latencies(30, sign(p)); // warm-up
+      for (let r = 0; r < ROUNDS; r++) {
+        // Each round in the other order: neither process is always the one right after the other.
+        const order = [...procs];
+        if (r % 2 === 1) order.reverse();
+        for (const [runtime, p] of order) lat.get(runtime)!.push(...(await latencies(N, sign(p))));
+      }
+      for (const [runtime, p] of procs) {
+        const m: ProcessMemory = { runtime, p50: p50(lat.get(runtime)!), p99: p99(lat.get(runtime)!), start: p.memory(), rounds: [], idle: p.memory() };
+        for (let round = 0; round < 2; round++) {
+          let peak = 0;
+          const sample = setInterval(() => (peak = Math.max(peak, p.memory().rss)), 100);
+          const perSecond = await throughput(8, RSS_RPCS, sign(p));
+          clearInterval(sample);
+          const end = p.memory();
+          m.rounds.push({ perSecond, peak: Math.max(peak, end.rss), end });
+        }
+        memory.push(m);
+      }
+      await new Promise((r) => setTimeout(r, 3000));
+      for (const m of memory) m.idle = procs.get(m.runtime)!.memory();
+    } finally {
+      for (const p of procs.values()) await p.close();
+    }
+  } finally {
+    await sw2.stop();
+  }
+
+  /** An attestor process: the built attestor with `pool` on `tpm`, mTLS, info logging to a pipe, a fresh state directory. */
+  async function startAttestorProcess(o: { name: string; tpm: string; pool: string; runtime: Runtime }): Promise<AttestorProcess> {
+    const stateDir = join(work, `state-${o.name}`);
+    // As deployed: node with the launcher's flags and environment (the launcher itself would run
+    // whichever node is on PATH). 'node defaults': the same attestor without them.
+    const settings = o.runtime === 'deployed' ? deployed : { env: {}, nodeFlags: [] };
     const child = spawn(process.execPath, [
-      ATTESTOR_MAIN, '--listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0', '--tpm', sw.address, '--state-dir', join(work, `state-${pool}`),
+      ...settings.nodeFlags, ATTESTOR_MAIN,
+      '--listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0', '--tpm', o.tpm, '--state-dir', stateDir,
       '--event-log', join(work, 'no-event-log'), '--tls-cert', server.cert, '--tls-key', server.key, '--client-ca', pki.caCert, '--auth', 'mtls',
-      '--key-pool', pool, '--log-level', 'info',
-    ], { stdio: ['ignore', 'pipe', 'inherit'], env: { PATH: process.env['PATH'] ?? '', NODE_OPTIONS: CHILD_NODE_OPTIONS } });
+      '--key-pool', o.pool, '--log-level', 'info',
+    ], { stdio: ['ignore', 'pipe', 'inherit'], env: { PATH: process.env['PATH'] ?? '', ...settings.env } });
     const exited = new Promise((r) => child.once('exit', r));
+    const close = async (): Promise<void> => {
+      client?.close();
+      child.kill('SIGTERM');
+      await exited;
+    };
+    let client: AttestorClient | undefined;
     try {
       const listening = await new Promise<{ address: string; healthAddress: string }>((resolve, reject) => {
         const rl = createInterface({ input: child.stdout });
         rl.on('line', (l) => {
           if (!l.startsWith('{')) return;
-          const o = JSON.parse(l) as { msg?: string; level?: string; address?: string; healthAddress?: string };
-          if (o.level === 'warn' || o.level === 'error') console.error(`attestor ${o.level}: ${o.msg}`);
-          if (o.msg === 'attestor listening') resolve({ address: o.address as string, healthAddress: o.healthAddress as string });
+          const line = JSON.parse(l) as { msg?: string; level?: string; address?: string; healthAddress?: string };
+          if (line.level === 'warn' || line.level === 'error') console.error(`attestor (${o.name}) ${line.level}: ${line.msg}`);
+          if (line.msg === 'attestor listening') resolve({ address: line.address as string, healthAddress: line.healthAddress as string });
         });
-        child.once('exit', (code) => reject(new Error(`the attestor exited (${code}) before listening`)));
+        child.once('exit', (code) => reject(new Error(`the attestor (${o.name}) exited (${code}) before listening`)));
       });
       const metricsText = (): Promise<string> =>
         new Promise((resolve, reject) => {
@@ -305,65 +426,30 @@ try {
             res.on('end', () => resolve(body));
           }).on('error', reject);
         });
-      const creates = async (): Promise<number> => Number(/tpmds_tpm_command_duration_seconds_count\{command="TPM2_Create"\} (\d+)/.exec(await metricsText())?.[1] ?? 0);
-      const client = new AttestorClient(listening.address, clientCreds, NAME);
-      try {
-        await client.getEKCert('ecc'); // the TLS handshake and the TPM connection, not counted
-        await body({
-          client,
-          // Wait until the attestor made `n` keys in all (the pool makes them when the TPM is idle).
-          poolMade: async (n) => {
-            while ((await creates()) < n) await new Promise((r) => setTimeout(r, 50));
-          },
-          rss: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024,
-        });
-      } finally {
-        client.close();
-      }
-    } finally {
-      child.kill('SIGTERM');
-      await exited;
+      const c = (client = new AttestorClient(listening.address, clientCreds, NAME));
+      await c.getEKCert('ecc'); // the TLS handshake and the TPM connection, not counted
+      const sizes = o.pool.split(',').map((x) => Number(x.split('=')[1] ?? 0));
+      const poolTarget = 2 * sizes.reduce((x, y) => x + y, 0); // a signing key and an AK of each
+      const poolDir = join(stateDir, 'pool');
+      return {
+        client: c,
+        close,
+        creates: async () => Number(/tpmds_tpm_command_duration_seconds_count\{command="TPM2_Create"\} (\d+)/.exec(await metricsText())?.[1] ?? 0),
+        // Until every pooled key is on disk (its Create done and its file written and fsynced).
+        poolFull: async () => {
+          while (readdirSync(poolDir).filter((f) => f.endsWith('.json')).length < poolTarget) await new Promise((r) => setTimeout(r, 20));
+        },
+        memory: () => {
+          const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+          const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) / 1024;
+          return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') };
+        },
+      };
+    } catch (e) {
+      await close();
+      throw e;
     }
-  };
-
-  // Cold: no pool. A first GetAK and NewKey of each type, not counted, load the SRK and the AK.
-  await withAttestorProcess('rsa=0,ecc=0', async ({ client }) => {
-    for (const keyType of ['ecc', 'rsa'] as const) {
-      await client.getAK({ uid: `warm-${keyType}`, keyType });
-      await client.newKey({ uid: `warm-${keyType}`, kid: 'k', keyType });
-      for (let i = 0; i < 3; i++) coldGetAk[keyType]!.push(...(await latencies(1, () => client.getAK({ uid: `cold-${keyType}-${i}`, keyType }))));
-      for (let i = 0; i < 5; i++) coldNewKey[keyType]!.push(...(await latencies(1, () => client.newKey({ uid: `cold-${keyType}-0`, kid: `k${i}`, keyType }))));
-    }
-  });
-
-  const pooledNewKey: Record<string, number[]> = { rsa: [], ecc: [] };
-  const pooledGetAk: Record<string, number[]> = { rsa: [], ecc: [] };
-  /** RSS: [after start-up, peak during the first RPCs, after them, peak during the second, after them and 3 s idle]. */
-  const rssAt: number[] = [];
-  await withAttestorProcess(`rsa=${POOL},ecc=${POOL}`, async ({ client: pc, poolMade, rss }) => {
-    let made = 4 * POOL;
-    await poolMade(made);
-    // Each call takes a pooled key; wait for its replacement before the next (NewKey is rare:
-    // a call right behind another would wait for the RSA Create that refills the pool).
-    for (const keyType of ['ecc', 'rsa'] as const) {
-      for (let i = 0; i < POOL; i++) {
-        pooledGetAk[keyType]!.push(...(await latencies(1, () => pc.getAK({ uid: `pooled-${keyType}-${i}`, keyType }))));
-        await poolMade(++made);
-        pooledNewKey[keyType]!.push(...(await latencies(1, () => pc.newKey({ uid: `pooled-${keyType}-${i}`, kid: 'k', keyType }))));
-        await poolMade(++made);
-      }
-    }
-    rssAt.push(rss());
-    for (let round = 0; round < 2; round++) {
-      let peak = 0;
-      const sample = setInterval(() => (peak = Math.max(peak, rss())), 100);
-      await throughput(8, RSS_RPCS, (i) => pc.sign({ uid: 'pooled-ecc-0', kid: 'k', data: new Uint8Array([i & 255]) }));
-      clearInterval(sample);
-      rssAt.push(Math.max(peak, rss()), rss());
-    }
-    await new Promise((r) => setTimeout(r, 3000));
-    rssAt.push(rss());
-  });
+  }
 
   // ---- report ----------------------------------------------------------------------
   say(`tpmds-attestor benchmarks: one swtpm, ${ROUNDS} alternating rounds of ${N} calls per contender (p50/p99 in ms; ratios are what matter)`);
@@ -381,22 +467,31 @@ try {
   say('|---|---|---|---|---|---|---|');
   say(quoteLine);
   say();
-  say('| key creation (p50 ms) | RSA-2048 | ECC P-256 |');
-  say('|---|---|---|');
-  say(`| NewKey cold (--key-pool 0, 5 calls) | ${ms(p50(coldNewKey['rsa']!))} | ${ms(p50(coldNewKey['ecc']!))} |`);
-  say(`| NewKey from the pool (${POOL} calls) | ${ms(p50(pooledNewKey['rsa']!))} | ${ms(p50(pooledNewKey['ecc']!))} |`);
-  say(`| cold / pooled | ${ratio(p50(coldNewKey['rsa']!), p50(pooledNewKey['rsa']!))} | ${ratio(p50(coldNewKey['ecc']!), p50(pooledNewKey['ecc']!))} |`);
-  say(`| GetAK first call, cold (--key-pool 0, 3 calls) | ${ms(p50(coldGetAk['rsa']!))} | ${ms(p50(coldGetAk['ecc']!))} |`);
-  say(`| GetAK first call, from the pool (${POOL} calls) | ${ms(p50(pooledGetAk['rsa']!))} | ${ms(p50(pooledGetAk['ecc']!))} |`);
-  say();
+  if (keyCreation) {
+    const { pooledNewKey, pooledGetAk, creations } = keyCreation;
+    say(`| key creation (p50 ms; ${creations} calls each, cold and pooled alternating) | RSA-2048 | ECC P-256 |`);
+    say('|---|---|---|');
+    say(`| NewKey cold (--key-pool 0) | ${ms(p50(coldNewKey['rsa']!))} | ${ms(p50(coldNewKey['ecc']!))} |`);
+    say(`| NewKey from the pool (--key-pool rsa=3,ecc=3) | ${ms(p50(pooledNewKey['rsa']!))} | ${ms(p50(pooledNewKey['ecc']!))} |`);
+    say(`| NewKey cold / pooled | ${ratio(p50(coldNewKey['rsa']!), p50(pooledNewKey['rsa']!))} | ${ratio(p50(coldNewKey['ecc']!), p50(pooledNewKey['ecc']!))} |`);
+    say(`| GetAK first call, cold | ${ms(p50(coldGetAk['rsa']!))} | ${ms(p50(coldGetAk['ecc']!))} |`);
+    say(`| GetAK first call, from the pool | ${ms(p50(pooledGetAk['rsa']!))} | ${ms(p50(pooledGetAk['ecc']!))} |`);
+    say(`| GetAK cold / pooled | ${ratio(p50(coldGetAk['rsa']!), p50(pooledGetAk['rsa']!))} | ${ratio(p50(coldGetAk['ecc']!), p50(pooledGetAk['ecc']!))} |`);
+    say(`TPM2_Create during the pooled calls: ${keyCreation.requestPathCreates} (a pooled call creates no key)`);
+    say();
+  }
   const mb = (x: number | undefined): string => `${(x ?? NaN).toFixed(1)} MB`;
-  say(`| attestor process RSS${CHILD_NODE_OPTIONS ? ` (NODE_OPTIONS=${CHILD_NODE_OPTIONS})` : ''} | |`);
-  say('|---|---|');
-  say(`| after start-up, pool fill and the key-creation calls | ${mb(rssAt[0])} |`);
-  say(`| Sign RPCs 1-${RSS_RPCS} (8 callers): peak / at the end | ${mb(rssAt[1])} / ${mb(rssAt[2])} |`);
-  say(`| Sign RPCs ${RSS_RPCS + 1}-${2 * RSS_RPCS}: peak / at the end | ${mb(rssAt[3])} / ${mb(rssAt[4])} |`);
-  say(`| 3 s idle after that | ${mb(rssAt[5])} |`);
-  say(`| peak growth over the second ${RSS_RPCS} | ${(rssAt[3]! - rssAt[1]!).toFixed(1)} MB |`);
+  const mem = (m: Memory): string => `${mb(m.rss)} (anon ${mb(m.anon)}, file ${mb(m.file)})`;
+  say(`| attestor process (--key-pool 0, ECC P-256 Sign) | ${memory.map((m) => (m.runtime === 'deployed' ? `as deployed: ${launcherSettings().text}` : 'node defaults')).join(' | ')} |`);
+  say(`|---|${memory.map(() => '---|').join('')}`);
+  say(`| Sign p50 / p99 (1 caller, ${ROUNDS} alternating rounds of ${N}) | ${memory.map((m) => `${ms(m.p50)} / ${ms(m.p99)} ms`).join(' | ')} |`);
+  say(`| RSS after start-up, GetAK, NewKey and those Signs | ${memory.map((m) => mem(m.start)).join(' | ')} |`);
+  for (const [i, label] of [`Sign RPCs 1-${RSS_RPCS} (8 callers)`, `Sign RPCs ${RSS_RPCS + 1}-${2 * RSS_RPCS}`].entries()) {
+    say(`| ${label}: calls/s | ${memory.map((m) => m.rounds[i]!.perSecond.toFixed(0)).join(' | ')} |`);
+    say(`| ${label}: RSS peak / at the end | ${memory.map((m) => `${mb(m.rounds[i]!.peak)} / ${mem(m.rounds[i]!.end)}`).join(' | ')} |`);
+  }
+  say(`| RSS 3 s idle after that | ${memory.map((m) => mem(m.idle)).join(' | ')} |`);
+  say(`| growth over the second ${RSS_RPCS}: at the end / peak | ${memory.map((m) => `${(m.rounds[1]!.end.rss - m.rounds[0]!.end.rss).toFixed(1)} / ${(m.rounds[1]!.peak - m.rounds[0]!.peak).toFixed(1)} MB`).join(' | ')} |`);
   say(`Total bench time: ${((performance.now() - started) / 1000).toFixed(0)} s`);
 } finally {
   await sw.stop();

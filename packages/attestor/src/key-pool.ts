@@ -1,15 +1,19 @@
 // The key pool (--key-pool rsa=N,ecc=M): signing keys and AKs of each type created ahead of need,
 // in the background, at the lowest priority of the TPM queue (one TPM2_Create per flow, so a
 // caller's flow never waits behind more than one), and kept as TPM-wrapped blobs in
-// <state-dir>/pool/ so the pool survives restarts. NewKey and a first GetAK take one (removing its
-// file first, so no key is ever handed out twice) and then certify it; an empty pool falls back to
-// creating the key on the request path.
+// <state-dir>/pool/ so the pool survives restarts. NewKey and a first GetAK take one and certify
+// it; an empty pool falls back to creating the key on the request path.
+//
+// No key is ever handed out twice, even across a crash: a take claims the key in memory at once
+// and removes its file (unlink, then fsync of the pool directory) while the TPM certifies it; the
+// caller writes the key's record only once that removal is durable (see TakenKey). A crash before
+// then leaves the key in the pool and no record of it; after, the record and no pool file.
 import { mkdir, readFile, readdir, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { TPM2B_PRIVATE, TPM2B_PUBLIC, TPMT_TK_CREATION, marshal, unmarshal } from '@tpmds/tpm2-wire';
 import { ConfigError } from './errors.js';
-import { isLeftoverTemp, writeNewFile } from './keystore.js';
+import { fsyncDir, isLeftoverTemp, writeNewFile } from './keystore.js';
 import { BACKGROUND, type AttestorTpm, type UncertifiedKey } from './tpm/attestor-tpm.js';
 import type { KeyType } from './validate.js';
 
@@ -56,6 +60,17 @@ export interface KeyPoolOptions {
 interface Pooled {
   file: string;
   key: UncertifiedKey;
+}
+
+/** A key taken from the pool (no other take gets it). */
+export interface TakenKey {
+  key: UncertifiedKey;
+  /**
+   * Resolves once the key's pool file is removed for good (the pool directory fsynced): only then
+   * may the key be handed out (its record written). Rejects when the file could not be removed,
+   * or was already gone (another process took it): the key must then not be used.
+   */
+  removed: Promise<void>;
 }
 
 export class KeyPool {
@@ -118,18 +133,13 @@ export class KeyPool {
     });
   }
 
-  /** A pooled key of `kind` and `keyType`, now no longer in the pool (its file removed), or undefined. */
-  async take(kind: 'ak' | 'key', keyType: KeyType): Promise<UncertifiedKey | undefined> {
-    const list = this.#list(kind, keyType);
-    let got: Pooled | undefined;
-    while ((got = list.shift()) !== undefined) {
-      try {
-        await unlink(got.file);
-        break;
-      } catch {
-        // Removed behind our back: not ours to hand out any more.
-      }
-    }
+  /**
+   * A pooled key of `kind` and `keyType`, or undefined when there is none. The key is claimed at
+   * once; its file's removal runs in the background (see TakenKey.removed), so the caller's TPM
+   * work does not wait for the disk.
+   */
+  take(kind: 'ak' | 'key', keyType: KeyType): TakenKey | undefined {
+    const got = this.#list(kind, keyType).shift();
     // Refill a little later: the caller's flow is queued first (it never waits behind the Create
     // that replaces its key), and its key-store write and response do not compete for the CPU and
     // the disk with key generation (seconds of CPU for RSA on swtpm).
@@ -147,7 +157,18 @@ export class KeyPool {
         this.#retry.unref();
       });
     }
-    return got?.key;
+    if (got === undefined) return undefined;
+    const removed = (async () => {
+      try {
+        await unlink(got.file);
+      } catch (e) {
+        const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'it was removed by someone else' : (e as Error).message;
+        throw new Error(`key pool: cannot remove ${got.file} (${why}): that key is not handed out`, { cause: e });
+      }
+      await fsyncDir(this.dir);
+    })();
+    removed.catch(() => undefined); // the caller awaits it; never an unhandled rejection meanwhile
+    return { key: got.key, removed };
   }
 
   /** Stops refilling (a Create in flight finishes; the keys on disk stay for the next run). */

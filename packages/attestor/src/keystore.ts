@@ -9,7 +9,7 @@
 import { constants as fsc } from 'node:fs';
 import { chmod, link, lstat, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { AttestorError } from './errors.js';
 import { KeyQuota } from './limits.js';
 import type { KeyType } from './validate.js';
@@ -144,10 +144,12 @@ export class KeyStore {
     const full: KeyRecord = { ...record, identity: ref.identity, uid: ref.uid, created: record.created ?? new Date() };
     if (ref.kid !== undefined) full.kid = ref.kid;
     const { dir, file } = this.#paths(ref);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    // The first record of a uid (or of an identity) makes its directories: their names must reach
+    // the disk too (fsync of each parent), which happens while the record is written.
+    const made = await mkdir(dir, { recursive: true, mode: 0o700 });
     const data = new TextEncoder().encode(JSON.stringify(serialize(full)) + '\n');
     try {
-      await writeNewFile(dir, file, data);
+      await Promise.all([writeNewFile(dir, file, data), made === undefined ? undefined : fsyncParents(dir, made)]);
     } catch (e) {
       if (errno(e) === 'EEXIST') throw new AttestorError('ALREADY_EXISTS', `${describe(ref)} already exists`);
       throw e;
@@ -389,7 +391,16 @@ function errno(e: unknown): string | undefined {
   return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
 }
 
-async function fsyncDir(dir: string): Promise<void> {
+/** fsync of the parents of the directories mkdir just made: `first` (the topmost made) down to `dir`. */
+async function fsyncParents(dir: string, first: string): Promise<void> {
+  for (let d = dirname(dir); ; d = dirname(d)) {
+    await fsyncDir(d);
+    if (d === dirname(first) || d === dirname(d)) return;
+  }
+}
+
+/** fsync of a directory: its entries (names created, linked or removed in it) are on disk. */
+export async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
   try {
     await fh.sync();

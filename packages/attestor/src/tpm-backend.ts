@@ -57,8 +57,17 @@ export class TpmBackend implements AttestorBackend {
     }
     const ref = kid === undefined ? { identity, uid } : { identity, uid, kid };
     if (!(await this.store.has(ref))) return undefined;
-    const record = await this.store.get(ref);
-    const entry = { record, key: fromRecord(record) };
+    return this.remember(await this.store.get(ref), fromRecord);
+  }
+
+  /**
+   * Keeps `record` (just read, or just written by GetAK/NewKey: a NewKey right after its GetAK,
+   * and the first Sign, need not read the disk) as the most recently used, with its key.
+   */
+  private remember(record: KeyRecord, key: WrappedKey | ((r: KeyRecord) => WrappedKey)): CachedRecord {
+    const entry = { record, key: typeof key === 'function' ? key(record) : key };
+    const id = refKey(record.identity, record.uid, record.kid);
+    this.records.delete(id);
     this.records.set(id, entry);
     if (this.records.size > (this.opts.maxCachedRecords ?? 10_000)) this.records.delete(this.records.keys().next().value as string);
     return entry;
@@ -89,7 +98,7 @@ export class TpmBackend implements AttestorBackend {
         createSignature: marshal(TPMT_SIGNATURE, ak.createSignature),
       };
       try {
-        await this.store.create({ identity, uid }, toRecord(ak.key, { createData: params.createData, createAttestation: params.createAttestation, createSignature: params.createSignature }));
+        this.remember(await this.store.create({ identity, uid }, toRecord(ak.key, { createData: params.createData, createAttestation: params.createAttestation, createSignature: params.createSignature })), ak.key);
         return params;
       } catch (e) {
         // A concurrent GetAK for the same uid won: return its AK (GetAK is idempotent), unless it
@@ -109,20 +118,26 @@ export class TpmBackend implements AttestorBackend {
   /**
    * `create(pooled)` with a key of `kind` and `keyType` from the pool when it has one; without
    * one, or when the pooled key no longer loads (the TPM was cleared since it was made), `create()`
-   * makes a new key on the request path.
+   * makes a new key on the request path. The TPM work on a pooled key and the removal of its pool
+   * file run at once; this returns (and the caller writes the key's record) only after the removal
+   * is durable, so a crash can never leave one key both handed out and in the pool.
    */
   private async fromPool<T>(kind: 'ak' | 'key', keyType: KeyType, create: (pooled?: UncertifiedKey) => Promise<T>): Promise<T> {
-    const pooled = await this.opts.pool?.take(kind, keyType);
-    if (pooled === undefined) return create();
-    try {
-      return await create(pooled);
-    } catch (e) {
-      if (e instanceof TpmFlowError && e.code === 'FAILED_PRECONDITION') {
-        this.opts.warn?.(`a pooled ${keyType.toUpperCase()} ${kind === 'ak' ? 'AK' : 'signing key'} no longer loads (the TPM was cleared since it was made): creating one now`);
-        return create();
-      }
-      throw e;
+    const taken = this.opts.pool?.take(kind, keyType);
+    if (taken === undefined) return create();
+    const what = `a pooled ${keyType.toUpperCase()} ${kind === 'ak' ? 'AK' : 'signing key'}`;
+    const [made, removed] = await Promise.allSettled([create(taken.key), taken.removed]);
+    if (removed.status === 'rejected') {
+      this.opts.warn?.(`${what} cannot be handed out: ${(removed.reason as Error).message}; creating one now`);
+      return create();
     }
+    if (made.status === 'fulfilled') return made.value;
+    const e: unknown = made.reason;
+    if (e instanceof TpmFlowError && e.code === 'FAILED_PRECONDITION') {
+      this.opts.warn?.(`${what} no longer loads (the TPM was cleared since it was made): creating one now`);
+      return create();
+    }
+    throw e;
   }
 
   async attest(identity: string, uid: string, credential: CheckedEncryptedCredential, call: CallOptions = {}): Promise<Uint8Array> {
@@ -184,7 +199,7 @@ export class TpmBackend implements AttestorBackend {
       await this.store.quota.checkRoom(identity);
       const { key, certify } = await this.fromPool('key', keyType, (pooled) => this.tpm.createKey(ak, keyType, tag(identity, 'NewKey', call), pooled));
       const certification = { public: publicAreaBytes(key.public), createData: null, createAttestation: certify.attestBytes, createSignature: marshal(TPMT_SIGNATURE, certify.signature) };
-      await this.store.create({ identity, uid, kid }, toRecord(key, certification));
+      this.remember(await this.store.create({ identity, uid, kid }, toRecord(key, certification)), key);
       return { publicKey: publicToSpkiDer(key.public), certification };
     });
   }

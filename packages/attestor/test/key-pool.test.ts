@@ -2,7 +2,7 @@
 // disk across restarts; --key-pool parsing.
 import assert from 'node:assert/strict';
 import { createPublicKey, verify } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TPM_CC, publicToSpkiDer } from '@tpmds/tpm2-wire';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
@@ -100,6 +100,82 @@ describe('key pool @swtpm', function () {
     } finally {
       await pool.close();
       await tpm.close();
+    }
+  });
+
+  it('a pooled NewKey or first GetAK runs no TPM2_Create or CreatePrimary, and writes its record only after the pool file is gone', async () => {
+    const dir = tempDir();
+    try {
+      const poolDir = join(dir.dir, 'pool');
+      const files = (): string[] => readdirSync(poolDir).filter((n) => n.endsWith('.json'));
+      const store = await KeyStore.open(dir.dir);
+      const commands: number[] = [];
+      const tpm = new AttestorTpm(swtpm.address, { onCommand: (cc) => commands.push(cc) });
+      // The refill a take schedules is put off far beyond the test: every command below is the calls'.
+      const pool = await KeyPool.open(tpm, poolDir, { rsa: 1, ecc: 1 }, { refillDelayMs: 3_600_000 });
+      try {
+        pool.start();
+        await pool.filled(); // makes the SRK too
+        // When a record is written, the pool file of its key must be gone already (a crash then
+        // leaves the key in the store only, never in both).
+        const poolFileOf = new Map(files().map((n) => [(JSON.parse(readFileSync(join(poolDir, n), 'utf8')) as { private: string }).private, n]));
+        const written: string[] = [];
+        const create = store.create.bind(store);
+        store.create = async (ref, record) => {
+          const file = poolFileOf.get(Buffer.from(record.private).toString('base64'));
+          assert.ok(file !== undefined, 'the record holds a pooled key');
+          assert.ok(!files().includes(file), `${file} is still in the pool when the record of ${ref.uid}/${ref.kid ?? 'AK'} is written`);
+          written.push(file);
+          return create(ref, record);
+        };
+        const backend = new TpmBackend(tpm, store, { pool });
+        commands.length = 0;
+        await backend.getAK('', 'u', 'rsa');
+        await backend.newKey('', 'u', 'k', 'ecc');
+        await backend.getAK('', 'v', 'ecc');
+        await backend.newKey('', 'v', 'k', 'rsa');
+        assert.equal(written.length, 4);
+        assert.equal(commands.filter((c) => c === TPM_CC.Create || c === TPM_CC.CreatePrimary).length, 0, 'no key created on the request path');
+        assert.deepEqual(files(), [], 'every pooled key taken');
+        // The pool is empty now (its refill is far off): the next NewKey creates its key.
+        store.create = create;
+        await backend.newKey('', 'u', 'k2', 'ecc');
+        assert.equal(commands.filter((c) => c === TPM_CC.Create).length, 1);
+      } finally {
+        await pool.close();
+        await tpm.close();
+      }
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  it('a pooled key whose file someone else removed is not handed out: the key is created instead', async () => {
+    const dir = tempDir();
+    try {
+      const poolDir = join(dir.dir, 'pool');
+      const store = await KeyStore.open(dir.dir);
+      const tpm = new AttestorTpm(swtpm.address);
+      const pool = await KeyPool.open(tpm, poolDir, { rsa: 0, ecc: 1 }, { refillDelayMs: 3_600_000 });
+      const warnings: string[] = [];
+      try {
+        pool.start();
+        await pool.filled();
+        const [name] = readdirSync(poolDir).filter((n) => n.startsWith('key-ecc-'));
+        const pooledPrivate = (JSON.parse(readFileSync(join(poolDir, name as string), 'utf8')) as { private: string }).private;
+        unlinkSync(join(poolDir, name as string)); // another process (sharing the state directory) took it
+        const backend = new TpmBackend(tpm, store, { pool, warn: (m) => warnings.push(m) });
+        await backend.getAK('', 'u', 'ecc');
+        await backend.newKey('', 'u', 'k', 'ecc');
+        const record = await store.get({ identity: '', uid: 'u', kid: 'k' });
+        assert.notEqual(Buffer.from(record.private).toString('base64'), pooledPrivate, 'not the key another process may have handed out');
+        assert.match(warnings.join('\n'), /a pooled ECC signing key cannot be handed out: .*removed by someone else.*creating one now/);
+      } finally {
+        await pool.close();
+        await tpm.close();
+      }
+    } finally {
+      dir.cleanup();
     }
   });
 
