@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { trackProcess, untrackProcesses } from '../../../test/support/processes.js';
+import { launcherSettings } from '../bench/launcher.js';
 import {
   AK_ATTRIBUTES,
   EV,
@@ -172,13 +173,16 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
 }
 
 /**
- * Spawns the built `tpmds-attestor` binary and resolves once it logged "attestor listening".
+ * Spawns the built `tpmds-attestor` binary as the image runs it (the node flags and environment of
+ * its launcher line) and resolves once it logged "attestor listening".
  * `wrap` runs it under another program that execs it (e.g. `setpriv --reuid 10001 ...`).
  */
 export function spawnAttestor(args: string[], wrap: string[] = []): Promise<SpawnedAttestor> {
-  const argv = [...wrap, process.execPath, ATTESTOR_BIN, ...args];
+  // As deployed: with the node flags and environment of the launcher's first line (bench/launcher.ts).
+  const runtime = launcherSettings();
+  const argv = [...wrap, process.execPath, ...runtime.nodeFlags, ATTESTOR_BIN, ...args];
   // Never the host's own systemd log (its measurements are not in swtpm), unless --userspace-log says otherwise.
-  const env = cleanEnv({ TPMDS_USERSPACE_LOG: '/nonexistent/tpm2-measure.log' });
+  const env = cleanEnv({ ...runtime.env, TPMDS_USERSPACE_LOG: '/nonexistent/tpm2-measure.log' });
   const child = spawn(argv[0]!, argv.slice(1), { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
