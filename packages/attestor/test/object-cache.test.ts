@@ -42,13 +42,14 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
         await t.client.newKey({ uid, kid: 'k', keyType });
         await t.client.sign({ uid, kid: 'k', data: new Uint8Array([0]) });
         const count = (cc: number): number => metrics.tpmCommandDuration.count({ command: commandName(cc) });
-        const before = { sign: count(TPM_CC.Sign), load: count(TPM_CC.Load), contextLoad: count(TPM_CC.ContextLoad), flush: count(TPM_CC.FlushContext) };
+        const before = { sign: count(TPM_CC.Sign), load: count(TPM_CC.Load), contextLoad: count(TPM_CC.ContextLoad), flush: count(TPM_CC.FlushContext), session: count(TPM_CC.StartAuthSession) };
         const n = 25;
         for (let i = 0; i < n; i++) await t.client.sign({ uid, kid: 'k', data: new Uint8Array([i]) });
         assert.equal(count(TPM_CC.Sign) - before.sign, n, `${keyType}: one TPM2_Sign per Sign RPC`);
         assert.equal(count(TPM_CC.Load) - before.load, 0, `${keyType}: no TPM2_Load`);
         assert.equal(count(TPM_CC.ContextLoad) - before.contextLoad, 0, `${keyType}: no TPM2_ContextLoad`);
         assert.equal(count(TPM_CC.FlushContext) - before.flush, 0, `${keyType}: no TPM2_FlushContext`);
+        assert.equal(count(TPM_CC.StartAuthSession) - before.session, 0, `${keyType}: no TPM2_StartAuthSession (the sign session is kept)`);
       }
     } finally {
       await t.stop();
@@ -130,6 +131,8 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
     }
   });
 
+  // go-tpm-tools' AK template is not noDA: the TPM does not check its Name on TPM2_Sign (see
+  // name-checked-sign.test.ts), each of its signatures is checked against the key instead.
   it('the kept cloud attestation key (a primary) gets the same check: flushed and its handle taken by a foreign AK, SignGCEEK still signs with its own key', async () => {
     const shared = await openTransport(swtpm.address);
     const borrowed = (): Transport => ({ send: (c) => shared.send(c), close: () => Promise.resolve(), get startups() { return shared.startups; } });
