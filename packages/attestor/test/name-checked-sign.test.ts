@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync, verify, type KeyObject } from 'node:crypto';
 import {
   TPMA_OBJECT, TPM_ALG, TPM_CC, TPM_RC, TPM_RH, createImportBlob, keyObjectToPublic, openTpm, openTransport, pcrSelection, publicToSpkiDer, sensitiveFromPrivateKey,
-  signatureToDer, signingKeyTemplate, srkTemplateEccP256, type TPMT_PUBLIC, type TPMT_SIGNATURE, type Tpm, type Transport,
+  signatureToDer, type TPMT_PUBLIC, type TPMT_SIGNATURE, type Tpm, type Transport,
 } from '@tpmds/tpm2-wire';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { AttestorTpm, type WrappedKey } from '../src/tpm/attestor-tpm.js';
