@@ -38,3 +38,19 @@ describe('crypto: hash and hmac (one-shot and streamed paths)', () => {
     }
   });
 });
+
+describe('sessions: nonceCaller from the pooled CSPRNG block', () => {
+  it('gives distinct nonces of the asked size, each its own copy, across refills of the pool', async () => {
+    const { randomNonce } = await import('../src/sessions/auth-session.js');
+    const seen = new Set<string>();
+    for (let i = 0; i < 400; i++) {
+      const size = i % 3 === 0 ? 20 : i % 3 === 1 ? 32 : 64;
+      const n = randomNonce(size);
+      assert.equal(n.length, size);
+      assert.equal(n.buffer.byteLength, size, 'a copy, not a view of the pool');
+      seen.add(Buffer.from(n).toString('hex'));
+    }
+    assert.equal(seen.size, 400);
+    assert.equal(randomNonce(5000).length, 5000, 'larger than the pool');
+  });
+});
