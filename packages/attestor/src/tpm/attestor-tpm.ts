@@ -875,9 +875,9 @@ export class AttestorTpm {
         const signature = await tpm.sign({ handle: key.handle, name: key.name }, digest, { ...opts, sessions: [session] });
         return { public: key.public, signature, nameChecked: true };
       } catch (e) {
-        if (kept && sessionGone(e)) {
+        if (sessionGone(e)) {
           this.signSession = undefined;
-          continue;
+          if (kept) continue;
         }
         if (authFailed(e) || e instanceof TpmAuthError) await this.dropSignSession(tpm, true);
         throw e;
