@@ -31,11 +31,21 @@ interface Sent {
  * The attestor and "another process" on one swtpm connection (swtpm serves one at a time): each
  * gets a transport of its own over it; the attestor's records what it sends.
  */
-async function sharedTpm(address: string): Promise<{ attestor: AttestorTpm; other: Tpm; sent: Sent[]; reclaimed: { objects: number; sessions: number }[]; close: () => Promise<void> }> {
+async function sharedTpm(address: string): Promise<{
+  attestor: AttestorTpm;
+  other: Tpm;
+  sent: Sent[];
+  reclaimed: { objects: number; sessions: number }[];
+  /** Runs before each command of the attestor reaches the TPM (the other process acting in between). */
+  before: { hook?: (cmd: Uint8Array) => Promise<void> };
+  close: () => Promise<void>;
+}> {
   const shared = await openTransport(address);
   const sent: Sent[] = [];
+  const before: { hook?: (cmd: Uint8Array) => Promise<void> } = {};
   const recording = (): Transport => ({
     async send(cmd) {
+      await before.hook?.(cmd);
       const rsp = await shared.send(cmd);
       const view = new DataView(cmd.buffer, cmd.byteOffset, cmd.byteLength);
       const cc = view.getUint32(6);
@@ -54,7 +64,7 @@ async function sharedTpm(address: string): Promise<{ attestor: AttestorTpm; othe
   const attestor = new AttestorTpm(address, { openTransport: () => Promise.resolve(recording()), onReclaim: (r) => reclaimed.push(r) });
   const other = await openTpm(undefined, { transport: borrowed() });
   return {
-    attestor, other, sent, reclaimed,
+    attestor, other, sent, reclaimed, before,
     close: async () => {
       await attestor.close();
       await other.close();
@@ -138,6 +148,45 @@ describe('name-checked Sign: the TPM checks that a kept handle holds the key @sw
         assert.ok(count(t.sent, TPM_CC.Load) >= 1, 'loaded again from the blobs');
         assert.ok(t.reclaimed.length > 0, 'the foreign objects were reclaimed (no resource manager: the attestor is the rightful user)');
       }
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a process that puts its own key at the handle before every TPM2_Sign: UNAVAILABLE after the reload, never its signature', async () => {
+    const t = await sharedTpm(swtpm.address);
+    try {
+      const ak = (await t.attestor.createAk('ecc')).key;
+      const key = (await t.attestor.createKey(ak, 'ecc')).key;
+      await t.attestor.sign(key, new Uint8Array([0]));
+      const priv = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+      const foreignPub: TPMT_PUBLIC = { ...keyObjectToPublic(priv), objectAttributes: TPMA_OBJECT.sign | TPMA_OBJECT.userWithAuth | TPMA_OBJECT.noDA };
+      let replaced = 0;
+      t.before.hook = async (cmd) => {
+        const view = new DataView(cmd.buffer, cmd.byteOffset, cmd.byteLength);
+        if (view.getUint32(6) !== TPM_CC.Sign) return;
+        const handle = view.getUint32(10);
+        await t.other.flushContext(handle);
+        // Loaded into the lowest free slot: load until a copy lands at the handle, flush the others.
+        const extra: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const loaded = await t.other.loadExternal(foreignPub, sensitiveFromPrivateKey(priv), TPM_RH.NULL);
+          if (loaded.handle === handle) break;
+          extra.push(loaded.handle);
+        }
+        for (const h of extra) await t.other.flushContext(h);
+        replaced++;
+      };
+      t.sent.length = 0;
+      await assert.rejects(t.attestor.sign(key, new Uint8Array([1])), (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'UNAVAILABLE', e.message);
+        assert.match(e.message, /TPM2_Sign was refused twice \(TPM_RC_BAD_AUTH\)/);
+        return true;
+      });
+      assert.equal(replaced, 2);
+      assert.deepEqual(t.sent.filter((s) => s.cc === TPM_CC.Sign).map((s) => base(s.rc)), [TPM_RC.BAD_AUTH, TPM_RC.BAD_AUTH]);
+      delete t.before.hook;
+      assert.ok(signs(key.public, new Uint8Array([2]), await t.attestor.sign(key, new Uint8Array([2]))), 'signs again once the other process stops');
     } finally {
       await t.close();
     }

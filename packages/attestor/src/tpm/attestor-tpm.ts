@@ -832,7 +832,10 @@ export class AttestorTpm {
         signed = await this.flow(call, f);
       } catch (e) {
         if (!this.handlesShared || !(notThisKey(e) || authFailed(e))) throw e;
-        if (attempt > 0) throw new TpmFlowError('UNAVAILABLE', 'the object at the key\'s handle was not the key twice: another process is loading objects on this TPM; retry', e);
+        if (attempt > 0) {
+          if (!authFailed(e)) throw e;
+          throw new TpmFlowError('UNAVAILABLE', `TPM2_Sign was refused twice (${(e as TpmError).decoded.name}): the object at the key's handle was not the key (another process is loading objects on this TPM; retry), or the key has an authValue`, e);
+        }
         this.handlesDistrusted = true;
         continue;
       }
