@@ -3,7 +3,7 @@
 // a TPM power cycle with a full cache still signs with the right key.
 import assert from 'node:assert/strict';
 import { createPublicKey, verify } from 'node:crypto';
-import { TPM_CC, akTemplate, commandName, openTpm, openTransport, publicToSpkiDer, signatureToDer, TPM_RH, signingKeyTemplate, srkTemplateEccP256, type TPMT_PUBLIC, type TPMT_SIGNATURE, type Transport } from '@tpmds/tpm2-wire';
+import { TPM_CC, TPM_RC, akTemplate, commandName, openTpm, openTransport, publicToSpkiDer, signatureToDer, TPM_RH, signingKeyTemplate, srkTemplateEccP256, type TPMT_PUBLIC, type TPMT_SIGNATURE, type Transport } from '@tpmds/tpm2-wire';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { AttestorTpm, type WrappedKey } from '../src/tpm/attestor-tpm.js';
 import { createBackend } from '../src/backend-factory.js';
@@ -42,13 +42,14 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
         await t.client.newKey({ uid, kid: 'k', keyType });
         await t.client.sign({ uid, kid: 'k', data: new Uint8Array([0]) });
         const count = (cc: number): number => metrics.tpmCommandDuration.count({ command: commandName(cc) });
-        const before = { sign: count(TPM_CC.Sign), load: count(TPM_CC.Load), contextLoad: count(TPM_CC.ContextLoad), flush: count(TPM_CC.FlushContext) };
+        const before = { sign: count(TPM_CC.Sign), load: count(TPM_CC.Load), contextLoad: count(TPM_CC.ContextLoad), flush: count(TPM_CC.FlushContext), session: count(TPM_CC.StartAuthSession) };
         const n = 25;
         for (let i = 0; i < n; i++) await t.client.sign({ uid, kid: 'k', data: new Uint8Array([i]) });
         assert.equal(count(TPM_CC.Sign) - before.sign, n, `${keyType}: one TPM2_Sign per Sign RPC`);
         assert.equal(count(TPM_CC.Load) - before.load, 0, `${keyType}: no TPM2_Load`);
         assert.equal(count(TPM_CC.ContextLoad) - before.contextLoad, 0, `${keyType}: no TPM2_ContextLoad`);
         assert.equal(count(TPM_CC.FlushContext) - before.flush, 0, `${keyType}: no TPM2_FlushContext`);
+        assert.equal(count(TPM_CC.StartAuthSession) - before.session, 0, `${keyType}: no TPM2_StartAuthSession (the sign session is kept)`);
       }
     } finally {
       await t.stop();
@@ -99,7 +100,20 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
     // The attestor and the "other process" share one swtpm connection (swtpm serves one at a time).
     const shared = await openTransport(swtpm.address);
     const borrowed = (): Transport => ({ send: (c) => shared.send(c), close: () => Promise.resolve(), get startups() { return shared.startups; } });
-    const tpm = new AttestorTpm(swtpm.address, { openTransport: () => Promise.resolve(borrowed()) });
+    // The attestor's TPM2_Sign response codes.
+    const signRcs: number[] = [];
+    const recording = (): Transport => ({
+      async send(c) {
+        const r = await shared.send(c);
+        if (new DataView(c.buffer, c.byteOffset).getUint32(6) === TPM_CC.Sign) signRcs.push(new DataView(r.buffer, r.byteOffset).getUint32(6));
+        return r;
+      },
+      close: () => Promise.resolve(),
+      get startups() {
+        return shared.startups;
+      },
+    });
+    const tpm = new AttestorTpm(swtpm.address, { openTransport: () => Promise.resolve(recording()) });
     const other = await openTpm(undefined, { transport: borrowed() });
     try {
       const ak = (await tpm.createAk('ecc')).key;
@@ -113,7 +127,8 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
       // 1. Flushed only: the Sign meets TPM_RC_REFERENCE_H0 and loads its key again.
       assert.ok((await flushAll()).length >= 2);
       for (const [i, key] of keys.entries()) assert.ok(signs(key, new Uint8Array([1, i]), await tpm.sign(key, new Uint8Array([1, i]))), `key ${i} after the flush`);
-      // 2. Flushed and the handle numbers taken by other keys: the check catches the foreign signature.
+      // 2. Flushed and the handle numbers taken by other keys: the TPM refuses to sign with them (the
+      // kept session's HMAC covers our key's Name: TPM_RC_BAD_AUTH), the keys are loaded again.
       const was = await flushAll();
       const srk = await other.createPrimary(TPM_RH.OWNER, srkTemplateEccP256());
       const foreign: number[] = [];
@@ -122,7 +137,9 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
         foreign.push((await other.load(srk.handle, c.private, c.public)).handle);
       }
       assert.ok(was.some((h) => foreign.includes(h) || h === srk.handle), `a foreign object took one of our handles (${was.map((h) => h.toString(16))} vs ${[srk.handle, ...foreign].map((h) => h.toString(16))})`);
+      signRcs.length = 0;
       for (const [i, key] of keys.entries()) assert.ok(signs(key, new Uint8Array([2, i]), await tpm.sign(key, new Uint8Array([2, i]))), `key ${i} after its handle was taken`);
+      assert.ok(signRcs.some((rc) => (0x080 | (rc & 0x3f)) === TPM_RC.BAD_AUTH && rc & 0x080), `a TPM2_Sign was refused with TPM_RC_BAD_AUTH (${signRcs.map((rc) => rc.toString(16))})`);
     } finally {
       await tpm.close();
       await other.close();
@@ -130,6 +147,8 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
     }
   });
 
+  // go-tpm-tools' AK template is not noDA: the TPM does not check its Name on TPM2_Sign (see
+  // name-checked-sign.test.ts), each of its signatures is checked against the key instead.
   it('the kept cloud attestation key (a primary) gets the same check: flushed and its handle taken by a foreign AK, SignGCEEK still signs with its own key', async () => {
     const shared = await openTransport(swtpm.address);
     const borrowed = (): Transport => ({ send: (c) => shared.send(c), close: () => Promise.resolve(), get startups() { return shared.startups; } });

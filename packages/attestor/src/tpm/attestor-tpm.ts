@@ -9,7 +9,7 @@ import {
   PERSISTENT_HANDLE, parseTpmAddress, rawBytes, TPMA_NV, TPMA_OBJECT, TPMA_SESSION, TPMT_PUBLIC, TPM_ALG, TPM_RC, TPM_RH, TPM_ST, TPM_SU, Tpm, TpmError, TpmTransportError,
   algName, unmarshal,
   akTemplate, ekTemplateEccP256, ekTemplateRsa2048, hash, openTpm, pcrSelection, signingKeyTemplate,
-  srkTemplateEccP256, bytesEqual, TPM_PT, publicToSpkiDer, signatureToDer, handleName, objectName, qualifiedName,
+  srkTemplateEccP256, bytesEqual, TPM_PT, publicToSpkiDer, signatureToDer, handleName, objectName, qualifiedName, TpmAuthError,
   type Attestation, type KeyType, type Session, type TPMT_SIG_SCHEME, type TPMT_SIGNATURE, type TPMT_TK, type PolicyStep, type Transport,
 } from '@tpmds/tpm2-wire';
 import { FairQueue, INTERNAL, QueueRejection, type FairQueueOptions, type FlowTag } from './fair-queue.js';
@@ -177,6 +177,32 @@ function notThisKey(e: unknown): boolean {
   return e instanceof TpmError && [TPM_RC.KEY, TPM_RC.SCHEME, TPM_RC.ATTRIBUTES, TPM_RC.TYPE, TPM_RC.TICKET, TPM_RC.HASH].some((rc) => e.is(rc));
 }
 
+/**
+ * A failed authorization (TPM_RC_BAD_AUTH, or TPM_RC_AUTH_FAIL for an object that is not noDA).
+ * Our keys' authValue is empty, so for a TPM2_Sign this means the object at the handle is not
+ * the key: its Name is not the one the session's HMAC covered, or it has an authValue.
+ */
+function authFailed(e: unknown): boolean {
+  return e instanceof TpmError && (e.is(TPM_RC.BAD_AUTH) || e.is(TPM_RC.AUTH_FAIL));
+}
+
+/**
+ * The TPM does not know the command's session (another process flushed it): TPM_RC_REFERENCE_S0,
+ * or TPM_RC_HANDLE / TPM_RC_VALUE on the session (its handle number now holds another kind).
+ */
+function sessionGone(e: unknown): boolean {
+  if (!(e instanceof TpmError)) return false;
+  return e.is(TPM_RC.REFERENCE_S0) || ((e.is(TPM_RC.HANDLE) || e.is(TPM_RC.VALUE)) && e.decoded.session !== undefined);
+}
+
+/** What a signing flow returns: the signature, the public area of the key it is meant to be by, and whether the TPM checked the key's Name. */
+interface Signed {
+  public: TPMT_PUBLIC;
+  signature: TPMT_SIGNATURE;
+  /** The TPM authorized the Sign against the key's Name (see AttestorTpm.signWith): no check of the signature needed. */
+  nameChecked: boolean;
+}
+
 /** What occupies the TPM's volatile memory, split into objects and sessions. */
 export async function heldHandles(tpm: Tpm): Promise<HeldHandles> {
   const all = await tpm.getLoadedHandles();
@@ -215,9 +241,21 @@ export class AttestorTpm {
   readonly reclaims: boolean;
   /**
    * Whether other processes can repoint our handles: without a resource manager one could flush a
-   * kept-loaded key and load another object at its handle number; signatures are then checked.
+   * kept-loaded key and load another object at its handle number; each Sign then makes sure it
+   * signed with the key (see {@link checkedSign}).
    */
   private readonly handlesShared: boolean;
+  /**
+   * A signing flow met a foreign object at a kept handle: the next flow forgets every cached
+   * handle (and reclaims what is not ours) before it runs.
+   */
+  private handlesDistrusted = false;
+  /**
+   * The HMAC session that lets the TPM check a kept key's Name on TPM2_Sign (see
+   * {@link signWith}): kept open between flows, started on first use, dropped with a TPM reset
+   * and when the TPM no longer knows it, flushed after an authorization failure and at close().
+   */
+  private signSession: Session | undefined;
   /** A reclaim is due before the next flow: set at start, on a new connection and after a TPM reset. */
   private reclaimDue = true;
 
@@ -298,9 +336,12 @@ export class AttestorTpm {
         try {
           // The TPM was started since the cached objects were loaded: their handles are stale.
           if (before !== this.objectsEpoch) {
-            this.forgetVolatile();
+            this.forgetVolatile(true);
             this.objectsEpoch = before;
+          } else if (this.handlesDistrusted) {
+            this.forgetVolatile(false);
           }
+          this.handlesDistrusted = false;
           this.objects.beginFlow();
           if (this.reclaims && this.reclaimDue) await this.reclaim(tpm);
           if (!this.slotsKnown) {
@@ -316,11 +357,16 @@ export class AttestorTpm {
             // another process flushing it): forget every cached handle, load again from the blobs.
             if (!reloadedStale && staleHandle(e) && this.objects.stats.known > 0) {
               reloadedStale = true;
-              this.forgetVolatile();
+              this.forgetVolatile(false);
               continue;
             }
             const kind = exhaustion(e);
             if (kind === undefined) throw e;
+            // The session kept for signing is ours to give back: it is started again when needed.
+            if (kind === 'session' && this.signSession !== undefined) {
+              await this.dropSignSession(tpm, true);
+              continue;
+            }
             // Every flow flushes its sessions and temporary objects before its error reaches here;
             // what this attestor still holds is its object cache: save and flush it, run again.
             if (kind === 'object' && !evictedForExhaustion && this.objects.stats.loaded > 0) {
@@ -337,13 +383,13 @@ export class AttestorTpm {
             }
             throw await this.exhausted(tpm, kind, e as TpmError);
           }
-          this.forgetVolatile();
+          this.forgetVolatile(true);
           if (++resets > 1) throw new TpmFlowError('UNAVAILABLE', 'the TPM was reset during the call; retry', e);
           if (initialize) await this.startup(tpm);
           continue;
         }
         if (startups() !== before) {
-          this.forgetVolatile();
+          this.forgetVolatile(true);
           if (++resets > 1) throw new TpmFlowError('UNAVAILABLE', 'the TPM was reset during the call; retry');
           continue;
         }
@@ -381,22 +427,28 @@ export class AttestorTpm {
     }
   }
 
-  private forgetVolatile(): void {
+  /**
+   * Forget the cached object handles (loaded again from their blobs when next used) and reclaim
+   * before the next flow. `tpmReset`: the TPM was reset, so the sign session is gone too.
+   */
+  private forgetVolatile(tpmReset: boolean): void {
     this.objects.forget();
     this.banks = undefined;
     this.reclaimDue = true;
+    if (tpmReset) this.signSession = undefined;
   }
 
   /**
    * Flush every transient object and session on the TPM that is not in this attestor's object
-   * cache: between flows this attestor owns no sessions and no other objects, so all of them were
-   * left by someone else — typically an earlier attestor killed mid-flow. Runs inside the queue,
-   * before the flow that found it due.
+   * cache or its sign session: between flows this attestor owns no other sessions and objects, so
+   * all of them were left by someone else — typically an earlier attestor killed mid-flow (its
+   * sign session included). Runs inside the queue, before the flow that found it due.
    */
   private async reclaim(tpm: Tpm): Promise<void> {
     const ours = new Set(this.objects.loadedHandles());
+    if (this.signSession !== undefined) ours.add(this.signSession.handle);
     const all = await heldHandles(tpm);
-    const held = { objects: all.objects.filter((h) => !ours.has(h)), sessions: all.sessions };
+    const held = { objects: all.objects.filter((h) => !ours.has(h)), sessions: all.sessions.filter((h) => !ours.has(h)) };
     for (const h of [...held.objects, ...held.sessions]) {
       try {
         await tpm.flushContext(h);
@@ -544,9 +596,10 @@ export class AttestorTpm {
       try {
         if (key.parent !== 'srk') session = await this.ekPolicySession(tpm);
         await this.room(tpm, parent);
-        const handle = (await tpm.load(parent.handle, key.private, key.public, session ? { sessions: [session] } : {})).handle;
+        const loaded = await tpm.load(parent.handle, key.private, key.public, session ? { sessions: [session] } : {});
+        keyNames.set(key.public, loaded.name);
         this.releasePrimary(key.parent);
-        return handle;
+        return loaded.handle;
       } catch (e) {
         if (e instanceof TpmError && (e.is(TPM_RC.INTEGRITY) || e.is(TPM_RC.BINDING) || e.is(TPM_RC.VALUE))) {
           throw new TpmFlowError('FAILED_PRECONDITION', `a stored key no longer loads under its parent (${key.parent}): the TPM was cleared or the ${key.parent} replaced`, e);
@@ -561,7 +614,8 @@ export class AttestorTpm {
   /** Load a key just created by this flow and keep it in the object cache (it is usually used next). */
   private async loadNew(tpm: Tpm, parent: LoadedPrimary, key: WrappedKey): Promise<number> {
     await this.room(tpm, parent);
-    const handle = (await tpm.load(parent.handle, key.private, key.public)).handle;
+    const { handle, name } = await tpm.load(parent.handle, key.private, key.public);
+    keyNames.set(key.public, name);
     this.objects.insert(objectId(key), handle);
     this.releasePrimary(key.parent);
     return handle;
@@ -679,7 +733,7 @@ export class AttestorTpm {
       } catch (e) {
         const foreign = e instanceof ForeignSigner || (this.handlesShared && notThisKey(e));
         if (!foreign) throw e;
-        this.objectsEpoch = -1;
+        this.handlesDistrusted = true;
         if (attempt > 0) {
           throw e instanceof ForeignSigner ? new TpmFlowError('UNAVAILABLE', 'the TPM quoted with an object other than the AK twice: another process is loading objects on this TPM; retry') : e;
         }
@@ -794,13 +848,12 @@ export class AttestorTpm {
     const scheme = key.keyType === 'ecc' ? { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 } : { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 };
     return this.checkedSign(call, data, async (tpm) => {
       const handle = await this.loadKey(tpm, key);
+      if (policy.length === 0) return this.signWith(tpm, { handle, name: keyName(key.public), public: key.public }, digest, { scheme });
       let s: Session | undefined;
       try {
-        if (policy.length > 0) {
-          s = await tpm.startAuthSession({ type: 'policy', symmetric: { algorithm: TPM_ALG.NULL } });
-          await tpm.applyPolicy(s, policy);
-        }
-        return { public: key.public, signature: await tpm.sign(handle, digest, s ? { scheme, sessions: [s] } : { scheme }) };
+        s = await tpm.startAuthSession({ type: 'policy', symmetric: { algorithm: TPM_ALG.NULL } });
+        await tpm.applyPolicy(s, policy);
+        return { public: key.public, signature: await tpm.sign(handle, digest, { scheme, sessions: [s] }), nameChecked: false };
       } finally {
         await this.flush(tpm, s?.handle);
       }
@@ -809,29 +862,86 @@ export class AttestorTpm {
 
   /**
    * Runs a signing flow with a kept-loaded key (a stored key or a primary) and returns its
-   * signature over SHA-256(data). Without a resource manager, where another process could flush a
-   * kept-loaded key and load its own object at the same handle number, the signature is checked
-   * against the key's public area after the flow (outside the queue): a handle that went stale
-   * unnoticed never returns a signature by another key. A foreign signature, or the error of a
-   * foreign object there that cannot sign (TPM_RC_KEY, _SCHEME, ...), makes the next flow forget
-   * every cached handle (and reclaim what is not ours) and load the key again, once.
+   * signature over SHA-256(data). Without a resource manager another process could flush a
+   * kept-loaded key and load its own object at the same handle number, so every signature is made
+   * sure to be the key's, one of two ways:
+   * - the TPM checks it ({@link signWith}): the key authorizes with an HMAC session whose HMAC
+   *   covers the key's Name, and a foreign object there fails the authorization instead of signing;
+   * - where that does not apply (a key authorized by a policy, a key without userWithAuth or noDA)
+   *   the signature is checked against the key's public area after the flow (outside the queue).
+   * A foreign signature, a failed authorization or the error of a foreign object there that cannot
+   * sign (TPM_RC_KEY, _SCHEME, ...) makes the next flow forget every cached handle (and reclaim
+   * what is not ours) and load the key again, once; twice is UNAVAILABLE. Behind a resource
+   * manager handles are our own and neither is needed.
    */
-  private async checkedSign(call: FlowTag, data: Uint8Array, f: (tpm: Tpm) => Promise<{ public: TPMT_PUBLIC; signature: TPMT_SIGNATURE }>): Promise<TPMT_SIGNATURE> {
+  private async checkedSign(call: FlowTag, data: Uint8Array, f: (tpm: Tpm) => Promise<Signed>): Promise<TPMT_SIGNATURE> {
     for (let attempt = 0; ; attempt++) {
-      let signed: { public: TPMT_PUBLIC; signature: TPMT_SIGNATURE };
+      let signed: Signed;
       try {
         signed = await this.flow(call, f);
       } catch (e) {
-        // A foreign object that cannot sign (a decryption key, another scheme or ticket) at a kept
-        // handle fails the command instead of signing: forget the cached handles and run once more.
-        if (!this.handlesShared || attempt > 0 || !notThisKey(e)) throw e;
-        this.objectsEpoch = -1;
+        if (!this.handlesShared || !(notThisKey(e) || authFailed(e))) throw e;
+        if (attempt > 0) {
+          if (!authFailed(e)) throw e;
+          throw new TpmFlowError('UNAVAILABLE', `TPM2_Sign was refused twice (${(e as TpmError).decoded.name}): the object at the key's handle was not the key (another process is loading objects on this TPM; retry), or the key has an authValue`, e);
+        }
+        this.handlesDistrusted = true;
         continue;
       }
-      if (!this.handlesShared || verifiesWith(signed.public, data, signed.signature)) return signed.signature;
-      this.objectsEpoch = -1;
+      if (!this.handlesShared || signed.nameChecked || verifiesWith(signed.public, data, signed.signature)) return signed.signature;
+      this.handlesDistrusted = true;
       if (attempt > 0) throw new TpmFlowError('UNAVAILABLE', 'the TPM signed with an object other than the key twice: another process is loading objects on this TPM; retry');
     }
+  }
+
+  /**
+   * TPM2_Sign with the kept-loaded `key`. Where handles are shared ({@link checkedSign}) and the
+   * key takes its authValue (userWithAuth) and is noDA, it is authorized by the kept HMAC session
+   * (unbound, unsalted, SHA-256, no parameter encryption) with the key's expected Name in the
+   * cpHash: the TPM computes the cpHash with the Name of the object at the handle, so a foreign
+   * object there fails the HMAC (TPM_RC_BAD_AUTH for a noDA object; TPM_RC_AUTH_FAIL for one that
+   * is not, which also counts one dictionary-attack failure against the TPM's lockout: only when
+   * another process put its object at our handle). The session carries no secret (our keys' authValue
+   * is empty): it checks the Name, not a password; its response HMAC is checked all the same. A key
+   * that is not noDA stays on the signature check, since an HMAC that failed for another reason
+   * (a session out of step after a lost response) would count against the lockout.
+   * `nameChecked` says which it was. After a failed authorization the session is flushed too (the
+   * failure may as well be a foreign session at our session's handle number); a session the TPM no
+   * longer knows (another process flushed it) is started again and the Sign sent once more.
+   */
+  private async signWith(
+    tpm: Tpm,
+    key: { handle: number; name: Uint8Array; public: TPMT_PUBLIC },
+    digest: Uint8Array,
+    opts: { scheme: TPMT_SIG_SCHEME; validation?: TPMT_TK },
+  ): Promise<Signed> {
+    const attrs = key.public.objectAttributes;
+    if (!this.handlesShared || !(attrs & TPMA_OBJECT.userWithAuth) || !(attrs & TPMA_OBJECT.noDA)) {
+      return { public: key.public, signature: await tpm.sign(key.handle, digest, opts), nameChecked: false };
+    }
+    for (;;) {
+      const kept = this.signSession?.open === true;
+      if (!kept) this.signSession = await tpm.startAuthSession({ type: 'hmac', symmetric: { algorithm: TPM_ALG.NULL } });
+      const session = this.signSession as Session;
+      try {
+        const signature = await tpm.sign({ handle: key.handle, name: key.name }, digest, { ...opts, sessions: [session] });
+        return { public: key.public, signature, nameChecked: true };
+      } catch (e) {
+        if (sessionGone(e)) {
+          this.signSession = undefined;
+          if (kept) continue;
+        }
+        if (authFailed(e) || e instanceof TpmAuthError) await this.dropSignSession(tpm, true);
+        throw e;
+      }
+    }
+  }
+
+  /** Forget the sign session, flushing it first when `flush` (best effort). */
+  private async dropSignSession(tpm: Tpm, flush: boolean): Promise<void> {
+    const s = this.signSession;
+    this.signSession = undefined;
+    if (flush && s !== undefined) await this.flush(tpm, s.handle);
   }
 
   /**
@@ -851,7 +961,8 @@ export class AttestorTpm {
    * Sign SHA-256(data) with the cloud attestation key of `keyType`: RSASSA-PKCS1-v1_5 (as the seed
    * does) or ECDSA. A restricted key (go-tpm-tools' AK template is one) signs only a digest the TPM
    * made itself: TPM2_Hash (a hash sequence for data longer than the TPM's input buffer) gives the
-   * ticket, as in go-tpm-tools' Key.SignData.
+   * ticket, as in go-tpm-tools' Key.SignData. Checked as {@link checkedSign} says (go-tpm-tools'
+   * template is not noDA: its signatures are checked after the flow).
    */
   cloudAkSign(keyType: KeyType, data: Uint8Array, call: FlowTag = internal('cloudAkSign')): Promise<TPMT_SIGNATURE> {
     if (TPM_GENERATED_VALUE.every((b, i) => data[i] === b)) {
@@ -861,10 +972,10 @@ export class AttestorTpm {
       // The key stays loaded in the object cache (pinned for this flow), like the other primaries.
       const key = await this.primary(tpm, keyType === 'ecc' ? 'cloud-ak-ecc' : 'cloud-ak-rsa');
       const scheme = cloudAkScheme(key.public, keyType);
-      if (!(key.public.objectAttributes & TPMA_OBJECT.restricted)) return { public: key.public, signature: await tpm.sign(key.handle, hash(TPM_ALG.SHA256, data), { scheme }) };
+      if (!(key.public.objectAttributes & TPMA_OBJECT.restricted)) return this.signWith(tpm, key, hash(TPM_ALG.SHA256, data), { scheme });
       await this.objects.makeRoom(tpm, 1); // a hash sequence (long data) takes an object slot
       const hashed = await tpm.hashData(data, TPM_ALG.SHA256, TPM_RH.OWNER);
-      return { public: key.public, signature: await tpm.sign(key.handle, hashed.outHash, { scheme, validation: hashed.validation }) };
+      return this.signWith(tpm, key, hashed.outHash, { scheme, validation: hashed.validation });
     });
   }
 
@@ -875,8 +986,11 @@ export class AttestorTpm {
     await this.running;
     const t = this.tpm;
     this.tpm = undefined;
-    // Leave the TPM as we found it: flush the objects kept loaded.
-    if (t) await this.objects.flushAll(t).catch(() => undefined);
+    // Leave the TPM as we found it: flush the objects kept loaded and the sign session.
+    if (t) {
+      await this.objects.flushAll(t).catch(() => undefined);
+      await this.dropSignSession(t, true);
+    }
     await t?.close();
   }
 }
@@ -932,6 +1046,17 @@ function objectId(key: WrappedKey): string {
     objectIds.set(key, id);
   }
   return id;
+}
+
+/**
+ * The Name of each stored key's public area (what a name-checked Sign expects at its handle):
+ * what TPM2_Load answered for it, else computed from the public area.
+ */
+const keyNames = new WeakMap<TPMT_PUBLIC, Uint8Array>();
+function keyName(pub: TPMT_PUBLIC): Uint8Array {
+  let name = keyNames.get(pub);
+  if (name === undefined) keyNames.set(pub, (name = objectName(pub)));
+  return name;
 }
 
 /** Node's public key of each key's public area (made once per decoded key or primary). */

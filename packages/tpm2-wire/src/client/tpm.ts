@@ -19,14 +19,13 @@ import { openTransport } from '../transport/address.js';
 import type { TransportOptions } from '../transport/base.js';
 import type { Transport } from '../transport/transport.js';
 import type { AuthSession } from '../sessions/session.js';
-import { AES128_CFB, SESSION_TYPE, Session, deriveSessionKey, type SessionType } from '../sessions/auth-session.js';
+import { AES128_CFB, SESSION_TYPE, Session, deriveSessionKey, randomNonce, type SessionType } from '../sessions/auth-session.js';
 import { createSeed } from '../crypto/secret.js';
 import { digestSize } from '../crypto/hash.js';
 import { rawBytes } from '../types/codec.js';
 import type { TPMS_ATTEST, TPMT_SYM_DEF, TPMT_SYM_DEF_OBJECT } from '../types/structures.js';
 import type { PolicyStep } from '../policy/steps.js';
 import { pcrSelection } from '../policy/calculator.js';
-import { randomBytes } from 'node:crypto';
 import { TPMA_SESSION } from '../types/constants.js';
 
 /** Options every command method takes. */
@@ -417,7 +416,7 @@ export class Tpm {
     const type = opts.type ?? 'hmac';
     const hashAlg = opts.hashAlg ?? TPM_ALG.SHA256;
     const symmetric = opts.symmetric ?? AES128_CFB;
-    const nonceCaller = new Uint8Array(randomBytes(digestSize(hashAlg)));
+    const nonceCaller = randomNonce(digestSize(hashAlg));
     let salt: Uint8Array = new Uint8Array(0);
     let encryptedSalt: Uint8Array = new Uint8Array(0);
     let tpmKey: HandleRef = TPM_RH.NULL;

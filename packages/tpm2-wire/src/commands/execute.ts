@@ -65,9 +65,10 @@ export async function execute<C extends AnyCommandSpec>(
     return entityOf(ref);
   });
   const nameCache = new Map<number, Promise<Uint8Array>>();
+  const knownName = (e: TpmEntity): Uint8Array | undefined => e.name ?? (isSelfNamed(e.handle) ? u32be(e.handle) : undefined);
   const nameOf = (e: TpmEntity): Promise<Uint8Array> => {
-    if (e.name) return Promise.resolve(e.name);
-    if (isSelfNamed(e.handle)) return Promise.resolve(u32be(e.handle));
+    const known = knownName(e);
+    if (known) return Promise.resolve(known);
     let p = nameCache.get(e.handle);
     if (!p) {
       if (!opts.resolveName) throw new TypeError(`${spec.name}: the Name of handle 0x${e.handle.toString(16)} is needed but unknown`);
@@ -119,7 +120,11 @@ export async function execute<C extends AnyCommandSpec>(
     cpHash(alg) {
       let p = cpHashes.get(alg);
       if (!p) {
-        p = Promise.all(entities.map(nameOf)).then((names) => hash(alg, u32be(spec.code), ...names, paramBytes));
+        // Names given or self-named (the usual case with a kept session): hashed now, without a promise per handle.
+        const known = entities.map(knownName);
+        p = known.every((n) => n !== undefined)
+          ? Promise.resolve(hash(alg, u32be(spec.code), ...(known as Uint8Array[]), paramBytes))
+          : Promise.all(entities.map(nameOf)).then((names) => hash(alg, u32be(spec.code), ...names, paramBytes));
         cpHashes.set(alg, p);
       }
       return p;

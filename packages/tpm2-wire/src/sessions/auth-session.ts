@@ -102,7 +102,7 @@ export class Session implements AuthSession {
   prepare(mask = 0xff): void {
     if (!this.open) throw new TypeError(`session 0x${this.handle.toString(16)} is closed`);
     this._effective = this._attributes & mask;
-    this.nonceCaller = new Uint8Array(randomBytes(digestSize(this.hashAlg)));
+    this.nonceCaller = randomNonce(digestSize(this.hashAlg));
   }
 
   /** The authValue that goes into the HMAC key for `entity` (Part 1, 19.6.8). */
@@ -190,6 +190,24 @@ export class Session implements AuthSession {
     this.passwordNeeded = false;
   }
 }
+
+/**
+ * `size` random bytes for a nonceCaller, cut from a pooled block of CSPRNG output: one
+ * randomBytes per 4 KiB instead of one per command (a kept session rolls a nonce on every command,
+ * and a small randomBytes costs several microseconds). Nonces are public: the pool holds no secret.
+ */
+export function randomNonce(size: number): Uint8Array {
+  if (nonceAt + size > noncePool.length) {
+    noncePool = new Uint8Array(randomBytes(Math.max(NONCE_POOL_BYTES, size)));
+    nonceAt = 0;
+  }
+  const nonce = noncePool.slice(nonceAt, nonceAt + size);
+  nonceAt += size;
+  return nonce;
+}
+const NONCE_POOL_BYTES = 4096;
+let noncePool = new Uint8Array(0);
+let nonceAt = 0;
 
 function aesCfb(encrypt: boolean, key: Uint8Array, iv: Uint8Array, data: Uint8Array): Uint8Array {
   if (data.length === 0) return data;
