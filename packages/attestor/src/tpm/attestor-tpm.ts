@@ -772,8 +772,12 @@ export class AttestorTpm {
   private qualifiedNameOf(key: WrappedKey): Uint8Array | undefined {
     const parent = this.primaries.get(key.parent);
     if (!parent) return undefined;
-    const parentName = qualifiedName(parent.public.nameAlg, handleName(PRIMARIES[key.parent].hierarchy), parent.name);
-    return qualifiedName(key.public.nameAlg, parentName, objectName(key.public));
+    const kept = qualifiedNames.get(key.public);
+    if (kept !== undefined && kept.parentName === parent.name) return kept.qualified;
+    const parentQualified = qualifiedName(parent.public.nameAlg, handleName(PRIMARIES[key.parent].hierarchy), parent.name);
+    const qualified = qualifiedName(key.public.nameAlg, parentQualified, keyName(key.public));
+    qualifiedNames.set(key.public, { parentName: parent.name, qualified });
+    return qualified;
   }
 
   /** Import a go-tpm-tools blob under the EK and unseal it (PolicyPCR when the blob is bound to PCRs). */
@@ -1052,6 +1056,9 @@ function objectId(key: WrappedKey): string {
  * The Name of each stored key's public area (what a name-checked Sign expects at its handle):
  * what TPM2_Load answered for it, else computed from the public area.
  */
+/** Each key's qualified name (per decoded key), with the parent Name it was made from: made again when the parent is another. */
+const qualifiedNames = new WeakMap<TPMT_PUBLIC, { parentName: Uint8Array; qualified: Uint8Array }>();
+
 const keyNames = new WeakMap<TPMT_PUBLIC, Uint8Array>();
 function keyName(pub: TPMT_PUBLIC): Uint8Array {
   let name = keyNames.get(pub);
