@@ -8,13 +8,15 @@
  *            loaded, SHA-256 + TPM2_Sign only;
  *   attestor the attestor as deployed: mTLS + --auth mtls, info logging (JSON lines to a null
  *            sink), metrics, key store, TPM queue, object cache.
+ *   The gRPC callers of both servers run in a worker thread (bench/callers.ts). Throughput rows
+ *   also give the CPU per call of this process and of swtpm, and the rate the cores allow at it.
  * Part 2 (the built attestor as child processes, started with the runtime settings of its launcher
  * bin/tpmds-attestor.js, as deployed; a second swtpm lets two run side by side): NewKey and a first
  * GetAK cold (--key-pool 0) and from the pool (--key-pool rsa=3,ecc=3), calls alternating; then
  * Sign latency and the RSS over 2 x 10,000 Sign RPCs (with --compare-runtime also under node's
  * defaults, side by side).
  *
- *   pnpm build && pnpm bench [--rounds R] [--n N] [--rss-rpcs N] [--compare-runtime]
+ *   pnpm build && pnpm bench [--rounds R] [--n N] [--throughput-calls N] [--rss-rpcs N] [--compare-runtime]
  */
 import * as grpc from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
