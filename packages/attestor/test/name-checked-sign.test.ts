@@ -5,19 +5,14 @@
 // (a PCR-bound key, authorized by its policy) keep the check of each signature. Counted in TPM
 // commands and response codes, never timed.
 import assert from 'node:assert/strict';
-import { createPublicKey, generateKeyPairSync, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import {
-  TPMA_OBJECT, TPM_ALG, TPM_CC, TPM_RC, TPM_RH, createImportBlob, keyObjectToPublic, openTpm, openTransport, pcrSelection, publicToSpkiDer, sensitiveFromPrivateKey,
-  signatureToDer, type TPMT_PUBLIC, type TPMT_SIGNATURE, type Tpm, type Transport,
+  TPMA_OBJECT, TPM_ALG, TPM_CC, TPM_RC, TPM_RH, createImportBlob, keyObjectToPublic, openTpm, openTransport, pcrSelection, sensitiveFromPrivateKey,
+  type TPMT_PUBLIC, type Tpm, type Transport,
 } from '@tpmds/tpm2-wire';
-import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
+import { withSwtpm } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { AttestorTpm, type WrappedKey } from '../src/tpm/attestor-tpm.js';
-
-/** Whether `sig` over `data` is by the key of `pub`. */
-function signs(pub: TPMT_PUBLIC | KeyObject, data: Uint8Array, sig: TPMT_SIGNATURE): boolean {
-  const key = 'type' in pub && typeof pub.type === 'number' ? createPublicKey({ key: Buffer.from(publicToSpkiDer(pub as TPMT_PUBLIC)), format: 'der', type: 'spki' }) : (pub as KeyObject);
-  return verify('sha256', data, key, Buffer.from(signatureToDer(sig)));
-}
+import { loadedHandles, signedBy } from './fixtures/counted.js';
 
 /** One command as sent by the attestor and the TPM's response code. */
 interface Sent {
@@ -79,17 +74,10 @@ const base = (rc: number): number => (rc & 0x080 ? 0x080 | (rc & 0x3f) : rc);
 
 describe('name-checked Sign: the TPM checks that a kept handle holds the key @swtpm', function () {
   this.timeout(180_000);
-  let swtpm: SwtpmInstance;
-
-  before(async () => {
-    swtpm = await startSwtpm({ transport: 'unix' });
-  });
-  after(async () => {
-    await swtpm?.stop();
-  });
+  const swtpm = withSwtpm({ transport: 'unix' });
 
   it('N Signs on a hot key are N TPM2_Sign authorized by one kept HMAC session: no Load, ContextLoad, FlushContext or StartAuthSession after the first', async () => {
-    const t = await sharedTpm(swtpm.address);
+    const t = await sharedTpm(swtpm().address);
     try {
       const ak = (await t.attestor.createAk('ecc')).key;
       for (const keyType of ['ecc', 'rsa'] as const) {
@@ -99,7 +87,7 @@ describe('name-checked Sign: the TPM checks that a kept handle holds the key @sw
         const n = 20;
         for (let i = 0; i < n; i++) {
           const data = new Uint8Array([1, i]);
-          assert.ok(signs(key.public, data, await t.attestor.sign(key, data)), `${keyType} signature ${i}`);
+          assert.ok(signedBy(key.public, data, await t.attestor.sign(key, data)), `${keyType} signature ${i}`);
         }
         assert.equal(count(t.sent, TPM_CC.Sign), n, `${keyType}: one TPM2_Sign per Sign`);
         assert.equal(t.sent.length, n, `${keyType}: nothing else (${t.sent.map((s) => s.cc.toString(16))})`);
@@ -109,16 +97,11 @@ describe('name-checked Sign: the TPM checks that a kept handle holds the key @sw
       await t.close();
     }
     // close() flushed the session along with the kept objects.
-    const check = await openTpm(swtpm.address);
-    try {
-      assert.deepEqual(await check.getLoadedHandles(), []);
-    } finally {
-      await check.close();
-    }
+    assert.deepEqual(await loadedHandles(swtpm().address), []);
   });
 
   it('foreign objects at our handles (our session intact): TPM2_Sign fails with TPM_RC_BAD_AUTH, the key is loaded again and signs; no foreign signature is ever returned', async () => {
-    const t = await sharedTpm(swtpm.address);
+    const t = await sharedTpm(swtpm().address);
     try {
       const ak = (await t.attestor.createAk('ecc')).key;
       const keys = [(await t.attestor.createKey(ak, 'ecc')).key, (await t.attestor.createKey(ak, 'rsa')).key];
@@ -139,8 +122,8 @@ describe('name-checked Sign: the TPM checks that a kept handle holds the key @sw
         for (const [i, key] of keys.entries()) {
           const data = new Uint8Array([2, round, i]);
           const sig = await t.attestor.sign(key, data);
-          assert.ok(signs(key.public, data, sig), `round ${round} key ${i}: signed by the key`);
-          assert.ok(foreign.every((f) => !signs(f.public, data, sig)), `round ${round} key ${i}: not by a foreign key`);
+          assert.ok(signedBy(key.public, data, sig), `round ${round} key ${i}: signed by the key`);
+          assert.ok(foreign.every((f) => !signedBy(f.public, data, sig)), `round ${round} key ${i}: not by a foreign key`);
         }
         const signRcs = t.sent.filter((s) => s.cc === TPM_CC.Sign).map((s) => base(s.rc));
         assert.ok(signRcs.includes(TPM_RC.BAD_AUTH), `the TPM refused to sign with the foreign object (TPM2_Sign answered ${signRcs.map((rc) => rc.toString(16))})`);
@@ -154,7 +137,7 @@ describe('name-checked Sign: the TPM checks that a kept handle holds the key @sw
   });
 
   it('a process that puts its own key at the handle before every TPM2_Sign: UNAVAILABLE after the reload, never its signature', async () => {
-    const t = await sharedTpm(swtpm.address);
+    const t = await sharedTpm(swtpm().address);
     try {
       const ak = (await t.attestor.createAk('ecc')).key;
       const key = (await t.attestor.createKey(ak, 'ecc')).key;
@@ -186,14 +169,14 @@ describe('name-checked Sign: the TPM checks that a kept handle holds the key @sw
       assert.equal(replaced, 2);
       assert.deepEqual(t.sent.filter((s) => s.cc === TPM_CC.Sign).map((s) => base(s.rc)), [TPM_RC.BAD_AUTH, TPM_RC.BAD_AUTH]);
       delete t.before.hook;
-      assert.ok(signs(key.public, new Uint8Array([2]), await t.attestor.sign(key, new Uint8Array([2]))), 'signs again once the other process stops');
+      assert.ok(signedBy(key.public, new Uint8Array([2]), await t.attestor.sign(key, new Uint8Array([2]))), 'signs again once the other process stops');
     } finally {
       await t.close();
     }
   });
 
   it('our session flushed by another process: the Sign starts a new one (no reload); its handle number taken by another HMAC session: refused, reclaimed, signs', async () => {
-    const t = await sharedTpm(swtpm.address);
+    const t = await sharedTpm(swtpm().address);
     try {
       const ak = (await t.attestor.createAk('rsa')).key;
       const key = (await t.attestor.createKey(ak, 'ecc')).key;
@@ -207,7 +190,7 @@ describe('name-checked Sign: the TPM checks that a kept handle holds the key @sw
       // 1. Flushed: TPM_RC_REFERENCE_S0, one new StartAuthSession, the key stays loaded.
       await t.other.flushContext(kept);
       t.sent.length = 0;
-      assert.ok(signs(key.public, new Uint8Array([1]), await t.attestor.sign(key, new Uint8Array([1]))));
+      assert.ok(signedBy(key.public, new Uint8Array([1]), await t.attestor.sign(key, new Uint8Array([1]))));
       assert.deepEqual(t.sent.map((s) => [s.cc, base(s.rc)]), [[TPM_CC.Sign, TPM_RC.REFERENCE_S0], [TPM_CC.StartAuthSession, 0], [TPM_CC.Sign, 0]]);
       // 2. Flushed and its number taken by another process's HMAC session (nonces unknown to us):
       // refused like a foreign object, then reclaimed and signed with a new session.
@@ -216,7 +199,7 @@ describe('name-checked Sign: the TPM checks that a kept handle holds the key @sw
       const theirs = await t.other.startAuthSession({ type: 'hmac', symmetric: { algorithm: TPM_ALG.NULL } });
       assert.equal(theirs.handle, mine, 'the other process got our session handle number');
       t.sent.length = 0;
-      assert.ok(signs(key.public, new Uint8Array([2]), await t.attestor.sign(key, new Uint8Array([2]))));
+      assert.ok(signedBy(key.public, new Uint8Array([2]), await t.attestor.sign(key, new Uint8Array([2]))));
       const signs2 = t.sent.filter((s) => s.cc === TPM_CC.Sign).map((s) => base(s.rc));
       assert.deepEqual(signs2, [TPM_RC.BAD_AUTH, 0]);
       assert.equal(count(t.sent, TPM_CC.StartAuthSession), 1);
@@ -229,7 +212,7 @@ describe('name-checked Sign: the TPM checks that a kept handle holds the key @sw
   });
 
   it('a TPM power cycle with a full cache: every key signs with its own key, with a new session', async () => {
-    const t = await sharedTpm(swtpm.address);
+    const t = await sharedTpm(swtpm().address);
     try {
       const ak = (await t.attestor.createAk('rsa')).key;
       const keys: WrappedKey[] = [];
@@ -237,11 +220,11 @@ describe('name-checked Sign: the TPM checks that a kept handle holds the key @sw
       for (const key of keys) await t.attestor.sign(key, new Uint8Array([0]));
       assert.equal(t.attestor.cachedObjects.loaded, 3, 'the cache is full');
       for (let cycle = 0; cycle < 2; cycle++) {
-        await swtpm.powerCycle();
+        await swtpm().powerCycle();
         t.sent.length = 0;
         for (const [i, key] of [...keys].reverse().entries()) {
           const data = new Uint8Array([cycle, i]);
-          assert.ok(signs(key.public, data, await t.attestor.sign(key, data)), `cycle ${cycle}: key ${keys.length - 1 - i}`);
+          assert.ok(signedBy(key.public, data, await t.attestor.sign(key, data)), `cycle ${cycle}: key ${keys.length - 1 - i}`);
         }
         const signed = t.sent.filter((s) => s.cc === TPM_CC.Sign);
         assert.ok(signed.every((s) => isHmacSession(s.session)), 'every TPM2_Sign with the HMAC session');
@@ -261,7 +244,7 @@ describe('name-checked Sign: the TPM checks that a kept handle holds the key @sw
   });
 
   it('a PCR-bound key (authorized by its policy) keeps the signature check: a foreign key with the same policy at its handle is caught', async () => {
-    const t = await sharedTpm(swtpm.address);
+    const t = await sharedTpm(swtpm().address);
     try {
       const ek = (await t.attestor.ek('ecc')).public;
       const pcr23 = (await t.other.pcrRead(pcrSelection(TPM_ALG.SHA256, [23]))).pcrValues[0]!;
@@ -272,8 +255,8 @@ describe('name-checked Sign: the TPM checks that a kept handle holds the key @sw
       const key = await t.attestor.importKey('ecc', blob);
       const plain = await t.attestor.importKey('ecc', createImportBlob(ek, { kind: 'signingKey', privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey }));
       t.sent.length = 0;
-      assert.ok(signs(createPublicKey(bound), new Uint8Array([1]), await t.attestor.sign(key, new Uint8Array([1]), blob.policy)));
-      assert.ok(signs(plain.public, new Uint8Array([1]), await t.attestor.sign(plain, new Uint8Array([1]))), 'an imported key without PCRs (userWithAuth, noDA) signs');
+      assert.ok(signedBy(createPublicKey(bound), new Uint8Array([1]), await t.attestor.sign(key, new Uint8Array([1]), blob.policy)));
+      assert.ok(signedBy(plain.public, new Uint8Array([1]), await t.attestor.sign(plain, new Uint8Array([1]))), 'an imported key without PCRs (userWithAuth, noDA) signs');
       const bySession = t.sent.filter((s) => s.cc === TPM_CC.Sign).map((s) => s.session >>> 24);
       assert.deepEqual(bySession, [0x03, 0x02], 'the PCR-bound key signs with its policy session, the other with the HMAC session');
       // A foreign key of the same policy (it signs under the same PolicyPCR) at the bound key's handle.
@@ -287,8 +270,8 @@ describe('name-checked Sign: the TPM checks that a kept handle holds the key @sw
       t.sent.length = 0;
       const data = new Uint8Array([2]);
       const sig = await t.attestor.sign(key, data, blob.policy);
-      assert.ok(signs(createPublicKey(bound), data, sig), 'signed by the PCR-bound key');
-      assert.ok(!signs(foreignPub, data, sig), 'not by the foreign key');
+      assert.ok(signedBy(createPublicKey(bound), data, sig), 'signed by the PCR-bound key');
+      assert.ok(!signedBy(foreignPub, data, sig), 'not by the foreign key');
       assert.deepEqual(t.sent.filter((s) => s.cc === TPM_CC.Sign).map((s) => s.rc), [0, 0], 'the foreign key signed (its policy was met), the check caught it, the key signed after its reload');
       assert.ok(count(t.sent, TPM_CC.Load) >= 1, 'loaded again from its blob');
     } finally {
@@ -297,18 +280,18 @@ describe('name-checked Sign: the TPM checks that a kept handle holds the key @sw
   });
 
   it('a session left by a killed attestor is reclaimed by the next one like any leftover', async () => {
-    const shared = await openTransport(swtpm.address);
+    const shared = await openTransport(swtpm().address);
     const borrowed = (): Transport => ({ send: (c) => shared.send(c), close: () => Promise.resolve(), get startups() { return shared.startups; } });
-    const killed = new AttestorTpm(swtpm.address, { openTransport: () => Promise.resolve(borrowed()) });
+    const killed = new AttestorTpm(swtpm().address, { openTransport: () => Promise.resolve(borrowed()) });
     const ak = (await killed.createAk('ecc')).key;
     const key = (await killed.createKey(ak, 'ecc')).key;
     await killed.sign(key, new Uint8Array([0]));
     // SIGKILL: nothing flushed. The next attestor on the TPM:
     const reclaimed: { objects: number; sessions: number }[] = [];
-    const next = new AttestorTpm(swtpm.address, { openTransport: () => Promise.resolve(borrowed()), onReclaim: (r) => reclaimed.push(r) });
+    const next = new AttestorTpm(swtpm().address, { openTransport: () => Promise.resolve(borrowed()), onReclaim: (r) => reclaimed.push(r) });
     const check = await openTpm(undefined, { transport: borrowed() });
     try {
-      assert.ok(signs(key.public, new Uint8Array([1]), await next.sign(key, new Uint8Array([1]))));
+      assert.ok(signedBy(key.public, new Uint8Array([1]), await next.sign(key, new Uint8Array([1]))));
       assert.equal(reclaimed.length, 1);
       assert.equal(reclaimed[0]!.sessions, 1, 'the killed attestor\'s sign session');
       assert.ok(reclaimed[0]!.objects >= 1, 'and its kept objects');

@@ -2,46 +2,25 @@
 // key is one TPM2_Sign; more keys than the TPM's slots are pushed out and brought back correctly;
 // a TPM power cycle with a full cache still signs with the right key.
 import assert from 'node:assert/strict';
-import { createPublicKey, verify } from 'node:crypto';
-import { TPM_CC, TPM_RC, akTemplate, commandName, openTpm, openTransport, publicToSpkiDer, signatureToDer, TPM_RH, signingKeyTemplate, srkTemplateEccP256, type TPMT_PUBLIC, type TPMT_SIGNATURE, type Transport } from '@tpmds/tpm2-wire';
-import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
+import { TPM_CC, TPM_RC, akTemplate, openTpm, openTransport, TPM_RH, signingKeyTemplate, srkTemplateEccP256, type Transport } from '@tpmds/tpm2-wire';
+import { withSwtpm } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { AttestorTpm, type WrappedKey } from '../src/tpm/attestor-tpm.js';
-import { createBackend } from '../src/backend-factory.js';
-import { defaultConfig } from '../src/config.js';
-import { Logger } from '../src/log.js';
-import { AttestorMetrics } from '../src/metrics.js';
-import { MemoryLog, startFake, tempDir } from './helpers.js';
 import { CLOUD_AK_NV, provisionCloudAkTemplate, removePlatformNv } from './fixtures/cloud-ak.js';
-
-function signs(key: WrappedKey | { public: TPMT_PUBLIC }, data: Uint8Array, sig: TPMT_SIGNATURE): boolean {
-  const pub = createPublicKey({ key: Buffer.from(publicToSpkiDer(key.public)), format: 'der', type: 'spki' });
-  return verify('sha256', data, pub, Buffer.from(signatureToDer(sig)));
-}
+import { loadedHandles, signedBy, startCountedAttestor } from './fixtures/counted.js';
 
 describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', function () {
   this.timeout(180_000);
-  let swtpm: SwtpmInstance;
-
-  before(async () => {
-    swtpm = await startSwtpm({ transport: 'unix' });
-  });
-  after(async () => {
-    await swtpm?.stop();
-  });
+  const swtpm = withSwtpm({ transport: 'unix' });
 
   it('N Sign RPCs on a hot key are exactly N TPM2_Sign and no TPM2_Load or TPM2_ContextLoad (per-command metrics)', async () => {
-    const state = tempDir();
-    const metrics = new AttestorMetrics();
-    const config = { ...defaultConfig(), tpm: swtpm.address, stateDir: state.dir, insecure: true, listen: '127.0.0.1:0', healthListen: '127.0.0.1:0' };
-    const backend = await createBackend(config, metrics, new Logger('error', new MemoryLog()), {});
-    const t = await startFake({ backend, config, start: { metrics } });
+    const t = await startCountedAttestor(swtpm().address);
+    const count = t.count;
     try {
       for (const keyType of ['ecc', 'rsa'] as const) {
         const uid = `u-${keyType}`;
         await t.client.getAK({ uid, keyType });
         await t.client.newKey({ uid, kid: 'k', keyType });
         await t.client.sign({ uid, kid: 'k', data: new Uint8Array([0]) });
-        const count = (cc: number): number => metrics.tpmCommandDuration.count({ command: commandName(cc) });
         const before = { sign: count(TPM_CC.Sign), load: count(TPM_CC.Load), contextLoad: count(TPM_CC.ContextLoad), flush: count(TPM_CC.FlushContext), session: count(TPM_CC.StartAuthSession) };
         const n = 25;
         for (let i = 0; i < n; i++) await t.client.sign({ uid, kid: 'k', data: new Uint8Array([i]) });
@@ -53,13 +32,12 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
       }
     } finally {
       await t.stop();
-      state.cleanup();
     }
   });
 
   it('more keys than slots: each key signs correctly, the TPM never holds more than its slots, a key pushed out comes back with one TPM2_ContextLoad', async () => {
     const commands: number[] = [];
-    const tpm = new AttestorTpm(swtpm.address, { onCommand: (cc) => commands.push(cc) });
+    const tpm = new AttestorTpm(swtpm().address, { onCommand: (cc) => commands.push(cc) });
     try {
       const ak = (await tpm.createAk('ecc')).key;
       const keys: WrappedKey[] = [];
@@ -69,7 +47,7 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
           const data = new Uint8Array([round, i]);
           commands.length = 0;
           const sig = await tpm.sign(key, data);
-          assert.ok(signs(key, data, sig), `key ${i} round ${round}: the signature is this key's`);
+          assert.ok(signedBy(key.public, data, sig), `key ${i} round ${round}: the signature is this key's`);
           assert.ok(tpm.cachedObjects.loaded <= 3, `${tpm.cachedObjects.loaded} objects loaded`);
           // Pushed out: ContextSave + FlushContext of the least recently used, ContextLoad of this one.
           assert.equal(commands.filter((c) => c === TPM_CC.Load).length, 0, 'reloaded from its saved context, not its blob');
@@ -88,17 +66,12 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
       await tpm.close();
     }
     // close() leaves nothing loaded.
-    const check = await openTpm(swtpm.address);
-    try {
-      assert.deepEqual(await check.getLoadedHandles(), []);
-    } finally {
-      await check.close();
-    }
+    assert.deepEqual(await loadedHandles(swtpm().address), []);
   });
 
   it('another process flushes the kept keys (and loads its own objects at their handle numbers): the next Signs still sign with their own keys', async () => {
     // The attestor and the "other process" share one swtpm connection (swtpm serves one at a time).
-    const shared = await openTransport(swtpm.address);
+    const shared = await openTransport(swtpm().address);
     const borrowed = (): Transport => ({ send: (c) => shared.send(c), close: () => Promise.resolve(), get startups() { return shared.startups; } });
     // The attestor's TPM2_Sign response codes.
     const signRcs: number[] = [];
@@ -113,7 +86,7 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
         return shared.startups;
       },
     });
-    const tpm = new AttestorTpm(swtpm.address, { openTransport: () => Promise.resolve(recording()) });
+    const tpm = new AttestorTpm(swtpm().address, { openTransport: () => Promise.resolve(recording()) });
     const other = await openTpm(undefined, { transport: borrowed() });
     try {
       const ak = (await tpm.createAk('ecc')).key;
@@ -126,7 +99,7 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
       };
       // 1. Flushed only: the Sign meets TPM_RC_REFERENCE_H0 and loads its key again.
       assert.ok((await flushAll()).length >= 2);
-      for (const [i, key] of keys.entries()) assert.ok(signs(key, new Uint8Array([1, i]), await tpm.sign(key, new Uint8Array([1, i]))), `key ${i} after the flush`);
+      for (const [i, key] of keys.entries()) assert.ok(signedBy(key.public, new Uint8Array([1, i]), await tpm.sign(key, new Uint8Array([1, i]))), `key ${i} after the flush`);
       // 2. Flushed and the handle numbers taken by other keys: the TPM refuses to sign with them (the
       // kept session's HMAC covers our key's Name: TPM_RC_BAD_AUTH), the keys are loaded again.
       const was = await flushAll();
@@ -138,7 +111,7 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
       }
       assert.ok(was.some((h) => foreign.includes(h) || h === srk.handle), `a foreign object took one of our handles (${was.map((h) => h.toString(16))} vs ${[srk.handle, ...foreign].map((h) => h.toString(16))})`);
       signRcs.length = 0;
-      for (const [i, key] of keys.entries()) assert.ok(signs(key, new Uint8Array([2, i]), await tpm.sign(key, new Uint8Array([2, i]))), `key ${i} after its handle was taken`);
+      for (const [i, key] of keys.entries()) assert.ok(signedBy(key.public, new Uint8Array([2, i]), await tpm.sign(key, new Uint8Array([2, i]))), `key ${i} after its handle was taken`);
       assert.ok(signRcs.some((rc) => (0x080 | (rc & 0x3f)) === TPM_RC.BAD_AUTH && rc & 0x080), `a TPM2_Sign was refused with TPM_RC_BAD_AUTH (${signRcs.map((rc) => rc.toString(16))})`);
     } finally {
       await tpm.close();
@@ -150,16 +123,16 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
   // go-tpm-tools' AK template is not noDA: the TPM does not check its Name on TPM2_Sign (see
   // name-checked-sign.test.ts), each of its signatures is checked against the key instead.
   it('the kept cloud attestation key (a primary) gets the same check: flushed and its handle taken by a foreign AK, SignGCEEK still signs with its own key', async () => {
-    const shared = await openTransport(swtpm.address);
+    const shared = await openTransport(swtpm().address);
     const borrowed = (): Transport => ({ send: (c) => shared.send(c), close: () => Promise.resolve(), get startups() { return shared.startups; } });
-    const tpm = new AttestorTpm(swtpm.address, { openTransport: () => Promise.resolve(borrowed()) });
+    const tpm = new AttestorTpm(swtpm().address, { openTransport: () => Promise.resolve(borrowed()) });
     const other = await openTpm(undefined, { transport: borrowed() });
     try {
       await removePlatformNv(other, CLOUD_AK_NV.rsa.template);
       await provisionCloudAkTemplate(other, 'rsa');
       const cloud = await tpm.cloudAk('rsa');
       const data = new Uint8Array([3, 1, 4]);
-      assert.ok(signs(cloud, data, await tpm.cloudAkSign('rsa', data)));
+      assert.ok(signedBy(cloud.public, data, await tpm.cloudAkSign('rsa', data)));
       const held = (await other.getLoadedHandles()).filter((h) => h >>> 24 === 0x80);
       for (const h of await other.getLoadedHandles()) await other.flushContext(h);
       // Restricted RSA signing keys of another process at our handle numbers: each would sign the ticketed digest.
@@ -170,7 +143,7 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
         foreign.push((await other.load(srk.handle, c.private, c.public)).handle);
       }
       assert.ok(held.some((h) => foreign.includes(h)), 'a foreign object took one of our handles');
-      assert.ok(signs(cloud, data, await tpm.cloudAkSign('rsa', data)), 'signed with the cloud attestation key, not the foreign object');
+      assert.ok(signedBy(cloud.public, data, await tpm.cloudAkSign('rsa', data)), 'signed with the cloud attestation key, not the foreign object');
     } finally {
       await tpm.close();
       await removePlatformNv(other, CLOUD_AK_NV.rsa.template).catch(() => undefined);
@@ -180,7 +153,7 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
   });
 
   it('a TPM power cycle with a full cache: every key still signs, with its own key (stale handles reloaded from the blobs)', async () => {
-    const tpm = new AttestorTpm(swtpm.address);
+    const tpm = new AttestorTpm(swtpm().address);
     try {
       const ak = (await tpm.createAk('rsa')).key;
       const keys: WrappedKey[] = [];
@@ -188,11 +161,11 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
       for (const key of keys) await tpm.sign(key, new Uint8Array([0]));
       assert.equal(tpm.cachedObjects.loaded, 3, 'the cache is full');
       for (let cycle = 0; cycle < 2; cycle++) {
-        await swtpm.powerCycle();
+        await swtpm().powerCycle();
         // After the reset the same handle numbers are handed out again, in another order.
         for (const [i, key] of [...keys].reverse().entries()) {
           const data = new Uint8Array([cycle, i]);
-          assert.ok(signs(key, data, await tpm.sign(key, data)), `cycle ${cycle}: key ${keys.length - 1 - i}`);
+          assert.ok(signedBy(key.public, data, await tpm.sign(key, data)), `cycle ${cycle}: key ${keys.length - 1 - i}`);
         }
       }
       const q = await tpm.quote(ak, new Uint8Array(16));

@@ -5,17 +5,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { TPM_ALG, TPM_CC, TPM_RH, commandName, hash, openTpm, openTransport, signingKeyTemplate, srkTemplateEccP256, toHex, type Tpm, type Transport } from '@tpmds/tpm2-wire';
-import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
+import { TPM_ALG, TPM_CC, TPM_RH, hash, openTpm, openTransport, signingKeyTemplate, srkTemplateEccP256, toHex, type Tpm, type Transport } from '@tpmds/tpm2-wire';
+import { withSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { AttestorTpm } from '../src/tpm/attestor-tpm.js';
 import { TpmBackend } from '../src/tpm-backend.js';
 import { KeyStore } from '../src/keystore.js';
-import { createBackend } from '../src/backend-factory.js';
-import { defaultConfig } from '../src/config.js';
-import { Logger } from '../src/log.js';
-import { AttestorMetrics } from '../src/metrics.js';
-import { MemoryLog, startFake, tempDir, type Started } from './helpers.js';
+import { startFake, tempDir, type Started } from './helpers.js';
 import { checkAk, checkQuote, expectStatus, type CheckedAk, type CheckedQuote } from './e2e-support.js';
+import { startCountedAttestor } from './fixtures/counted.js';
 
 const BANKS = [TPM_ALG.SHA1, TPM_ALG.SHA256];
 /** The debug PCR: extended by the tests, reset by a power cycle. */
@@ -102,23 +99,12 @@ function assertPcr(q: CheckedQuote, expected: Map<number, Uint8Array>, what: str
 
 describe('Quote: PCR values kept and proven by the quote (counted in TPM commands) @swtpm', function () {
   this.timeout(180_000);
-  let swtpm: SwtpmInstance;
-
-  before(async () => {
-    swtpm = await startSwtpm({ transport: 'unix' });
-  });
-  after(async () => {
-    await swtpm?.stop();
-  });
+  const swtpm = withSwtpm({ transport: 'unix' });
 
   it('repeated Quote RPCs with unchanged PCRs: one TPM2_Quote per active bank and no TPM2_PCR_Read (per-command metrics)', async () => {
-    const state = tempDir();
-    const metrics = new AttestorMetrics();
-    const config = { ...defaultConfig(), tpm: swtpm.address, stateDir: state.dir, insecure: true, listen: '127.0.0.1:0', healthListen: '127.0.0.1:0' };
-    const backend = await createBackend(config, metrics, new Logger('error', new MemoryLog()), {});
-    const t = await startFake({ backend, config, start: { metrics } });
+    const t = await startCountedAttestor(swtpm().address);
+    const count = t.count;
     try {
-      const count = (cc: number): number => metrics.tpmCommandDuration.count({ command: commandName(cc) });
       for (const keyType of ['ecc', 'rsa'] as const) {
         const uid = `u-${keyType}`;
         const ak = checkAk((await t.client.getAK({ uid, keyType })).ak, keyType);
@@ -135,12 +121,11 @@ describe('Quote: PCR values kept and proven by the quote (counted in TPM command
       }
     } finally {
       await t.stop();
-      state.cleanup();
     }
   });
 
   it('a PCR extended by another process between Quotes: the next Quote reads again, carries the new value and verifies; the one after reads nothing', async () => {
-    const r = await rig(swtpm, 'ecc');
+    const r = await rig(swtpm(), 'ecc');
     try {
       const first = await r.quote();
       r.commands.length = 0;
@@ -161,7 +146,7 @@ describe('Quote: PCR values kept and proven by the quote (counted in TPM command
   });
 
   it('a PCR extended between the quote and the read: quoted again, the answer is consistent and verifies', async () => {
-    const r = await rig(swtpm, 'rsa');
+    const r = await rig(swtpm(), 'rsa');
     try {
       const first = await r.quote();
       // Make the kept values stale, then extend once more just before the read that follows.
@@ -189,7 +174,7 @@ describe('Quote: PCR values kept and proven by the quote (counted in TPM command
   });
 
   it('PCRs extended before every TPM2_Quote: UNAVAILABLE naming the race after 3 attempts, then fine once they rest', async () => {
-    const r = await rig(swtpm, 'ecc');
+    const r = await rig(swtpm(), 'ecc');
     try {
       await r.quote();
       let i = 0;
@@ -208,7 +193,7 @@ describe('Quote: PCR values kept and proven by the quote (counted in TPM command
   });
 
   it('another process flushes the kept AK and loads its own signing keys at the handle numbers: the Quote is still by the AK (its qualifiedSigner checked) and verifies', async () => {
-    const r = await rig(swtpm, 'ecc');
+    const r = await rig(swtpm(), 'ecc');
     try {
       await r.quote();
       const ours = (await r.other.getLoadedHandles()).filter((h) => h >>> 24 === 0x80);
@@ -230,13 +215,13 @@ describe('Quote: PCR values kept and proven by the quote (counted in TPM command
   });
 
   it('a TPM power cycle resets the PCRs: the next Quote reads again and verifies with the reset values', async () => {
-    const r = await rig(swtpm, 'rsa');
+    const r = await rig(swtpm(), 'rsa');
     try {
       const first = await r.quote();
       const extended = await extend(r.other, pcrOf(first), new Uint8Array([9]));
       assertPcr(await r.quote(), extended, 'extended');
       for (let cycle = 0; cycle < 2; cycle++) {
-        await swtpm.powerCycle();
+        await swtpm().powerCycle();
         r.commands.length = 0;
         const q = await r.quote();
         assertPcr(q, new Map(BANKS.map((b) => [b, new Uint8Array(b === TPM_ALG.SHA1 ? 20 : 32)])), `cycle ${cycle}: PCR ${PCR} reset`);
