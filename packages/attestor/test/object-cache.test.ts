@@ -152,6 +152,40 @@ describe('object cache: hot keys stay loaded (counted in TPM commands) @swtpm', 
     }
   });
 
+  it('SignGCEEK with a restricted cloud AK on a full cache: short data is TPM2_Hash + TPM2_Sign and pushes nothing out; only data long enough for a hash sequence makes room for it', async () => {
+    const shared = await openTransport(swtpm().address);
+    const commands: number[] = [];
+    const borrowed = (): Transport => ({ send: (c) => shared.send(c), close: () => Promise.resolve(), get startups() { return shared.startups; } });
+    const counted: Transport = { send: (c) => (commands.push(new DataView(c.buffer, c.byteOffset).getUint32(6)), shared.send(c)), close: () => Promise.resolve(), get startups() { return shared.startups; } };
+    const sent = (cc: number): boolean => commands.includes(cc);
+    const tpm = new AttestorTpm(swtpm().address, { openTransport: () => Promise.resolve(counted) });
+    const other = await openTpm(undefined, { transport: borrowed() });
+    try {
+      await removePlatformNv(other, CLOUD_AK_NV.rsa.template);
+      await provisionCloudAkTemplate(other, 'rsa');
+      const cloud = await tpm.cloudAk('rsa');
+      const ak = (await tpm.createAk('ecc')).key;
+      const key = (await tpm.createKey(ak, 'ecc')).key;
+      await tpm.sign(key, new Uint8Array([0]));
+      const short = new Uint8Array([3, 1, 4]);
+      assert.ok(signedBy(cloud.public, short, await tpm.cloudAkSign('rsa', short)));
+      assert.equal(tpm.cachedObjects.loaded, 3, 'the cache is full');
+      commands.length = 0;
+      assert.ok(signedBy(cloud.public, short, await tpm.cloudAkSign('rsa', short)));
+      assert.deepEqual(commands, [TPM_CC.Hash, TPM_CC.Sign], 'short data: nothing saved or flushed');
+      const long = new Uint8Array(5000).fill(0x41);
+      commands.length = 0;
+      assert.ok(signedBy(cloud.public, long, await tpm.cloudAkSign('rsa', long)));
+      assert.ok(sent(TPM_CC.HashSequenceStart), 'long data: a hash sequence');
+      assert.ok(sent(TPM_CC.FlushContext), 'long data: an object pushed out for the sequence');
+    } finally {
+      await tpm.close();
+      await removePlatformNv(other, CLOUD_AK_NV.rsa.template).catch(() => undefined);
+      await other.close();
+      await shared.close();
+    }
+  });
+
   it('a TPM power cycle with a full cache: every key still signs, with its own key (stale handles reloaded from the blobs)', async () => {
     const tpm = new AttestorTpm(swtpm().address);
     try {

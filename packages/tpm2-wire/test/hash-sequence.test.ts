@@ -22,7 +22,9 @@ describe('Tpm.hashData: TPM2_Hash and hash sequences @swtpm', function () {
     const max = (await tpm.getProperty(TPM_PT.INPUT_BUFFER)) ?? 1024;
     for (const n of [0, 1, max, max + 1, 3 * max, 5000]) {
       const data = new Uint8Array(n).map((_, i) => (i * 7) & 0xff);
-      const r = await tpm.hashData(data, TPM_ALG.SHA256, TPM_RH.OWNER);
+      let sequences = 0;
+      const r = await tpm.hashData(data, TPM_ALG.SHA256, TPM_RH.OWNER, { beforeSequence: async () => void sequences++ });
+      assert.equal(sequences, n > max ? 1 : 0, `${n} bytes: beforeSequence only before a sequence`);
       assert.equal(toHex(r.outHash), createHash('sha256').update(data).digest('hex'), `${n} bytes`);
       assert.equal(r.validation.tag, 0x8024);
       assert.equal(r.validation.hierarchy, TPM_RH.OWNER, `${n} bytes: a real ticket`);

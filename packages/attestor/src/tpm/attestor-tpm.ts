@@ -977,8 +977,8 @@ export class AttestorTpm {
       const key = await this.primary(tpm, keyType === 'ecc' ? 'cloud-ak-ecc' : 'cloud-ak-rsa');
       const scheme = cloudAkScheme(key.public, keyType);
       if (!(key.public.objectAttributes & TPMA_OBJECT.restricted)) return this.signWith(tpm, key, hash(TPM_ALG.SHA256, data), { scheme });
-      await this.objects.makeRoom(tpm, 1); // a hash sequence (long data) takes an object slot
-      const hashed = await tpm.hashData(data, TPM_ALG.SHA256, TPM_RH.OWNER);
+      // Long data is hashed in a sequence, which takes an object slot: room is made only then.
+      const hashed = await tpm.hashData(data, TPM_ALG.SHA256, TPM_RH.OWNER, { beforeSequence: () => this.objects.makeRoom(tpm, 1) });
       return this.signWith(tpm, key, hashed.outHash, { scheme, validation: hashed.validation });
     });
   }

@@ -367,12 +367,20 @@ export class Tpm {
    * The TPM's digest of `data` of any length, with the ticket a restricted signing key needs
    * (TPM2_Sign `validation`): one TPM2_Hash when it fits TPM_PT_INPUT_BUFFER, else a hash sequence
    * (TPM2_HashSequenceStart, SequenceUpdate per chunk, SequenceComplete; Part 3, 17). The ticket is
-   * a null ticket when `data` starts with TPM_GENERATED_VALUE, as the TPM decides.
+   * a null ticket when `data` starts with TPM_GENERATED_VALUE, as the TPM decides. A sequence
+   * takes an object slot while it runs: `beforeSequence` is awaited just before it starts (only
+   * then), e.g. to flush an object to make room for it.
    */
-  async hashData(data: Uint8Array, hashAlg: number, hierarchy: number = TPM_RH.OWNER): Promise<{ outHash: Uint8Array; validation: TPMT_TK }> {
+  async hashData(
+    data: Uint8Array,
+    hashAlg: number,
+    hierarchy: number = TPM_RH.OWNER,
+    opts: { beforeSequence?: () => Promise<void> } = {},
+  ): Promise<{ outHash: Uint8Array; validation: TPMT_TK }> {
     this.inputBufferMax ??= (await this.getProperty(TPM_PT.INPUT_BUFFER)) ?? 1024;
     const chunk = this.inputBufferMax;
     if (data.length <= chunk) return this.hash(data, hashAlg, hierarchy);
+    await opts.beforeSequence?.();
     const { sequenceHandle } = await this.execute(TPM2.HashSequenceStart, {}, { auth: empty(), hashAlg });
     try {
       let at = 0;
