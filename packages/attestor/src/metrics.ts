@@ -24,31 +24,48 @@ function keyOf(names: readonly string[], labels: Labels): string {
   return names.map((n) => labels[n] ?? '').join('\u0000');
 }
 
-/** A counter with a fixed set of label names. */
-export class Counter {
+/** One value per label set, rendered as a `type` (counter or gauge); Counter and LabeledGauge say how it changes. */
+abstract class LabeledValues {
   readonly #series = new Map<string, { labels: Labels; value: number }>();
   constructor(
     readonly name: string,
     readonly help: string,
     readonly labelNames: readonly string[],
+    private readonly type: 'counter' | 'gauge',
   ) {}
 
-  inc(labels: Labels, by = 1): void {
+  /** Sets the series of `labels` to `next(its current value)`. */
+  protected update(labels: Labels, next: (current: number | undefined) => number): void {
     const key = keyOf(this.labelNames, labels);
     const s = this.#series.get(key);
-    if (s) s.value += by;
-    else this.#series.set(key, { labels: pick(this.labelNames, labels), value: by });
+    if (s) s.value = next(s.value);
+    else this.#series.set(key, { labels: pick(this.labelNames, labels), value: next(undefined) });
+  }
+
+  protected value(labels: Labels): number | undefined {
+    return this.#series.get(keyOf(this.labelNames, labels))?.value;
+  }
+
+  render(): string {
+    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`];
+    for (const s of this.#series.values()) out.push(`${this.name}${formatLabels(s.labels)} ${formatNumber(s.value)}`);
+    return out.join('\n') + '\n';
+  }
+}
+
+/** A counter with a fixed set of label names. */
+export class Counter extends LabeledValues {
+  constructor(name: string, help: string, labelNames: readonly string[]) {
+    super(name, help, labelNames, 'counter');
+  }
+
+  inc(labels: Labels, by = 1): void {
+    this.update(labels, (v) => (v ?? 0) + by);
   }
 
   /** Current value of one series (0 when never incremented). */
   get(labels: Labels): number {
-    return this.#series.get(keyOf(this.labelNames, labels))?.value ?? 0;
-  }
-
-  render(): string {
-    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    for (const s of this.#series.values()) out.push(`${this.name}${formatLabels(s.labels)} ${formatNumber(s.value)}`);
-    return out.join('\n') + '\n';
+    return this.value(labels) ?? 0;
   }
 }
 
@@ -112,27 +129,18 @@ export class Gauge {
 }
 
 /** A gauge with a fixed set of label names. */
-export class LabeledGauge {
-  readonly #series = new Map<string, { labels: Labels; value: number }>();
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly labelNames: readonly string[],
-  ) {}
+export class LabeledGauge extends LabeledValues {
+  constructor(name: string, help: string, labelNames: readonly string[]) {
+    super(name, help, labelNames, 'gauge');
+  }
 
   set(labels: Labels, value: number): void {
-    this.#series.set(keyOf(this.labelNames, labels), { labels: pick(this.labelNames, labels), value });
+    this.update(labels, () => value);
   }
 
   /** Current value of one series (undefined when never set). */
   get(labels: Labels): number | undefined {
-    return this.#series.get(keyOf(this.labelNames, labels))?.value;
-  }
-
-  render(): string {
-    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
-    for (const s of this.#series.values()) out.push(`${this.name}${formatLabels(s.labels)} ${formatNumber(s.value)}`);
-    return out.join('\n') + '\n';
+    return this.value(labels);
   }
 }
 
