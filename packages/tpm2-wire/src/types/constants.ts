@@ -49,10 +49,13 @@ export const TPM_CC = {
   PolicyTemplate: 0x190, CreateLoaded: 0x191, PolicyAuthorizeNV: 0x192, EncryptDecrypt2: 0x193,
 } as const;
 
+/** TPM_CC by code (made once: commandName runs for every command sent, e.g. for per-command metrics). */
+const COMMAND_NAMES = new Map<number, string>();
+for (const [k, v] of Object.entries(TPM_CC)) if (!COMMAND_NAMES.has(v)) COMMAND_NAMES.set(v, `TPM2_${k}`);
+
 /** Name of a command code ("TPM2_Quote"), or hex when unknown. */
 export function commandName(cc: number): string {
-  for (const [k, v] of Object.entries(TPM_CC)) if (v === cc) return `TPM2_${k}`;
-  return `command 0x${cc.toString(16).padStart(8, '0')}`;
+  return COMMAND_NAMES.get(cc) ?? `command 0x${cc.toString(16).padStart(8, '0')}`;
 }
 
 /** Part 2, 6.9 TPM_ST. */
