@@ -11,8 +11,9 @@ import { CompactSign } from 'jose';
 import { runCli } from '../src/cli/cli.js';
 import {
   DEFAULT_POLICY, EAR_PROFILE, EAR_PROFILE_PRE_DRAFT, EarError, PolicyError, appraisalInputFromReport, appraise, earClaims,
-  matchesPattern, parsePolicy, signEar, signingKeyFromPem, verificationKeyFromPem, verifyEar, type AppraisalCheck, type RunReport,
+  parsePolicy, signEar, signingKeyFromPem, verificationKeyFromPem, verifyEar, type AppraisalCheck, type RunReport,
 } from '../src/index.js';
+import { matchesPattern } from '../src/ear/policy.js';
 
 const PCR7 = 'a'.repeat(64);
 const PCR8 = 'b'.repeat(64);

@@ -5,9 +5,10 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import {
-  DEFAULT_POLICY, EarError, PolicyError, appraisalInputFromReport, appraise, earClaims, formatVector, formatVerifiedEar,
+  DEFAULT_POLICY, EarError, PolicyError, appraisalInputFromReport, appraise, earClaims,
   parsePolicy, signEar, signingKeyFromPem, verificationKeyFromPem, verifyEar, type AppraisalPolicy,
 } from '../../ear/index.js';
+import { formatVector, formatVerifiedEar } from '../../ear/token.js';
 import type { Command } from '../command.js';
 import { EXIT, UsageError } from '../exit.js';
 import type { Args, FlagSpecs } from '../flags.js';
