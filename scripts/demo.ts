@@ -13,8 +13,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  EV, TPM_ALG, TPM_PT, algName, buildEventLog, buildUserspaceLog, concatBytes, hash, openTpm, parseEventLog, parseGuid, parseUserspaceLog,
+import { EFI_GLOBAL_VARIABLE_GUID, uefiVariableData,
+  EV, TPM_ALG, TPM_PT, algName, buildEventLog, buildUserspaceLog, concatBytes, hash, openTpm, parseEventLog, parseUserspaceLog,
   phaseRecord, toHex, utf8,
 } from '@tpmds/tpm2-wire';
 import { Logger, createBackend, defaultConfig, startAttestor, AttestorMetrics } from '@tpmds/attestor';
@@ -24,14 +24,7 @@ const verifierBin = fileURLToPath(new URL('../packages/verifier/bin/tpmds-verifi
 
 /** UEFI_VARIABLE_DATA (PFP 10.4.6) for the SecureBoot variable. */
 function secureBootVariable(enabled: boolean): Uint8Array {
-  const name = 'SecureBoot';
-  const nameBytes = new Uint8Array(name.length * 2);
-  for (let i = 0; i < name.length; i++) nameBytes[2 * i] = name.charCodeAt(i);
-  const sizes = new Uint8Array(16);
-  const dv = new DataView(sizes.buffer);
-  dv.setBigUint64(0, BigInt(name.length), true);
-  dv.setBigUint64(8, 1n, true);
-  return concatBytes(parseGuid('8be4df61-93ca-11d2-aa0d-00e098032b8c'), sizes, nameBytes, Uint8Array.of(enabled ? 1 : 0));
+  return uefiVariableData(EFI_GLOBAL_VARIABLE_GUID, 'SecureBoot', Uint8Array.of(enabled ? 1 : 0));
 }
 
 /** A small but realistic UEFI boot: S-CRTM, Secure Boot on, separators, one boot application. */

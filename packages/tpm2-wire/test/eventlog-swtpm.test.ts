@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import {
+import { EFI_GLOBAL_VARIABLE_GUID, uefiVariableData,
   EV,
   TPM_ALG,
   buildEventLog,
@@ -14,7 +14,6 @@ import {
   eventLogFacts,
   openTpm,
   parseEventLog,
-  parseGuid,
   replayEventLog,
   startupLocalityEventData,
   toHex,
@@ -27,11 +26,6 @@ import { withSwtpm } from './fixtures/swtpm.js';
 const BANKS = [TPM_ALG.SHA1, TPM_ALG.SHA256];
 const ucs2 = (s: string): Uint8Array => new Uint8Array([...s].flatMap((c) => [c.charCodeAt(0), 0]));
 const u64le = (n: number): Uint8Array => new Uint8Array([n & 0xff, (n >> 8) & 0xff, 0, 0, 0, 0, 0, 0]);
-
-/** UEFI_VARIABLE_DATA for an EFI variable. */
-function efiVariable(guid: string, name: string, value: Uint8Array): Uint8Array {
-  return concatBytes(parseGuid(guid), u64le(name.length), u64le(value.length), ucs2(name), value);
-}
 
 /** A firmware-like boot: StartupLocality 0, S-CRTM, Secure Boot on, shim + grub, ExitBootServices. */
 function bootEvents(): EventSpec[] {
@@ -51,9 +45,9 @@ function bootEvents(): EventSpec[] {
     { pcr: 0, type: EV.EV_NO_ACTION, data: startupLocalityEventData(0) },
     { pcr: 0, type: EV.EV_S_CRTM_VERSION, data: ucs2('tpmds test firmware\0') },
     { pcr: 0, type: EV.EV_EFI_PLATFORM_FIRMWARE_BLOB, data: concatBytes(u64le(0xffc00000), u64le(0x400000)) },
-    { pcr: 7, type: EV.EV_EFI_VARIABLE_DRIVER_CONFIG, data: efiVariable('8be4df61-93ca-11d2-aa0d-00e098032b8c', 'SecureBoot', new Uint8Array([1])) },
-    { pcr: 7, type: EV.EV_EFI_VARIABLE_DRIVER_CONFIG, data: efiVariable('8be4df61-93ca-11d2-aa0d-00e098032b8c', 'PK', new Uint8Array(0)) },
-    { pcr: 1, type: EV.EV_EFI_VARIABLE_BOOT, data: efiVariable('8be4df61-93ca-11d2-aa0d-00e098032b8c', 'BootOrder', new Uint8Array([0, 0])) },
+    { pcr: 7, type: EV.EV_EFI_VARIABLE_DRIVER_CONFIG, data: uefiVariableData(EFI_GLOBAL_VARIABLE_GUID, 'SecureBoot', new Uint8Array([1])) },
+    { pcr: 7, type: EV.EV_EFI_VARIABLE_DRIVER_CONFIG, data: uefiVariableData(EFI_GLOBAL_VARIABLE_GUID, 'PK', new Uint8Array(0)) },
+    { pcr: 1, type: EV.EV_EFI_VARIABLE_BOOT, data: uefiVariableData(EFI_GLOBAL_VARIABLE_GUID, 'BootOrder', new Uint8Array([0, 0])) },
     ...[0, 1, 2, 3, 6, 7].map(separator),
     { pcr: 4, type: EV.EV_EFI_ACTION, data: utf8('Calling EFI Application from Boot Option') },
     separator(4),

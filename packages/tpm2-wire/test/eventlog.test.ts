@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { createHash, getHashes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
-import {
+import { EFI_GLOBAL_VARIABLE_GUID, parseUefiVariableData, uefiVariableData,
   EV,
   EventLogError,
   TPM_ALG,
@@ -439,9 +439,20 @@ describe('eventlog: facts', () => {
     assert.match(arch.reason, /empty/);
   });
 
+  it('uefiVariableData writes UEFI_VARIABLE_DATA: GUID, name length (characters), value length, UCS-2 name, value; parseUefiVariableData reads it back', () => {
+    const sb = uefiVariableData(EFI_GLOBAL_VARIABLE_GUID, 'SecureBoot', Uint8Array.of(1));
+    assert.equal(
+      toHex(sb),
+      '61dfe48bca93d211aa0d00e098032b8c' + '0a00000000000000' + '0100000000000000' + toHex(new Uint8Array([...'SecureBoot'].flatMap((c) => [c.charCodeAt(0), 0]))) + '01',
+    );
+    for (const [name, value] of [['SecureBoot', Uint8Array.of(0)], ['PK', new Uint8Array(0)], ['db', new Uint8Array(300).fill(7)], ['Bööt', Uint8Array.of(1, 2)]] as const) {
+      const v = parseUefiVariableData(uefiVariableData(EFI_GLOBAL_VARIABLE_GUID, name, value));
+      assert.deepEqual({ guid: v.guid, name: v.name, value: toHex(v.value), trailingBytes: v.trailingBytes }, { guid: EFI_GLOBAL_VARIABLE_GUID, name, value: toHex(value), trailingBytes: 0 });
+    }
+  });
+
   it('Secure Boot is unknown when the variable event does not hash to its digest', () => {
-    const sb = (v: number) => concatBytes(parseGuid('8be4df61-93ca-11d2-aa0d-00e098032b8c'), new Uint8Array([10, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]),
-      new Uint8Array([...utf8('SecureBoot')].flatMap((c) => [c, 0])), new Uint8Array([v]));
+    const sb = (v: number) => uefiVariableData(EFI_GLOBAL_VARIABLE_GUID, 'SecureBoot', Uint8Array.of(v));
     const forged = buildEventLog([{ pcr: 7, type: EV.EV_EFI_VARIABLE_DRIVER_CONFIG, data: sb(1), digests: new Map([[TPM_ALG.SHA256, new Uint8Array(createHash('sha256').update(sb(0)).digest())]]) }], [TPM_ALG.SHA256]);
     assert.equal(eventLogFacts(parseEventLog(forged)).secureBoot.state, 'unknown');
     const honest = buildEventLog([{ pcr: 7, type: EV.EV_EFI_VARIABLE_DRIVER_CONFIG, data: sb(1) }], [TPM_ALG.SHA256]);

@@ -3,74 +3,24 @@
 // and interop with Veraison's own `ear` crate 0.6.0 (interop/rust-ear): it verifies our tokens and
 // reads them as we do, and it signs tokens `ear verify` accepts (and refuses with a wrong key).
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { EV, TPM_ALG, buildEventLog, concatBytes, openTpm, parseGuid, pemToDers, toHex, utf8 } from '@tpmds/tpm2-wire';
+import { EFI_GLOBAL_VARIABLE_GUID, uefiVariableData, EV, TPM_ALG, buildEventLog, concatBytes, openTpm, pemToDers, toHex, utf8 } from '@tpmds/tpm2-wire';
 import { AttestorClient } from '@tpmds/protocol/proto';
 import {
   DEFAULT_POLICY, appraisalInputFromReport, appraise, earClaims, parsePolicy, signEar, type RunOptions, type RunReport, type VerifierRpc,
 } from '../src/index.js';
 import { runAll } from '../src/verify/index.js';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
-import { trackProcess, untrackProcesses } from '../../../test/support/processes.js';
+import { REPO, runProcess, runVerifier, startAttestorProcess, type AttestorProcess } from './fixtures/processes.js';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const VERIFIER = join(REPO, 'packages/verifier/src/cli/main.ts');
-const ATTESTOR = join(REPO, 'packages/attestor/src/main.ts');
 const INTEROP_BUILD = join(REPO, 'interop/rust-ear/build.sh');
-
-function cleanEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TPMDS_')));
-}
-
-function run(cmd: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const child = spawn(cmd, args, { cwd: REPO, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((res) => child.on('close', (status) => res({ status, stdout, stderr })));
-}
-
-const verifier = (args: string[]) => run(process.execPath, ['--import', 'tsx', VERIFIER, ...args]);
-
-async function startAttestor(args: string[]): Promise<{ address: string; log: () => string; stop: () => Promise<void> }> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', ATTESTOR, ...args], { cwd: REPO, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const tracked = child.pid === undefined ? [] : [trackProcess(child.pid)];
-  const exited = new Promise<void>((res) => child.on('exit', () => res()));
-  void exited.then(() => untrackProcesses(tracked));
-  const address = await new Promise<string>((res, rej) => {
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /"msg":"attestor listening","address":"([^"]+)"/.exec(out);
-      if (m) res(m[1]!);
-    });
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    void exited.then(() => rej(new Error(`attestor exited early:\n${out}`)));
-  });
-  return {
-    address,
-    log: () => out,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
-
 const sha256 = (data: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(data).digest());
-const SECURE_BOOT_ON = concatBytes(
-  parseGuid('8be4df61-93ca-11d2-aa0d-00e098032b8c'),
-  new Uint8Array([10, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]),
-  new Uint8Array([...utf8('SecureBoot')].flatMap((c) => [c, 0])),
-  new Uint8Array([1]),
-);
+const SECURE_BOOT_ON = uefiVariableData(EFI_GLOBAL_VARIABLE_GUID, 'SecureBoot', Uint8Array.of(1));
 const BOOT_EVENTS = [
   { pcr: 7, type: EV.EV_EFI_VARIABLE_DRIVER_CONFIG, data: SECURE_BOOT_ON },
   { pcr: 7, type: EV.EV_SEPARATOR, data: new Uint8Array(4) },
@@ -121,7 +71,7 @@ interface EarView {
 describe('EAR from tpmds-verifier run against a tpmds-attestor on swtpm @swtpm', function () {
   this.timeout(300_000);
   let swtpm: SwtpmInstance;
-  let attestor: Awaited<ReturnType<typeof startAttestor>>;
+  let attestor: AttestorProcess;
   let dir: string;
   let ekFlags: string[];
   const file = (name: string) => join(dir, name);
@@ -131,7 +81,7 @@ describe('EAR from tpmds-verifier run against a tpmds-attestor on swtpm @swtpm',
     swtpm = await startSwtpm();
     dir = mkdtempSync(join(tmpdir(), 'tpmds-ear-run-'));
     writeFileSync(file('binary_bios_measurements'), await measureBoot(swtpm.address));
-    attestor = await startAttestor([
+    attestor = await startAttestorProcess([
       '--insecure', '--listen', `unix:${file('grpc.sock')}`, '--tpm', swtpm.address, '--state-dir', file('state'),
       '--health-listen', '127.0.0.1:0', '--event-log', file('binary_bios_measurements'), '--log-level', 'info',
     ]);
@@ -156,13 +106,13 @@ describe('EAR from tpmds-verifier run against a tpmds-attestor on swtpm @swtpm',
   });
 
   async function earVerify(token: string, pub: string): Promise<EarView> {
-    const r = await verifier(['ear', 'verify', token, '--key', pub, '--json']);
+    const r = await runVerifier(['ear', 'verify', token, '--key', pub, '--json']);
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout) as EarView;
   }
 
   it('a clean run with the policy\'s reference values: an ES256 EAR, affirming on every claim the policy sets; the --json report carries its claims', async () => {
-    const r = await verifier(['run', '--target', attestor.address, '--insecure', ...ekFlags, '--key-type', 'ecc', '--json', '--ear-out', file('clean.jwt'), '--ear-key', file('ec.pem'), '--policy', file('policy.json')]);
+    const r = await runVerifier(['run', '--target', attestor.address, '--insecure', ...ekFlags, '--key-type', 'ecc', '--json', '--ear-out', file('clean.jwt'), '--ear-key', file('ec.pem'), '--policy', file('policy.json')]);
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}\n${attestor.log()}`);
     const report = JSON.parse(r.stdout) as RunReport & { ear: { file: string; alg: string; claims: { eat_nonce: string; submods: Record<string, unknown> } } };
     assert.equal(report.ear.alg, 'ES256');
@@ -189,7 +139,7 @@ describe('EAR from tpmds-verifier run against a tpmds-attestor on swtpm @swtpm',
   });
 
   it('without EK roots (Ed25519 key, built-in policy, --ear-submod): warning, hardware unsafe_hw', async () => {
-    const r = await verifier(['run', '--target', attestor.address, '--insecure', '--key-type', 'ecc', '--ear-out', file('noroots.jwt'), '--ear-key', file('ed.pem'), '--ear-submod', 'node-a']);
+    const r = await runVerifier(['run', '--target', attestor.address, '--insecure', '--key-type', 'ecc', '--ear-out', file('noroots.jwt'), '--ear-key', file('ed.pem'), '--ear-submod', 'node-a']);
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /^EAR: warning \(node-a, policy tpmds-policy:default:1, EdDSA\) written to /m);
     assert.match(r.stdout, /^ {2}hardware {10} 32 {2}unsafe_hw/m);
@@ -202,7 +152,7 @@ describe('EAR from tpmds-verifier run against a tpmds-attestor on swtpm @swtpm',
   });
 
   it('a PCR that differs from the policy\'s reference value: executables contraindicated, naming the check (the run itself passes)', async () => {
-    const r = await verifier(['run', '--target', attestor.address, '--insecure', ...ekFlags, '--key-type', 'ecc', '--ear-out', file('pcr8.jwt'), '--ear-key', file('ec.pem'), '--policy', file('policy-pcr8-off.json')]);
+    const r = await runVerifier(['run', '--target', attestor.address, '--insecure', ...ekFlags, '--key-type', 'ecc', '--ear-out', file('pcr8.jwt'), '--ear-key', file('ec.pem'), '--policy', file('policy-pcr8-off.json')]);
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /^EAR: contraindicated /m);
     assert.match(r.stdout, /^ {2}executables: policy\.pcr\.sha256\.8$/m);
@@ -270,7 +220,7 @@ describe('EAR from tpmds-verifier run against a tpmds-attestor on swtpm @swtpm',
       program = built.stdout.trim();
     });
 
-    const rust = (args: string[]) => run(program, args);
+    const rust = (args: string[]) => runProcess(program, args);
 
     it('verifies the tokens tpmds-verifier wrote (clean → affirming, no roots → warning, PCR off and tampered → contraindicated) and reads them as `ear verify` does', async function () {
       assert.deepEqual(Object.keys(tokens).sort(), ['clean', 'noroots', 'pcr8', 'tampered'], 'the runs above made their tokens');
@@ -307,12 +257,12 @@ describe('EAR from tpmds-verifier run against a tpmds-attestor on swtpm @swtpm',
         assert.equal(v.status, 'affirming');
         assert.deepEqual(v.nonce, [nonce]);
         assert.deepEqual(v.submods['tpm:rust']!.vector, { 'instance-identity': 2, hardware: 2 });
-        const refused = await verifier(['ear', 'verify', file(`rust-${alg}.jwt`), '--key', file(`${other}.pub.pem`)]);
+        const refused = await runVerifier(['ear', 'verify', file(`rust-${alg}.jwt`), '--key', file(`${other}.pub.pem`)]);
         assert.equal(refused.status, 1);
         assert.match(refused.stderr, /but the key is for/);
         const sameType = alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey : generateKeyPairSync('ed25519').publicKey;
         writeFileSync(file('stranger.pub.pem'), sameType.export({ type: 'spki', format: 'pem' }));
-        const stranger = await verifier(['ear', 'verify', file(`rust-${alg}.jwt`), '--key', file('stranger.pub.pem')]);
+        const stranger = await runVerifier(['ear', 'verify', file(`rust-${alg}.jwt`), '--key', file('stranger.pub.pem')]);
         assert.equal(stranger.status, 1);
         assert.match(stranger.stderr, /the signature does not verify with this key/);
       }

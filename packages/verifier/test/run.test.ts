@@ -3,80 +3,24 @@
 // The attestor serves a firmware event log whose events were extended into swtpm's PCRs, so the
 // replay and the Secure Boot state are exercised too.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { EV, TPM_ALG, buildEventLog, concatBytes, openTpm, parseGuid, toHex, utf8 } from '@tpmds/tpm2-wire';
+import { join } from 'node:path';
+import { EFI_GLOBAL_VARIABLE_GUID, uefiVariableData, EV, TPM_ALG, buildEventLog, concatBytes, openTpm, toHex, utf8 } from '@tpmds/tpm2-wire';
 import type { RunReport } from '../src/verify/index.js';
 import { startSwtpm, type SwtpmInstance } from '../../tpm2-wire/test/fixtures/swtpm.js';
 import { TestPki } from '../../attestor/test/fixtures/pki.js';
 import { CLOUD_AK_NV, issueCloudAkCertificate, provisionCloudAkTemplate, writePlatformNv } from '../../attestor/test/fixtures/cloud-ak.js';
 import { TokenReviewStandIn } from '../../attestor/test/fixtures/tokenreview-standin.js';
-import { trackProcess, untrackProcesses } from '../../../test/support/processes.js';
-
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const VERIFIER = join(REPO, 'packages/verifier/src/cli/main.ts');
-const ATTESTOR = join(REPO, 'packages/attestor/src/main.ts');
-
-/** The environment without the caller's TPMDS_* settings. */
-function cleanEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TPMDS_')));
-}
-
-/** Runs tpmds-verifier as a process. */
-function verifier(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', VERIFIER, ...args], { cwd: REPO, env: { ...cleanEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((res) => child.on('close', (status) => res({ status, stdout, stderr })));
-}
-
-/** A tpmds-attestor process (log level info); resolves once it logged "attestor listening". */
-async function startAttestor(args: string[]): Promise<{ child: ChildProcess; address: string; log: () => string; stop: () => Promise<void> }> {
-  // Never the host's own systemd log: its measurements are not in swtpm.
-  const env = { ...cleanEnv(), TPMDS_USERSPACE_LOG: '/nonexistent/tpm2-measure.log' };
-  const child = spawn(process.execPath, ['--import', 'tsx', ATTESTOR, ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  // If mocha exits mid-test (a timeout, --exit), the attestor must not outlive it: the exit safety net kills it.
-  const tracked = child.pid === undefined ? [] : [trackProcess(child.pid)];
-  const exited = new Promise<void>((res) => child.on('exit', () => res()));
-  void exited.then(() => untrackProcesses(tracked));
-  const address = await new Promise<string>((res, rej) => {
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /"msg":"attestor listening","address":"([^"]+)"/.exec(out);
-      if (m) res(m[1]!);
-    });
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    void exited.then(() => rej(new Error(`attestor exited early:\n${out}\n${err}`)));
-  });
-  return {
-    child,
-    address,
-    log: () => out + err,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
+import { runVerifier, startAttestorProcess, type AttestorProcess } from './fixtures/processes.js';
 
 const sha = (alg: string, data: Uint8Array): Uint8Array => new Uint8Array(createHash(alg).update(data).digest());
 
 /** Extends a small boot log (Secure Boot enabled, a separator, two IPL events) into the TPM and returns the log. */
 async function measureBoot(tpmAddress: string): Promise<Uint8Array> {
-  const secureBoot = concatBytes(
-    parseGuid('8be4df61-93ca-11d2-aa0d-00e098032b8c'),
-    new Uint8Array([10, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]),
-    new Uint8Array([...utf8('SecureBoot')].flatMap((c) => [c, 0])),
-    new Uint8Array([1]),
-  );
+  const secureBoot = uefiVariableData(EFI_GLOBAL_VARIABLE_GUID, 'SecureBoot', Uint8Array.of(1));
   const events = [
     { pcr: 7, type: EV.EV_EFI_VARIABLE_DRIVER_CONFIG, data: secureBoot },
     { pcr: 7, type: EV.EV_SEPARATOR, data: new Uint8Array(4) },
@@ -94,12 +38,7 @@ async function measureBoot(tpmAddress: string): Promise<Uint8Array> {
 
 /** The expected sha256 value of PCR 7 after `measureBoot`. */
 function pcr7(): string {
-  const secureBoot = concatBytes(
-    parseGuid('8be4df61-93ca-11d2-aa0d-00e098032b8c'),
-    new Uint8Array([10, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]),
-    new Uint8Array([...utf8('SecureBoot')].flatMap((c) => [c, 0])),
-    new Uint8Array([1]),
-  );
+  const secureBoot = uefiVariableData(EFI_GLOBAL_VARIABLE_GUID, 'SecureBoot', Uint8Array.of(1));
   let v: Uint8Array = new Uint8Array(32);
   for (const d of [sha('sha256', secureBoot), sha('sha256', new Uint8Array(4))]) v = sha('sha256', concatBytes(v, d));
   return toHex(v);
@@ -112,7 +51,7 @@ function failLines(stdout: string): string[] {
 describe('tpmds-verifier run against a tpmds-attestor on swtpm @swtpm', function () {
   this.timeout(180_000);
   let swtpm: SwtpmInstance;
-  let attestor: Awaited<ReturnType<typeof startAttestor>>;
+  let attestor: AttestorProcess;
   let dir: string;
   let ekFlags: string[];
 
@@ -120,7 +59,7 @@ describe('tpmds-verifier run against a tpmds-attestor on swtpm @swtpm', function
     swtpm = await startSwtpm();
     dir = mkdtempSync(join(tmpdir(), 'tpmds-verifier-run-'));
     writeFileSync(join(dir, 'binary_bios_measurements'), await measureBoot(swtpm.address));
-    attestor = await startAttestor([
+    attestor = await startAttestorProcess([
       '--insecure', '--listen', `unix:${join(dir, 'grpc.sock')}`, '--tpm', swtpm.address, '--state-dir', join(dir, 'state'),
       '--health-listen', '127.0.0.1:0', '--event-log', join(dir, 'binary_bios_measurements'), '--log-level', 'info',
     ]);
@@ -133,7 +72,7 @@ describe('tpmds-verifier run against a tpmds-attestor on swtpm @swtpm', function
   });
 
   it('rsa: every check passes (EK chain, AK, Attest, quotes + event log, imports, NewKey, Sign), exit 0', async () => {
-    const r = await verifier(['run', '--target', attestor.address, '--insecure', ...ekFlags, '--key-type', 'rsa']);
+    const r = await runVerifier(['run', '--target', attestor.address, '--insecure', ...ekFlags, '--key-type', 'rsa']);
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}\n${attestor.log()}`);
     assert.deepEqual(failLines(r.stdout), []);
     assert.match(r.stdout, /^PASS: all \d+ checks passed \(warnings: gceAk\.offered\)$/m, 'no cloud attestation-key template on this swtpm: a note');
@@ -145,7 +84,7 @@ describe('tpmds-verifier run against a tpmds-attestor on swtpm @swtpm', function
   });
 
   it('ecc with --json: exactly one JSON document on stdout, every check ok, progress on stderr', async () => {
-    const r = await verifier(['run', '--target', attestor.address, '--insecure', ...ekFlags, '--key-type', 'ecc', '--json', '--uid', 'ecc-pod', '--kid', 'k1']);
+    const r = await runVerifier(['run', '--target', attestor.address, '--insecure', ...ekFlags, '--key-type', 'ecc', '--json', '--uid', 'ecc-pod', '--kid', 'k1']);
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
     const report = JSON.parse(r.stdout) as RunReport;
     assert.equal(report.ok, true);
@@ -163,7 +102,7 @@ describe('tpmds-verifier run against a tpmds-attestor on swtpm @swtpm', function
   });
 
   it('a wrong --expect-pcr fails with exit 1, naming the check and the values; the right one passes', async () => {
-    const r = await verifier(['quote', '--target', attestor.address, '--insecure', '--expect-pcr', `7:${pcr7()}`, '--expect-pcr', `23:${'ff'.repeat(32)}`]);
+    const r = await runVerifier(['quote', '--target', attestor.address, '--insecure', '--expect-pcr', `7:${pcr7()}`, '--expect-pcr', `23:${'ff'.repeat(32)}`]);
     assert.equal(r.status, 1, r.stdout + r.stderr);
     assert.deepEqual(failLines(r.stdout).map((l) => l.trim().split(/\s+/)[1]), ['quote.expectPcr.sha256.23']);
     assert.match(r.stdout, /^  ok    quote\.expectPcr\.sha256\.7\s/m);
@@ -181,7 +120,7 @@ describe('tpmds-verifier run against a tpmds-attestor on swtpm @swtpm', function
       [['ek', '--target', attestor.address, '--insecure', '--uid', 'x'], /unknown flag --uid/],
     ];
     for (const [args, message] of cases) {
-      const r = await verifier(args);
+      const r = await runVerifier(args);
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, message);
       assert.equal(r.stdout, '');
@@ -189,19 +128,19 @@ describe('tpmds-verifier run against a tpmds-attestor on swtpm @swtpm', function
   });
 
   it('subcommands run what they need: sign makes and checks a key; new-key for the same uid/kid then fails with ALREADY_EXISTS', async () => {
-    const sign = await verifier(['sign', '--target', attestor.address, '--insecure', '--uid', 'sub-pod', '--kid', 'sub-key', '--json']);
+    const sign = await runVerifier(['sign', '--target', attestor.address, '--insecure', '--uid', 'sub-pod', '--kid', 'sub-key', '--json']);
     assert.equal(sign.status, 0, sign.stdout + sign.stderr);
     assert.deepEqual((JSON.parse(sign.stdout) as RunReport).steps.map((s) => s.step), ['health', 'ak', 'new-key', 'sign']);
-    const again = await verifier(['new-key', '--target', attestor.address, '--insecure', '--uid', 'sub-pod', '--kid', 'sub-key']);
+    const again = await runVerifier(['new-key', '--target', attestor.address, '--insecure', '--uid', 'sub-pod', '--kid', 'sub-key']);
     assert.equal(again.status, 1);
     assert.match(again.stdout, /FAIL {2}newKey\.rpc\s+NewKey failed: ALREADY_EXISTS/);
-    const attest = await verifier(['attest', '--target', attestor.address, '--insecure', '--key-type', 'ecc', '--uid', 'sub-pod-ecc', ...ekFlags]);
+    const attest = await runVerifier(['attest', '--target', attestor.address, '--insecure', '--key-type', 'ecc', '--uid', 'sub-pod-ecc', ...ekFlags]);
     assert.equal(attest.status, 0, attest.stdout);
     assert.match(attest.stdout, /ok {4}attest\.secret/);
   });
 
   it('an unreachable target fails the health check with exit 1 and runs nothing else', async () => {
-    const r = await verifier(['run', '--target', `unix:${join(dir, 'nobody.sock')}`, '--insecure']);
+    const r = await runVerifier(['run', '--target', `unix:${join(dir, 'nobody.sock')}`, '--insecure']);
     assert.equal(r.status, 1);
     assert.match(r.stdout, /FAIL {2}health\s+health check failed: UNAVAILABLE/);
     assert.match(r.stdout, /9 step\(s\) not run/);
@@ -225,14 +164,14 @@ function makePki(dir: string): void {
 describe('tpmds-verifier run over mTLS @swtpm', function () {
   this.timeout(180_000);
   let swtpm: SwtpmInstance;
-  let attestor: Awaited<ReturnType<typeof startAttestor>>;
+  let attestor: AttestorProcess;
   let dir: string;
 
   before(async () => {
     swtpm = await startSwtpm();
     dir = mkdtempSync(join(tmpdir(), 'tpmds-verifier-tls-'));
     makePki(dir);
-    attestor = await startAttestor([
+    attestor = await startAttestorProcess([
       '--listen', '127.0.0.1:0', '--tls-cert', join(dir, 'server.pem'), '--tls-key', join(dir, 'server.key'), '--client-ca', join(dir, 'ca.pem'),
       '--tpm', swtpm.address, '--state-dir', join(dir, 'state'), '--health-listen', '127.0.0.1:0', '--event-log', join(dir, 'none'), '--log-level', 'info',
     ]);
@@ -246,16 +185,16 @@ describe('tpmds-verifier run over mTLS @swtpm', function () {
   it('--ca with --client-cert/--client-key passes; without the client certificate the attestor is unreachable', async () => {
     const target = attestor.address.replace(/^(?:127\.0\.0\.1|0\.0\.0\.0)/, 'localhost');
     const tls = ['--ca', join(dir, 'ca.pem'), '--client-cert', join(dir, 'client.pem'), '--client-key', join(dir, 'client.key')];
-    const noLog = await verifier(['quote', '--target', target, ...tls]);
+    const noLog = await runVerifier(['quote', '--target', target, ...tls]);
     assert.equal(noLog.status, 1, 'no event log file: the quote step fails');
     assert.match(noLog.stdout, /^  FAIL  eventlog\s+the attestor sent no event log; quotes cannot be explained \(the attestor says: .*none: no such file/m);
-    const ok = await verifier(['run', '--target', target, ...tls, '--allow-missing-eventlog', '--ek-roots', swtpm.caRootPem, '--ek-intermediates', swtpm.caIntermediatePem]);
+    const ok = await runVerifier(['run', '--target', target, ...tls, '--allow-missing-eventlog', '--ek-roots', swtpm.caRootPem, '--ek-intermediates', swtpm.caIntermediatePem]);
     assert.equal(ok.status, 0, ok.stdout + ok.stderr);
     assert.match(ok.stdout, /^  warn  eventlog\s/m, 'with --allow-missing-eventlog: a warning');
-    const noClient = await verifier(['ek', '--target', target, '--ca', join(dir, 'ca.pem')]);
+    const noClient = await runVerifier(['ek', '--target', target, '--ca', join(dir, 'ca.pem')]);
     assert.equal(noClient.status, 1);
     assert.match(noClient.stdout, /FAIL {2}health/);
-    const half = await verifier(['ek', '--target', target, '--ca', join(dir, 'ca.pem'), '--client-cert', join(dir, 'client.pem')]);
+    const half = await runVerifier(['ek', '--target', target, '--ca', join(dir, 'ca.pem'), '--client-cert', join(dir, 'client.pem')]);
     assert.equal(half.status, 2);
     assert.match(half.stderr, /--client-cert needs --client-key/);
   });
@@ -264,7 +203,7 @@ describe('tpmds-verifier run over mTLS @swtpm', function () {
 describe('tpmds-verifier run --token-file against an attestor with --auth k8s @swtpm', function () {
   this.timeout(180_000);
   let swtpm: SwtpmInstance;
-  let attestor: Awaited<ReturnType<typeof startAttestor>>;
+  let attestor: AttestorProcess;
   let api: TokenReviewStandIn;
   let dir: string;
   let target: string;
@@ -277,7 +216,7 @@ describe('tpmds-verifier run --token-file against an attestor with --auth k8s @s
     await api.start();
     writeFileSync(join(dir, 'attestor-token'), api.reviewer());
     writeFileSync(join(dir, 'pod-token'), api.issue({ namespace: 'team-a', serviceAccount: 'verifier', audiences: ['tpmds'], pod: { name: 'verify-1', node: 'node-1' } }) + '\n');
-    attestor = await startAttestor([
+    attestor = await startAttestorProcess([
       '--insecure', '--listen', `unix:${join(dir, 'grpc.sock')}`, '--tpm', swtpm.address, '--state-dir', join(dir, 'state'),
       '--health-listen', '127.0.0.1:0', '--event-log', join(dir, 'none'), '--log-level', 'info',
       '--auth', 'k8s', '--kube-api', api.url, '--kube-ca', pki.caCert, '--kube-token-file', join(dir, 'attestor-token'), '--node-name', 'node-1',
@@ -293,16 +232,16 @@ describe('tpmds-verifier run --token-file against an attestor with --auth k8s @s
 
   it('with the pod token (--token-file or TPMDS_TOKEN_FILE) every check passes; without it the attestor says UNAUTHENTICATED', async () => {
     const ek = ['--ek-roots', swtpm.caRootPem, '--ek-intermediates', swtpm.caIntermediatePem];
-    const ok = await verifier(['run', '--target', target, '--insecure', '--token-file', join(dir, 'pod-token'), '--key-type', 'ecc', '--allow-missing-eventlog', ...ek]);
+    const ok = await runVerifier(['run', '--target', target, '--insecure', '--token-file', join(dir, 'pod-token'), '--key-type', 'ecc', '--allow-missing-eventlog', ...ek]);
     assert.equal(ok.status, 0, ok.stdout + ok.stderr);
-    const viaEnv = await verifier(['sign', '--target', target, '--insecure'], { TPMDS_TOKEN_FILE: join(dir, 'pod-token') });
+    const viaEnv = await runVerifier(['sign', '--target', target, '--insecure'], { TPMDS_TOKEN_FILE: join(dir, 'pod-token') });
     assert.equal(viaEnv.status, 0, viaEnv.stdout + viaEnv.stderr);
     assert.match(attestor.log(), /"identity":"system:serviceaccount:team-a:verifier"/);
     assert.ok(!attestor.log().includes(readFileSync(join(dir, 'pod-token'), 'utf8').trim()), 'the token is never logged');
-    const anonymous = await verifier(['ek', '--target', target, '--insecure', ...ek]);
+    const anonymous = await runVerifier(['ek', '--target', target, '--insecure', ...ek]);
     assert.equal(anonymous.status, 1);
     assert.match(anonymous.stdout, /UNAUTHENTICATED/);
-    const missing = await verifier(['ek', '--target', target, '--insecure', '--token-file', join(dir, 'absent')]);
+    const missing = await runVerifier(['ek', '--target', target, '--insecure', '--token-file', join(dir, 'absent')]);
     assert.equal(missing.status, 2);
     assert.match(missing.stderr, /--token-file .*absent: cannot read \(no such file\)/);
   });
@@ -311,7 +250,7 @@ describe('tpmds-verifier run --token-file against an attestor with --auth k8s @s
 describe('tpmds-verifier gce-ak against an attestor on a swtpm provisioned like a GCE vTPM @swtpm', function () {
   this.timeout(180_000);
   let swtpm: SwtpmInstance;
-  let attestor: Awaited<ReturnType<typeof startAttestor>>;
+  let attestor: AttestorProcess;
   let dir: string;
   let pki: TestPki;
 
@@ -327,7 +266,7 @@ describe('tpmds-verifier gce-ak against an attestor on a swtpm provisioned like 
     } finally {
       await tpm.close();
     }
-    attestor = await startAttestor([
+    attestor = await startAttestorProcess([
       '--insecure', '--listen', `unix:${join(dir, 'grpc.sock')}`, '--tpm', swtpm.address, '--state-dir', join(dir, 'state'),
       '--health-listen', '127.0.0.1:0', '--event-log', join(dir, 'none'), '--log-level', 'info',
     ]);
@@ -339,19 +278,19 @@ describe('tpmds-verifier gce-ak against an attestor on a swtpm provisioned like 
   });
 
   it('gce-ak: the signature over a fresh nonce verifies, the certificate chains to --ak-roots, the instance facts are printed', async () => {
-    const r = await verifier(['gce-ak', '--target', attestor.address, '--insecure', '--ak-roots', pki.caCert]);
+    const r = await runVerifier(['gce-ak', '--target', attestor.address, '--insecure', '--ak-roots', pki.caCert]);
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}\n${attestor.log()}`);
     for (const check of ['gceAk.public', 'gceAk.signature', 'gceAk.certificate', 'gceAk.certificate.key', 'gceAk.certificate.chain']) {
       assert.match(r.stdout, new RegExp(`^  ok    ${check.replace(/\./g, '\\.')}\\s`, 'm'), `${check} is reported ok`);
     }
     assert.match(r.stdout, /^  ok    gceAk\.instance\s+GCE instance: zone us-central1-a, project google\.com:wuale-gcp-testing \(117478743145\), instance cs-debug-pca \(218557372616137117\)/m);
-    const wrongRoot = await verifier(['gce-ak', '--target', attestor.address, '--insecure', '--ak-roots', swtpm.caRootPem]);
+    const wrongRoot = await runVerifier(['gce-ak', '--target', attestor.address, '--insecure', '--ak-roots', swtpm.caRootPem]);
     assert.equal(wrongRoot.status, 1);
     assert.deepEqual(failLines(wrongRoot.stdout).map((l) => l.trim().split(/\s+/)[1]), ['gceAk.certificate.chain']);
   });
 
   it('run --json --key-type ecc: the ECC key signs; it has no certificate (a warning); the report carries the key', async () => {
-    const r = await verifier(['run', '--target', attestor.address, '--insecure', '--key-type', 'ecc', '--json', '--allow-missing-eventlog', '--ek-roots', swtpm.caRootPem, '--ek-intermediates', swtpm.caIntermediatePem]);
+    const r = await runVerifier(['run', '--target', attestor.address, '--insecure', '--key-type', 'ecc', '--json', '--allow-missing-eventlog', '--ek-roots', swtpm.caRootPem, '--ek-intermediates', swtpm.caIntermediatePem]);
     assert.equal(r.status, 0, r.stdout + r.stderr);
     const report = JSON.parse(r.stdout) as RunReport;
     const step = report.steps.find((s) => s.step === 'gce-ak')!;
@@ -362,12 +301,12 @@ describe('tpmds-verifier gce-ak against an attestor on a swtpm provisioned like 
 
   it('gce-ak against a target without the template fails (exit 1): FAILED_PRECONDITION naming the NV index', async () => {
     const plain = await startSwtpm();
-    const other = await startAttestor([
+    const other = await startAttestorProcess([
       '--insecure', '--listen', `unix:${join(dir, 'plain.sock')}`, '--tpm', plain.address, '--state-dir', join(dir, 'plain-state'),
       '--health-listen', '127.0.0.1:0', '--event-log', join(dir, 'none'), '--log-level', 'info',
     ]);
     try {
-      const r = await verifier(['gce-ak', '--target', other.address, '--insecure']);
+      const r = await runVerifier(['gce-ak', '--target', other.address, '--insecure']);
       assert.equal(r.status, 1, r.stdout);
       assert.match(r.stdout, /FAIL {2}gceAk\.offered\s+the target offers no cloud attestation key \(FAILED_PRECONDITION: this TPM has no cloud attestation-key template \(NV 0x01c10001\)\)/);
     } finally {

@@ -8,6 +8,7 @@ import { Writer } from '../bytes/writer.js';
 import { TpmEncodeError } from '../bytes/errors.js';
 import { HASH_SIZE, TPM_ALG } from '../types/constants.js';
 import { EV, SPEC_ID_EVENT03_SIGNATURE, STARTUP_LOCALITY_SIGNATURE, bankName } from './constants.js';
+import { parseGuid } from './efi.js';
 import { bankHash } from './replay.js';
 
 /** One event to write. */
@@ -40,6 +41,22 @@ export function startupLocalityEventData(locality: number): Uint8Array {
   out.set(sig);
   out[sig.length] = locality;
   return out;
+}
+
+/**
+ * UEFI_VARIABLE_DATA (PFP 10.4.6), the data of EV_EFI_VARIABLE_* events: the vendor GUID
+ * ("8be4df61-..."), the UCS-2 name's length in characters, the value's length, the name, the
+ * value. The inverse of parseUefiVariableData, e.g. SecureBoot = 1:
+ * `uefiVariableData(EFI_GLOBAL_VARIABLE_GUID, 'SecureBoot', Uint8Array.of(1))`.
+ */
+export function uefiVariableData(guid: string, name: string, value: Uint8Array): Uint8Array {
+  const w = new Writer(32 + 2 * name.length + value.length);
+  w.bytes(parseGuid(guid)).u64le(BigInt(name.length)).u64le(BigInt(value.length));
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    w.u8(c & 0xff).u8(c >>> 8);
+  }
+  return w.bytes(value).finish();
 }
 
 /** The TCG_EfiSpecIdEvent structure for `banks` (PFP 10.4.5.1). */
