@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { EFI_GLOBAL_VARIABLE_GUID, uefiVariableData,
+import { EFI_GLOBAL_VARIABLE_GUID, initialPcrValue, uefiVariableData,
   EV,
   TPM_ALG,
   buildEventLog,
@@ -71,6 +71,13 @@ describe('eventlog: a written log extended into swtpm replays to PCR_Read @swtpm
   });
   after(async () => {
     await tpm?.close();
+  });
+
+  it('every PCR of a fresh TPM holds initialPcrValue, the value both replays start from (17-22 all ones)', async () => {
+    const all = Array.from({ length: 24 }, (_, i) => i);
+    for (const alg of BANKS) {
+      for (const [pcr, v] of await tpm.readPcrs(alg, all)) assert.equal(toHex(v), toHex(initialPcrValue(pcr, v.length)), `PCR ${pcr} bank ${alg}`);
+    }
   });
 
   it('replays to exactly the PCR values the TPM reports, in both banks, and reads the facts back', async () => {

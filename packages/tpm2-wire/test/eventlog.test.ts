@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { createHash, getHashes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
-import { EFI_GLOBAL_VARIABLE_GUID, parseUefiVariableData, uefiVariableData,
+import { EFI_GLOBAL_VARIABLE_GUID, initialPcrValue, parseUefiVariableData, uefiVariableData,
   EV,
   EventLogError,
   TPM_ALG,
@@ -437,6 +437,18 @@ describe('eventlog: facts', () => {
     const arch = facts('go-tpm-tools/eventlogs/arch-linux-workstation.bin').secureBoot;
     assert.equal(arch.state, 'disabled');
     assert.match(arch.reason, /empty/);
+  });
+
+  it('replay starts PCRs 17-22 at all ones, as the TPM does after TPM2_Startup(CLEAR), and PCR 0 at the startup locality', () => {
+    const d = new Uint8Array(createHash('sha256').update('event').digest());
+    const log = parseEventLog(buildEventLog([{ pcr: 17, type: EV.EV_IPL, data: utf8('event') }, { pcr: 16, type: EV.EV_IPL, data: utf8('event') }], [TPM_ALG.SHA256]));
+    const replayed = replayEventLog(log).banks.get(TPM_ALG.SHA256)!;
+    const extend = (start: Uint8Array) => toHex(createHash('sha256').update(start).update(d).digest());
+    assert.equal(toHex(replayed.get(17)!), extend(new Uint8Array(32).fill(0xff)));
+    assert.equal(toHex(replayed.get(16)!), extend(new Uint8Array(32)));
+    assert.equal(toHex(initialPcrValue(0, 4, 3)), '00000003');
+    assert.equal(toHex(initialPcrValue(22, 4)), 'ffffffff');
+    assert.equal(toHex(initialPcrValue(23, 4)), '00000000');
   });
 
   it('uefiVariableData writes UEFI_VARIABLE_DATA: GUID, name length (characters), value length, UCS-2 name, value; parseUefiVariableData reads it back', () => {

@@ -36,6 +36,19 @@ function nodeName(alg: number): string | undefined {
   return name;
 }
 
+/**
+ * The value PCR `pcr` holds after TPM2_Startup(CLEAR), before any extend: all ones for the
+ * DRTM PCRs 17-22 (PC Client PTP; swtpm's too, checked in eventlog-swtpm.test.ts), zeros for the
+ * others, except PCR 0, whose last byte is the startup locality when the log has a
+ * StartupLocality event (PFP 10.4.5.3). Both the firmware log's replay and the userspace log's
+ * start from it.
+ */
+export function initialPcrValue(pcr: number, size: number, startupLocality = 0): Uint8Array {
+  const v = new Uint8Array(size).fill(pcr >= 17 && pcr <= 22 ? 0xff : 0);
+  if (pcr === 0) v[size - 1] = startupLocality;
+  return v;
+}
+
 /** H_alg(parts...) for a bank, or undefined when the bank's hash is not available here. */
 export function bankHash(alg: number, ...parts: Uint8Array[]): Uint8Array | undefined {
   const name = nodeName(alg);
@@ -95,11 +108,7 @@ export function replayEventLog(log: EventLog, options: { banks?: readonly number
       unsupportedBanks.push(alg);
       continue;
     }
-    const initial = (pcr: number): Uint8Array => {
-      const v = new Uint8Array(size);
-      if (pcr === 0) v[size - 1] = start.locality;
-      return v;
-    };
+    const initial = (pcr: number): Uint8Array => initialPcrValue(pcr, size, start.locality);
     const pcrs = new Map<number, Uint8Array>();
     if (start.source === 'StartupLocality') pcrs.set(0, initial(0));
     for (const e of log.events) {

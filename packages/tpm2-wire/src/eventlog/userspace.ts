@@ -22,7 +22,7 @@
 import { bytesEqual, fromHex, toHex } from '../bytes/hex.js';
 import { TPM_ALG } from '../types/constants.js';
 import { bankName } from './constants.js';
-import { bankHash, type PcrBanks } from './replay.js';
+import { bankHash, initialPcrValue, type PcrBanks } from './replay.js';
 
 /** A userspace log that does not parse, or a record that is not a measurement this library can replay. */
 export class UserspaceLogError extends Error {
@@ -192,11 +192,6 @@ export function buildUserspaceLog(specs: readonly UserspaceRecordSpec[], banks: 
     out.push(`\x1e${JSON.stringify({ pcr: s.pcr, digests, content_type: 'systemd', content })}\n`);
   }
   return new TextEncoder().encode(out.join(''));
-}
-
-/** The value a PCR holds after TPM2_Startup(CLEAR) before any extend (PC Client PTP: 17-22 start at all ones). */
-export function initialPcrValue(pcr: number, size: number): Uint8Array {
-  return new Uint8Array(size).fill(pcr >= 17 && pcr <= 22 ? 0xff : 0);
 }
 
 /** One PCR of one bank after the userspace log's records were extended into it. */
