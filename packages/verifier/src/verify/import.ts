@@ -1,6 +1,6 @@
 // ImportBlob and ImportSigningKey: go-tpm-tools import blobs made here for the EK
 // (FORMATS.md "go-tpm-tools tpm.ImportBlob"); only that TPM can unseal or use them.
-import { type KeyObject, constants, generateKeyPairSync, verify as nodeVerify } from 'node:crypto';
+import { type KeyObject, constants, createPrivateKey, createPublicKey, generateKeyPairSync, verify as nodeVerify } from 'node:crypto';
 import { createImportBlob, publicAreaBytes, utf8, type PcrValues, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
 import { encodeImportBlob } from '@tpmds/protocol/formats';
 import { CheckList, type StepResult } from './checks.js';
@@ -45,9 +45,19 @@ export interface SigningKeyImport {
 
 /** Generates an RSA-2048 or P-256 key pair and wraps its private key for the EK (go-tpm-tools CreateSigningKeyImportBlob). */
 export function makeSigningKeyImport(ekPublic: TPMT_PUBLIC, keyType: KeyType, opts: { pcrs?: PcrValues } = {}): SigningKeyImport {
-  const pair = keyType === 'ecc' ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }) : generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const blob = createImportBlob(ekPublic, { kind: 'signingKey', privateKey: pair.privateKey }, opts.pcrs !== undefined ? { pcrs: opts.pcrs } : {});
-  return { encryptedSigningKey: encode(blob), publicKey: pair.publicKey };
+  // The pair is generated straight to DER and read back: Node 20 can deadlock exporting a
+  // KeyObject that generateKeyPairSync returned (createImportBlob exports the private key) when a
+  // GC during the export finalizes the generation job, which locks the same key's mutex (seen:
+  // KeyObjectHandle::ExportJWK -> GC -> ~KeyGenJob -> uv_mutex_lock). Keys read from DER share
+  // nothing with the job.
+  const pair =
+    keyType === 'ecc'
+      ? generateKeyPairSync('ec', { namedCurve: 'prime256v1', publicKeyEncoding: { type: 'spki', format: 'der' }, privateKeyEncoding: { type: 'pkcs8', format: 'der' } })
+      : generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'der' }, privateKeyEncoding: { type: 'pkcs8', format: 'der' } });
+  const privateKey = createPrivateKey({ key: pair.privateKey, format: 'der', type: 'pkcs8' });
+  const publicKey = createPublicKey({ key: pair.publicKey, format: 'der', type: 'spki' });
+  const blob = createImportBlob(ekPublic, { kind: 'signingKey', privateKey }, opts.pcrs !== undefined ? { pcrs: opts.pcrs } : {});
+  return { encryptedSigningKey: encode(blob), publicKey };
 }
 
 /**
