@@ -109,9 +109,9 @@ try {
   console.log(`   listening on ${attestor.address}; health and metrics on http://${attestor.healthAddress}\n`);
 
   // The EAR signing key and an appraisal policy whose reference values are the measured PCR 4 and 7.
-  const earKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  await writeFile(join(work, 'ear-key.pem'), earKey.privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  await writeFile(join(work, 'ear-key.pub.pem'), earKey.publicKey.export({ type: 'spki', format: 'pem' }));
+  const earKey = generateKeyPairSync('ec', { namedCurve: 'P-256', publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+  await writeFile(join(work, 'ear-key.pem'), earKey.privateKey);
+  await writeFile(join(work, 'ear-key.pub.pem'), earKey.publicKey);
   const policyRun = await runVerifier(['ear', 'default-policy'], { capture: true });
   if (policyRun.code !== 0) throw new Error(`tpmds-verifier ear default-policy exited ${policyRun.code}`);
   const defaultPolicy = JSON.parse(policyRun.stdout) as Record<string, unknown>;

@@ -387,9 +387,10 @@ async function makePki(dir: string): Promise<void> {
     'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1',
   ]);
   await leaf('admin', '/O=system:masters/CN=tpmds-test-admin', ['extendedKeyUsage=clientAuth']);
-  const { privateKey, publicKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048 });
-  await writeFile(join(dir, 'sa.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
-  await writeFile(join(dir, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }) as string);
+  // Generated straight to PEM (exporting a freshly generated KeyObject can deadlock Node 20: test/support/keygen-guard.mjs).
+  const { privateKey, publicKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+  await writeFile(join(dir, 'sa.key'), privateKey, { mode: 0o600 });
+  await writeFile(join(dir, 'sa.pub'), publicKey);
 }
 
 function kubeconfigJson(server: string, caFile: string, user: Record<string, string>): string {

@@ -2,7 +2,7 @@
 // It follows the contract's bookkeeping (idempotent GetAK, NOT_FOUND, ALREADY_EXISTS) and signs
 // with real software keys, but its TPM structures are placeholders and nothing is persisted:
 // it proves nothing about a TPM.
-import { createHash, generateKeyPair, randomBytes, sign as cryptoSign } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPair, randomBytes, sign as cryptoSign } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { AttestationParameters, ImportBlob, PlatformParameters } from '@tpmds/protocol/formats';
@@ -181,11 +181,13 @@ export class FakeBackend implements AttestorBackend {
 }
 
 async function softKey(keyType: KeyType): Promise<SoftKey> {
+  // Generated straight to DER: exporting a KeyObject the generation job returned can deadlock
+  // Node 20 (see the verifier's makeSigningKeyImport).
   const { privateKey, publicKey } =
     keyType === 'ecc'
-      ? await generateKeyPairAsync('ec', { namedCurve: 'P-256' })
-      : await generateKeyPairAsync('rsa', { modulusLength: 2048 });
-  return { keyType, privateKey, spki: new Uint8Array(publicKey.export({ type: 'spki', format: 'der' })) };
+      ? await generateKeyPairAsync('ec', { namedCurve: 'P-256', publicKeyEncoding: { type: 'spki', format: 'der' }, privateKeyEncoding: { type: 'pkcs8', format: 'der' } })
+      : await generateKeyPairAsync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'der' }, privateKeyEncoding: { type: 'pkcs8', format: 'der' } });
+  return { keyType, privateKey: createPrivateKey({ key: privateKey, format: 'der', type: 'pkcs8' }), spki: new Uint8Array(publicKey) };
 }
 
 function signWith(key: SoftKey, data: Uint8Array): Uint8Array {
