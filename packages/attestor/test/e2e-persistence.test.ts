@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
-import { get } from 'node:http';
+import { httpGet } from './helpers.js';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { TPM_ALG, TPM_RH, certificateMatchesPublic, hash, objectName, toHex, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
@@ -44,14 +44,7 @@ const BANKS = [TPM_ALG.SHA1, TPM_ALG.SHA256];
 const PCR = 23;
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
-function httpStatus(address: string, path: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    get(`http://${address}${path}`, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    }).on('error', reject);
-  });
-}
+const httpStatus = async (address: string, path: string): Promise<number> => (await httpGet(address, path)).status;
 
 /** Every file under `dir`, recursively. */
 function filesUnder(dir: string): string[] {

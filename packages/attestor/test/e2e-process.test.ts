@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { get } from 'node:http';
+import { httpGet } from './helpers.js';
 import { join } from 'node:path';
 import {
   TPM_ALG,
@@ -56,15 +56,6 @@ const ARCHITECTURE_FLAGS: readonly [string, string | undefined][] = [
   ['--log-level', 'info'],
 ];
 
-function httpGet(address: string, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    get(`http://${address}${path}`, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    }).on('error', reject);
-  });
-}
 
 function requireBuilt(): void {
   assert.ok(existsSync(join(REPO, 'packages/attestor/dist/main.js')), 'the attestor is not built: run `pnpm build` first');

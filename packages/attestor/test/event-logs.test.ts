@@ -4,22 +4,12 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { appendFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { get } from 'node:http';
 import { join } from 'node:path';
 import { decodePlatformParameters } from '@tpmds/protocol/formats';
 import { EventLogFile, EventLogs, encodedEventLog } from '../src/event-logs.js';
 import { Logger } from '../src/log.js';
-import { startFake, tempDir } from './helpers.js';
+import { httpGet, startFake, tempDir } from './helpers.js';
 
-function httpGet(address: string, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    get(`http://${address}${path}`, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    }).on('error', reject);
-  });
-}
 
 const sha256hex = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
 

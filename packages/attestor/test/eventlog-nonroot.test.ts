@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { get } from 'node:http';
+import { httpGet } from './helpers.js';
 import { join } from 'node:path';
 import { TPM_ALG, buildEventLog, buildUserspaceLog, parseUserspaceLog, phaseRecord, utf8 } from '@tpmds/tpm2-wire';
 import { EventLogCopier, defaultSources } from '../../device-plugin/src/eventlog.js';
@@ -23,15 +23,6 @@ const AS_ATTESTOR = ['setpriv', '--reuid', String(UID), '--regid', String(UID), 
 const VERIFIER_BIN = join(REPO, 'packages/verifier/bin/tpmds-verifier.js');
 const PHASES = ['enter-initrd', 'leave-initrd', 'sysinit', 'ready'];
 
-function httpGet(address: string, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    get(`http://${address}${path}`, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    }).on('error', reject);
-  });
-}
 
 function verifier(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [VERIFIER_BIN, ...args], { cwd: REPO, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });

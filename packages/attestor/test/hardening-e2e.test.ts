@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { mkdirSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
-import { get } from 'node:http';
+import { httpGet } from './helpers.js';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
@@ -19,14 +19,7 @@ import { ekPublicFromSpki, importBlobBytes, rejection, sleep, startWithConfig, t
 const S = grpc.status;
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
-function httpStatus(address: string, path: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    get(`http://${address}${path}`, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    }).on('error', reject);
-  });
-}
+const httpStatus = async (address: string, path: string): Promise<number> => (await httpGet(address, path)).status;
 
 /** Polls /readyz until it answers `want` (200 or 503); fails after `ms`. */
 async function readyBecomes(att: ConfiguredAttestor, want: number, ms = 30_000): Promise<void> {

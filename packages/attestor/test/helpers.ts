@@ -2,6 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { AttestorClient } from '@tpmds/protocol/proto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultConfig } from '../src/config.js';
@@ -100,4 +101,15 @@ export async function eventually(fn: () => boolean | Promise<boolean>, ms = 3000
     if (Date.now() > end) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** GET http://ADDRESS/PATH (the attestor's health and metrics port): the status and the body. */
+export function httpGet(address: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    get(`http://${address}${path}`, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on('error', reject);
+  });
 }
