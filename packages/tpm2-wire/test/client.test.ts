@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
+  TPMA_NV,
   Tpm, execute, TPM2, TpmDecodeError, TpmError, TpmAuthError, TPM_ALG, TPM_CAP, TPM_CC, TPM_PT, TPM_RH, TPM_ST, TPM_RC,
   fromHex, toHex, objectName, srkTemplateEccP256, pcrSelection, indicesOf, passwordSession, type TPMT_PUBLIC,
 } from '../src/index.js';
@@ -140,22 +141,25 @@ describe('Tpm client against a scripted TPM', () => {
     assert.equal(t.codes().filter((c) => c === TPM_CC.GetCapability).length, 1, 'NV_BUFFER_MAX is asked once');
   });
 
-  it('readEkCertificate trims NV padding after the DER certificate, and is null when the index is absent', async () => {
+  it('readEkCertificate (readNvCertificate) trims NV padding after the DER certificate, and is null when the index is absent or never written', async () => {
     const der = fromHex('3003020101');
     const padded = new Uint8Array(12);
     padded.set(der);
     padded.fill(0xff, der.length);
     let present = true;
+    let attributes = TPMA_NV.WRITTEN | TPMA_NV.AUTHREAD;
     const t = new ScriptedTransport((c) => {
       if (c.code === TPM_CC.NV_ReadPublic) {
         if (!present) return rcResponse(0x18b);
-        return okResponse(TPM2.NV_ReadPublic, { nvPublic: { nvIndex: 0x01c00002, nameAlg: TPM_ALG.SHA256, attributes: 0, authPolicy: new Uint8Array(0), dataSize: padded.length }, nvName: new Uint8Array(34) });
+        return okResponse(TPM2.NV_ReadPublic, { nvPublic: { nvIndex: 0x01c00002, nameAlg: TPM_ALG.SHA256, attributes, authPolicy: new Uint8Array(0), dataSize: padded.length }, nvName: new Uint8Array(34) });
       }
       if (c.code === TPM_CC.GetCapability) return okResponse(TPM2.GetCapability, { moreData: false, capabilityData: { capability: TPM_CAP.TPM_PROPERTIES, tpmProperties: [] } });
       return okResponse(TPM2.NV_Read, { data: padded });
     });
     const tpm = new Tpm(t);
     assert.equal(toHex((await tpm.readEkCertificate('rsa'))!), '3003020101');
+    attributes = TPMA_NV.AUTHREAD;
+    assert.equal(await tpm.readEkCertificate('rsa'), null, 'defined, never written');
     present = false;
     assert.equal(await tpm.readEkCertificate('ecc'), null);
   });

@@ -6,7 +6,7 @@
  * with parameter encryption.
  */
 import {
-  PERSISTENT_HANDLE, parseTpmAddress, rawBytes, TPMA_NV, TPMA_OBJECT, TPMA_SESSION, TPMT_PUBLIC, TPM_ALG, TPM_RC, TPM_RH, TPM_ST, TPM_SU, Tpm, TpmError, TpmTransportError,
+  PERSISTENT_HANDLE, parseTpmAddress, rawBytes, TPMA_OBJECT, TPMA_SESSION, TPMT_PUBLIC, TPM_ALG, TPM_RC, TPM_RH, TPM_ST, TPM_SU, Tpm, TpmError, TpmTransportError,
   algName, unmarshal,
   akTemplate, ekTemplateEccP256, ekTemplateRsa2048, hash, openTpm, pcrSelection, signingKeyTemplate,
   srkTemplateEccP256, bytesEqual, TPM_PT, publicToSpkiDer, signatureToDer, handleName, objectName, qualifiedName, TpmAuthError,
@@ -513,33 +513,13 @@ export class AttestorTpm {
   }
 
 
-  /**
-   * The contents of NV index `index`, or null when the TPM has no such index (or it was never
-   * written). Read with the owner's authorization where the index allows it (as go-tpm-tools reads
-   * the cloud templates), else its own or the platform's, whichever its attributes name.
-   */
-  private async readNv(tpm: Tpm, index: number): Promise<Uint8Array | null> {
-    let attributes: number;
-    let size: number;
-    try {
-      const { nvPublic } = await tpm.nvReadPublic(index);
-      attributes = nvPublic.attributes;
-      size = nvPublic.dataSize;
-    } catch (e) {
-      if (e instanceof TpmError && e.is(TPM_RC.HANDLE)) return null;
-      throw e;
-    }
-    if (!(attributes & TPMA_NV.WRITTEN)) return null;
-    const authHandle = attributes & TPMA_NV.OWNERREAD ? TPM_RH.OWNER : attributes & TPMA_NV.AUTHREAD ? index : attributes & TPMA_NV.PPREAD ? TPM_RH.PLATFORM : index;
-    return tpm.nvRead(index, { authHandle, size });
-  }
 
   /** The key template (TPMT_PUBLIC) the platform keeps in NV `index`; FAILED_PRECONDITION when absent or not a template. */
   private async nvTemplate(tpm: Tpm, index: number, what: string): Promise<TPMT_PUBLIC> {
     const cached = this.nvTemplates.get(index);
     if (cached) return cached;
     const at = `NV 0x${index.toString(16).padStart(8, '0')}`;
-    const data = await this.readNv(tpm, index);
+    const data = await tpm.readNvIfWritten(index);
     if (data === null) throw new TpmFlowError('FAILED_PRECONDITION', `this TPM has no ${what} (${at})`);
     let template: TPMT_PUBLIC;
     try {
@@ -555,8 +535,7 @@ export class AttestorTpm {
   /** A certificate (DER, NV padding cut off) the platform keeps in NV `index`, or null; read once. */
   private async nvCertificate(tpm: Tpm, index: number): Promise<Uint8Array | null> {
     if (this.nvCertificates.has(index)) return this.nvCertificates.get(index) ?? null;
-    const data = await this.readNv(tpm, index);
-    const certificate = data === null ? null : trimDer(data);
+    const certificate = await tpm.readNvCertificate(index);
     this.nvCertificates.set(index, certificate);
     return certificate;
   }
@@ -1020,22 +999,6 @@ function cloudAkScheme(pub: TPMT_PUBLIC, keyType: KeyType): TPMT_SIG_SCHEME {
     throw problem(`signs with ${algName(own.scheme)}${'hashAlg' in own ? `-${algName(own.hashAlg)}` : ''}, not ${algName(scheme)}-sha256`);
   }
   return { scheme, hashAlg: TPM_ALG.SHA256 };
-}
-
-/** Length of the DER TLV at the start of `b`, so NV padding after a certificate is cut off; `b` itself if it is not DER. */
-function trimDer(b: Uint8Array): Uint8Array {
-  if (b.length < 2 || b[0] !== 0x30) return b;
-  const l = b[1]!;
-  let len = l;
-  let header = 2;
-  if (l >= 0x80) {
-    const n = l & 0x7f;
-    if (n === 0 || n > 4 || b.length < 2 + n) return b;
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + b[2 + i]!;
-    header += n;
-  }
-  return header + len <= b.length ? b.slice(0, header + len) : b;
 }
 
 const ALL_PCRS: readonly number[] = Array.from({ length: 24 }, (_, i) => i);

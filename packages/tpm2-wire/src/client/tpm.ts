@@ -9,7 +9,7 @@ import type { AnyCommandSpec, HandlesOf, ParamsOf, ResponseOf } from '../command
 import { TpmAuthError, TpmError } from '../errors/index.js';
 import { TPM_RC } from '../errors/rc.js';
 import { bytesEqual } from '../bytes/hex.js';
-import { TPM_ALG, TPM_CAP, TPM_HT, TPM_PT, TPM_RH, TPM_SU } from '../types/constants.js';
+import { TPMA_NV, TPM_ALG, TPM_CAP, TPM_HT, TPM_PT, TPM_RH, TPM_SU } from '../types/constants.js';
 import type {
   TPML_PCR_SELECTION, TPMS_ALG_PROPERTY, TPMS_CONTEXT, TPMS_CREATION_DATA, TPMS_NV_PUBLIC, TPMT_HA, TPMT_PUBLIC,
   TPMT_SENSITIVE, TPMT_SIGNATURE, TPMT_SIG_SCHEME, TPMT_TK,
@@ -343,19 +343,36 @@ export class Tpm {
     await this.execute(TPM2.NV_UndefineSpace, { authHandle, nvIndex }, {}, opts);
   }
   /**
-   * The EK certificate (DER) from its TCG NV index, or null when the TPM has
-   * none. Padding after the DER structure (some vendors pad NV) is removed.
+   * What the platform left in NV index `index` (an EK certificate, a key template), or null when
+   * the index is not defined or was never written. It is read with the authorization its
+   * attributes allow: owner, the index's own (empty) auth, or platform.
    */
-  async readEkCertificate(keyType: KeyType): Promise<Uint8Array | null> {
-    const index = EK_CERT_NV_INDEX[keyType];
-    let raw: Uint8Array;
+  async readNvIfWritten(index: number): Promise<Uint8Array | null> {
+    let attributes: number;
+    let size: number;
     try {
-      raw = await this.nvRead(index);
+      const { nvPublic } = await this.nvReadPublic(index);
+      attributes = nvPublic.attributes;
+      size = nvPublic.dataSize;
     } catch (e) {
-      if (e instanceof TpmError && (e.is(TPM_RC.HANDLE) || e.is(TPM_RC.NV_UNINITIALIZED))) return null;
+      if (e instanceof TpmError && e.is(TPM_RC.HANDLE)) return null;
       throw e;
     }
-    return trimDer(raw);
+    if (!(attributes & TPMA_NV.WRITTEN)) return null;
+    const authHandle = attributes & TPMA_NV.OWNERREAD ? TPM_RH.OWNER : attributes & TPMA_NV.AUTHREAD ? index : attributes & TPMA_NV.PPREAD ? TPM_RH.PLATFORM : index;
+    return this.nvRead(index, { authHandle, size });
+  }
+  /**
+   * A DER certificate the platform keeps in NV `index`, or null when there is none. Padding after
+   * the DER structure (some vendors pad NV) is removed.
+   */
+  async readNvCertificate(index: number): Promise<Uint8Array | null> {
+    const raw = await this.readNvIfWritten(index);
+    return raw === null ? null : trimDer(raw);
+  }
+  /** The EK certificate (DER) from its TCG NV index, or null when the TPM has none. */
+  async readEkCertificate(keyType: KeyType): Promise<Uint8Array | null> {
+    return this.readNvCertificate(EK_CERT_NV_INDEX[keyType]);
   }
 
   // ---- hashing, signing ----
