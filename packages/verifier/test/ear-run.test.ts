@@ -130,6 +130,8 @@ describe('EAR from tpmds-verifier run against a tpmds-attestor on swtpm @swtpm',
     assert.equal(a['tpm_ak_name'], report.facts.akName);
     assert.equal(a['tpm_secure_boot'], 'enabled');
     assert.deepEqual(report.facts.eventDigests!['sha256']!['8'], [toHex(sha256(BOOT_EVENTS[2]!.data))]);
+    // Only PCRs whose events replay to a verified quote: the ones the log extends, nothing else.
+    assert.deepEqual(Object.keys(report.facts.eventDigests!['sha256']!).sort(), [...new Set(BOOT_EVENTS.map((e) => String(e.pcr)))].sort());
     // tpm_pcr_digests is the quote's own pcrDigest.
     for (const bank of ['sha1', 'sha256']) {
       const quoteDetail = report.steps.find((x) => x.step === 'quote')!.checks.find((c) => c.name === `quote.${bank}`)!.detail;

@@ -109,6 +109,11 @@ describe('ear: appraisal policy', () => {
     assert.equal(a.vector.executables?.value, 96);
     assert.deepEqual(a.vector.executables?.failedChecks, ['policy.event.sha256.4']);
     assert.match(a.referenceChecks[0]!.detail!, /sha256 PCR 4: 1 of 2 event\(s\) with a digest not in the reference values: c3c3/);
+    // A PCR the verified log has no events for is checked by nothing: it fails, it does not pass as "all 0 allowed".
+    r.facts.eventDigests = { sha256: { 7: ['c1'.repeat(32)] } };
+    const none = appraise(appraisalInputFromReport(r), policy);
+    assert.equal(none.referenceChecks[0]!.ok, false);
+    assert.match(none.referenceChecks[0]!.detail!, /sha256 PCR 4: no logged event explains its quoted value/);
     delete r.facts.eventDigests;
     assert.match(appraise(appraisalInputFromReport(r), policy).referenceChecks[0]!.detail!, /no event log replayed/);
     assert.throws(() => parsePolicy(JSON.stringify({ claims: {}, referenceValues: { events: { sha256: { 4: 'c1'.repeat(32) } } } })), /events\.sha256\.4 must be a list of sha256 digests of 64 hex digits/);

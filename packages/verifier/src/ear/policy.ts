@@ -245,7 +245,12 @@ export function referenceValueChecks(policy: AppraisalPolicy, facts: Readonly<Re
         out.push({ name, ok: false, detail: `no event log replayed to the verified PCRs: ${bank} PCR ${index} events not checked` });
         continue;
       }
-      const list = Array.isArray(digests) ? (digests as string[]) : [];
+      if (!Array.isArray(digests)) {
+        // No event the verified log extended into it replays to a quoted value: nothing here is proven.
+        out.push({ name, ok: false, detail: `${bank} PCR ${index}: no logged event explains its quoted value, so its events cannot be checked` });
+        continue;
+      }
+      const list = digests as string[];
       const unknown = list.filter((d) => !accepted.has(d.toLowerCase()));
       if (unknown.length > 0) out.push({ name, ok: false, detail: `${bank} PCR ${index}: ${unknown.length} of ${list.length} event(s) with a digest not in the reference values: ${unknown.join(', ')}` });
       else out.push({ name, ok: true, detail: `${bank} PCR ${index}: all ${list.length} event digest(s) are reference values` });

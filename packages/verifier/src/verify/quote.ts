@@ -2,9 +2,9 @@
 // verified with the AK, the PCR values it covers, the event log replayed against them,
 // expected PCR values, and the Secure Boot state the (verified) log records.
 import {
-  TPMS_ATTEST, TPM_ALG, TPM_ST, bankName, bytesEqual, comparePcrs, describeMismatch, describeUserspaceRecord, eventLogFacts,
+  EV, TPMS_ATTEST, TPM_ALG, TPM_ST, bankName, bytesEqual, comparePcrs, describeMismatch, describeUserspaceRecord, eventLogFacts,
   explainUserspaceMismatch, indicesOf, objectName, parseEventLog, parseUserspaceLog, replayUserspaceLog, toHex, unmarshal, userspaceLogBanks, userspacePhases, verifyQuote,
-  type EventLog, type EventLogFacts, type PcrBanks, type SecureBootFact, type TPMT_PUBLIC, type UserspaceLog,
+  type EventLog, type EventLogFacts, type PcrBanks, type PcrRef, type SecureBootFact, type TPMT_PUBLIC, type UserspaceLog,
 } from '@tpmds/tpm2-wire';
 import { GoCryptoHash, decodePlatformParameters, requireBytes, type PlatformParameters } from '@tpmds/protocol/formats';
 import { CheckList, errorText, type StepResult } from './checks.js';
@@ -52,6 +52,11 @@ export interface PlatformValue {
   secureBoot?: SecureBootFact;
   /** Facts of the verified event log. */
   facts?: EventLogFacts;
+  /**
+   * bank -> PCR -> digests of the events the log extended into it, in log order: only the PCRs
+   * whose replayed value equals a verified quote's (so every digest here is proven by the quote).
+   */
+  eventDigests?: Record<string, Record<string, string[]>>;
   /** Number of events in the log (0 when empty). */
   eventCount: number;
   /** The verified userspace log, when one was sent. */
@@ -239,6 +244,7 @@ export function verifyPlatform(platformJson: Uint8Array, opts: PlatformOptions):
   // firmware), then the firmware log against the other PCRs, then the userspace log on top of it.
   let secureBoot: SecureBootFact | undefined;
   let facts: EventLogFacts | undefined;
+  let eventDigests: Record<string, Record<string, string[]>> | undefined;
   let eventCount = 0;
   const userspaceBytes = opts.userspaceLog ?? new Uint8Array(0);
   let userspaceLog: UserspaceLog | undefined;
@@ -280,6 +286,7 @@ export function verifyPlatform(platformJson: Uint8Array, opts: PlatformOptions):
         const matched = [...byBank].map(([b, pcrs]) => `${bankName(b)} PCRs ${indexList(pcrs)}`).join(', ');
         c.pass('eventlog.replay', `the log replays to the quoted values of ${matched}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`);
         facts = eventLogFacts(log);
+        eventDigests = matchedEventDigests(log, cmp.matched);
         secureBoot = facts.secureBoot;
         const sb = `Secure Boot ${secureBoot.state}: ${secureBoot.reason}`;
         if (secureBoot.state === 'unknown') c.warn('eventlog.secureBoot', sb);
@@ -290,7 +297,18 @@ export function verifyPlatform(platformJson: Uint8Array, opts: PlatformOptions):
 
   const userspace = userspaceLog && verifyUserspaceLog(c, userspaceLog, firmwareBanks, verified);
   checkUnexplainedSystemdPcrs(c, verified, firmwareBanks, userspacePcrs, opts.allowMissingEventLog === true);
-  return c.result({ pcrs: verified, ...(secureBoot ? { secureBoot } : {}), ...(facts ? { facts } : {}), eventCount, ...(userspace ? { userspace } : {}), params });
+  return c.result({ pcrs: verified, ...(secureBoot ? { secureBoot } : {}), ...(facts ? { facts, eventDigests } : {}), eventCount, ...(userspace ? { userspace } : {}), params });
+}
+
+/** bank -> PCR -> event digests (log order) of the PCRs in `matched`: EV_NO_ACTION events are not extended. */
+function matchedEventDigests(log: EventLog, matched: readonly PcrRef[]): Record<string, Record<string, string[]>> {
+  const out: Record<string, Record<string, string[]>> = {};
+  for (const m of matched) (out[bankName(m.bank)] ??= {})[String(m.pcr)] = [];
+  for (const e of log.events) {
+    if (e.type === EV.EV_NO_ACTION) continue;
+    for (const d of e.digests) out[bankName(d.alg)]?.[String(e.pcr)]?.push(toHex(d.digest));
+  }
+  return out;
 }
 
 /** The PCRs systemd extends after the firmware (systemd.io TPM2_PCR_MEASUREMENTS): kernel-boot, kernel-config, sysexts, system-identity. */

@@ -2,7 +2,7 @@
 // each payload verified with the steps of this folder, in the order a verifier needs them.
 import { type KeyObject, randomBytes, randomUUID } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
-import { EV, TPM_ALG, bankName, objectName, parseEventLog, toHex, type PcrValues, type SecureBootFact, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
+import { TPM_ALG, bankName, objectName, toHex, type PcrValues, type SecureBootFact, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
 import type { AttestorClient, GetGCEEKSigningKeyResult, HealthStatus } from '@tpmds/protocol/proto';
 import { type Check, type StepResult, errorText } from './checks.js';
 import { verifyEk } from './ek.js';
@@ -256,7 +256,7 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
         );
         report.facts.secureBoot = r.value.secureBoot?.state ?? 'unknown';
         report.facts.eventLogEvents = r.value.eventCount;
-        if (r.value.facts && r.value.params.eventLog) report.facts.eventDigests = eventDigests(r.value.params.eventLog);
+        if (r.value.eventDigests) report.facts.eventDigests = r.value.eventDigests;
         if (r.value.userspace) report.facts.userspaceLog = r.value.userspace;
       }
     },
@@ -391,16 +391,6 @@ export async function runAll(client: VerifierRpc, opts: RunOptions = {}): Promis
   }
   report.ok = report.failed.length === 0;
   return report;
-}
-
-/** bank -> PCR -> digests of the measured events (EV_NO_ACTION is not extended), in log order. */
-function eventDigests(log: Uint8Array): Record<string, Record<string, string[]>> {
-  const out: Record<string, Record<string, string[]>> = {};
-  for (const e of parseEventLog(log).events) {
-    if (e.type === EV.EV_NO_ACTION) continue;
-    for (const d of e.digests) ((out[bankName(d.alg)] ??= {})[String(e.pcr)] ??= []).push(toHex(d.digest));
-  }
-  return out;
 }
 
 class MissingInput extends Error {}
