@@ -3,7 +3,7 @@
  * AttestorTpm (the TPM flows) and a key store (TPM-wrapped blobs only).
  */
 import {
-  TPM_ALG, TPM_CC, TPM_RC, TPMT_PUBLIC, TPMT_SIGNATURE, TpmAuthError, TpmDecodeError, TpmError, commandName,
+  TPMA_OBJECT, TPM_ALG, TPM_CC, TPM_RC, TPMT_PUBLIC, TPMT_SIGNATURE, TpmAuthError, TpmDecodeError, TpmError, algName, commandName,
   TPMS_ECC_POINT, TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, TPM2B_PRIVATE, TPM2B_PUBLIC, marshal, pcrPolicyStep, pcrSelection, publicAreaBytes, publicToSpkiDer, signatureToDer, unmarshal, unmarshalExact,
   type PolicyStep,
 } from '@tpmds/tpm2-wire';
@@ -178,7 +178,14 @@ export class TpmBackend implements AttestorBackend {
       if (publicArea.type !== TPM_ALG.RSA && publicArea.type !== TPM_ALG.ECC) {
         throw new AttestorError('INVALID_ARGUMENT', 'ImportSigningKey: publicArea is not an RSA or ECC key');
       }
-      if (!(publicArea.objectAttributes & (1 << 18))) throw new AttestorError('INVALID_ARGUMENT', 'ImportSigningKey: the key does not have the sign attribute');
+      if (!(publicArea.objectAttributes & TPMA_OBJECT.sign)) throw new AttestorError('INVALID_ARGUMENT', 'ImportSigningKey: the key does not have the sign attribute');
+      if (publicArea.objectAttributes & TPMA_OBJECT.restricted) throw new AttestorError('INVALID_ARGUMENT', 'ImportSigningKey: the key is restricted (it would sign only digests the TPM made); import an unrestricted signing key');
+      // Sign is SHA-256 with RSASSA or ECDSA: a key whose own scheme is another could never serve it.
+      const own = publicArea.parameters.scheme;
+      const usable = publicArea.type === TPM_ALG.ECC ? TPM_ALG.ECDSA : TPM_ALG.RSASSA;
+      if (own.scheme !== TPM_ALG.NULL && (own.scheme !== usable || !('hashAlg' in own) || own.hashAlg !== TPM_ALG.SHA256)) {
+        throw new AttestorError('INVALID_ARGUMENT', `ImportSigningKey: the key's own scheme is ${algName(own.scheme)}${'hashAlg' in own ? `-${algName(own.hashAlg)}` : ''}; Sign needs NULL or ${algName(usable)}-sha256`);
+      }
       if (await this.store.has({ identity, uid, kid })) throw new AttestorError('ALREADY_EXISTS', `key ${uid}/${kid} already exists`);
       await this.store.quota.checkRoom(identity);
       const ekType = ekTypeOfSecret(blob.encryptedSeed, 'ImportSigningKey encryptedSeed');

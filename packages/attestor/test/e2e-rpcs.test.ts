@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import {
+  TPMA_OBJECT,
   TPM_ALG,
   TPMT_PUBLIC,
   buildEventLog,
@@ -241,6 +242,13 @@ describe('attestor e2e: every RPC through gRPC on swtpm @swtpm', function () {
         const key = importBlobBytes(await ekOf(kt), { kind: 'signingKey', privateKey: eccKey() });
         await expectStatus(att.client.importBlob({ uid, encryptedKey: key }), S.INVALID_ARGUMENT, 'a key to ImportBlob');
         await expectStatus(att.client.importSigningKey({ uid, kid: 'sealed', encryptedSigningKey: importBlobBytes(await ekOf(kt), { kind: 'sealed', data }) }), S.INVALID_ARGUMENT, 'sealed data to ImportSigningKey');
+        // Keys Sign could never use are refused before any TPM work, naming why.
+        const usable = createImportBlob(await ekOf(kt), { kind: 'signingKey', privateKey: eccKey() });
+        const withPublic = (pub: TPMT_PUBLIC): Uint8Array => encodeImportBlob({ publicArea: marshal(TPMT_PUBLIC, pub), duplicate: usable.duplicate, encryptedSeed: usable.encryptedSeed });
+        const restricted = { ...usable.publicArea, objectAttributes: usable.publicArea.objectAttributes | TPMA_OBJECT.restricted } as TPMT_PUBLIC;
+        const sha384 = { ...usable.publicArea, parameters: { ...usable.publicArea.parameters, scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA384 } } } as TPMT_PUBLIC;
+        await assert.rejects(att.client.importSigningKey({ uid, kid: 'restricted', encryptedSigningKey: withPublic(restricted) }), (e: grpc.ServiceError) => e.code === S.INVALID_ARGUMENT && /is restricted/.test(e.details));
+        await assert.rejects(att.client.importSigningKey({ uid, kid: 'sha384', encryptedSigningKey: withPublic(sha384) }), (e: grpc.ServiceError) => e.code === S.INVALID_ARGUMENT && /own scheme is ecdsa-sha384; Sign needs NULL or ecdsa-sha256/.test(e.details));
         // The TPM is fine afterwards.
         const ok = await att.client.importBlob({ uid, encryptedKey: importBlobBytes(await ekOf(kt), { kind: 'sealed', data }) });
         assert.equal(toHex(ok.decryptedKey), toHex(data));

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import {
-  TPMA_OBJECT, TPM_ALG, TPM_CC, TPM_RC, TPM_RH, createImportBlob, keyObjectToPublic, openTpm, openTransport, pcrSelection, sensitiveFromPrivateKey,
+  TPMA_OBJECT, TPM_ALG, TPM_CC, TPM_RC, TPM_RH, createImportBlob, duplicateObject, keyObjectToPublic, openTpm, openTransport, pcrSelection, sensitiveFromPrivateKey,
   type TPMT_PUBLIC, type Tpm, type Transport,
 } from '@tpmds/tpm2-wire';
 import { withSwtpm } from '../../tpm2-wire/test/fixtures/swtpm.js';
@@ -238,6 +238,34 @@ describe('name-checked Sign: the TPM checks that a kept handle holds the key @sw
         await t.attestor.sign(keys[0]!, new Uint8Array([9]));
         assert.deepEqual(t.sent.map((s) => [s.cc, s.rc]), [[TPM_CC.Sign, 0]], 'hot again: one TPM2_Sign');
       }
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("a key's own fault (a scheme of its own) is FAILED_PRECONDITION after one TPM2_ReadPublic: not retried, and the other kept keys stay loaded", async () => {
+    const t = await sharedTpm(swtpm().address);
+    try {
+      const ek = (await t.attestor.ek('ecc')).public;
+      const priv = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+      const soft = keyObjectToPublic(priv);
+      // An imported key that signs only ECDSA-SHA384: Sign's ECDSA-SHA256 is TPM_RC_SCHEME, as for a foreign key there.
+      const publicArea = {
+        ...soft,
+        objectAttributes: TPMA_OBJECT.sign | TPMA_OBJECT.userWithAuth | TPMA_OBJECT.noDA,
+        parameters: { ...soft.parameters, scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA384 } },
+      } as TPMT_PUBLIC;
+      const own = await t.attestor.importKey('ecc', { publicArea, ...duplicateObject(ek, publicArea, sensitiveFromPrivateKey(priv)) });
+      const ak = (await t.attestor.createAk('ecc')).key;
+      const good = (await t.attestor.createKey(ak, 'ecc')).key;
+      await t.attestor.sign(good, new Uint8Array([0]));
+      t.sent.length = 0;
+      await assert.rejects(t.attestor.sign(own, new Uint8Array([1])), (e: Error & { code?: string }) => e.code === 'FAILED_PRECONDITION' && /cannot sign SHA-256 digests as ecdsa/.test(e.message));
+      assert.deepEqual(t.sent.filter((x) => x.cc === TPM_CC.Sign).map((x) => base(x.rc)), [TPM_RC.SCHEME], 'one TPM2_Sign: no retry');
+      assert.equal(t.sent.filter((x) => x.cc === TPM_CC.ReadPublic).length, 1, 'one TPM2_ReadPublic to tell whose fault it is');
+      t.sent.length = 0;
+      assert.ok(signedBy(good.public, new Uint8Array([2]), await t.attestor.sign(good, new Uint8Array([2]))));
+      assert.deepEqual(t.sent.map((x) => x.cc), [TPM_CC.Sign], 'the other caller\'s kept key was not forgotten');
     } finally {
       await t.close();
     }

@@ -836,7 +836,8 @@ export class AttestorTpm {
       try {
         s = await tpm.startAuthSession({ type: 'policy', symmetric: { algorithm: TPM_ALG.NULL } });
         await tpm.applyPolicy(s, policy);
-        return { public: key.public, signature: await tpm.sign(handle, digest, { scheme, sessions: [s] }), nameChecked: false };
+        const signature = await tpm.sign(handle, digest, { scheme, sessions: [s] }).catch((e: unknown) => this.signFailure(tpm, handle, key.public, e));
+        return { public: key.public, signature, nameChecked: false };
       } finally {
         await this.flush(tpm, s?.handle);
       }
@@ -900,7 +901,8 @@ export class AttestorTpm {
   ): Promise<Signed> {
     const attrs = key.public.objectAttributes;
     if (!this.handlesShared || !(attrs & TPMA_OBJECT.userWithAuth) || !(attrs & TPMA_OBJECT.noDA)) {
-      return { public: key.public, signature: await tpm.sign(key.handle, digest, opts), nameChecked: false };
+      const signature = await tpm.sign(key.handle, digest, opts).catch((e: unknown) => this.signFailure(tpm, key.handle, key.public, e));
+      return { public: key.public, signature, nameChecked: false };
     }
     for (;;) {
       const kept = this.signSession?.open === true;
@@ -914,10 +916,42 @@ export class AttestorTpm {
           this.signSession = undefined;
           if (kept) continue;
         }
-        if (authFailed(e) || e instanceof TpmAuthError) await this.dropSignSession(tpm, true);
-        throw e;
+        if (authFailed(e) || e instanceof TpmAuthError) {
+          await this.dropSignSession(tpm, true);
+          // A foreign session at our kept session's number fails like an authValue of the key
+          // itself: with the key at its handle, a kept session gets one try with a fresh one
+          // (the key is noDA: no count against the lockout).
+          if (kept && authFailed(e) && (await this.holds(tpm, key.handle, key.public))) continue;
+        }
+        return this.signFailure(tpm, key.handle, key.public, e);
       }
     }
+  }
+
+  /**
+   * A TPM2_Sign at a kept handle failed the way a foreign object there would fail too
+   * ({@link notThisKey}, {@link authFailed}): whose fault is it? Where handles are shared, one
+   * TPM2_ReadPublic (on this error path only) compares the Name at the handle with the key's. Our
+   * key there: the key itself cannot sign as asked (an imported key with a scheme of its own,
+   * restricted, with an authValue): FAILED_PRECONDITION, and {@link checkedSign} neither retries
+   * (a second authorization failure could count against the TPM's lockout) nor makes every
+   * caller's kept keys be loaded again. Another object there (or none): the TPM's error, which
+   * makes checkedSign load the key again and retry.
+   */
+  /** Whether the object at `handle` is the key of `pub` (its Name, by TPM2_ReadPublic); false when the handle holds nothing. */
+  private async holds(tpm: Tpm, handle: number, pub: TPMT_PUBLIC): Promise<boolean> {
+    const there = await tpm.readPublic(handle).then((r) => r.name, () => undefined);
+    return there !== undefined && bytesEqual(there, keyName(pub));
+  }
+
+  private async signFailure(tpm: Tpm, handle: number, pub: TPMT_PUBLIC, e: unknown): Promise<never> {
+    if (!(notThisKey(e) || authFailed(e))) throw e;
+    if (this.handlesShared && !(await this.holds(tpm, handle, pub))) throw e;
+    throw new TpmFlowError(
+      'FAILED_PRECONDITION',
+      `this key cannot sign SHA-256 digests as ${algName(pub.type === TPM_ALG.ECC ? TPM_ALG.ECDSA : TPM_ALG.RSASSA)} (${(e as Error).message}): a key to sign with must be an unrestricted signing key without an authValue whose own scheme is NULL or that one`,
+      e,
+    );
   }
 
   /** Forget the sign session, flushing it first when `flush` (best effort). */
