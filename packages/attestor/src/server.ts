@@ -37,7 +37,7 @@ import { closeHttpServer, httpAddress, startHttpServer } from './http.js';
 import { SignRateLimiter, parseSignRate } from './limits.js';
 import { Logger } from './log.js';
 import { AttestorMetrics } from './metrics.js';
-import { checkId, checkImportBlobSizes, checkNonce, idProblem, parseKeyType } from './validate.js';
+import { checkId, checkImportBlobSizes, checkNodeKeySignData, checkNonce, idProblem, parseKeyType } from './validate.js';
 
 /** gRPC's default message limit; larger requests are RESOURCE_EXHAUSTED. */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -361,7 +361,8 @@ class VerifierHandlers {
       SignGCEEK: this.#unary('SignGCEEK', async (req: verifierpb.SignGCEEKRequest, caller, _log, call) => {
         const keyType = parseKeyType(req.keyType);
         this.signRate.take(caller.identity, 'SignGCEEK');
-        return new pb.SignGCEEKResponse({ signed: await b.signGCEEK(caller.identity, keyType, req.data, call) });
+        const data = checkNodeKeySignData(req.data);
+        return new pb.SignGCEEKResponse({ signed: await b.signGCEEK(caller.identity, keyType, data, call) });
       }),
     };
   }

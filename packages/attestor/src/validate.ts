@@ -81,3 +81,18 @@ export function checkImportBlobSizes(where: string, blob: { duplicate: Uint8Arra
     );
   }
 }
+
+/**
+ * The most data SignGCEEK signs: with a restricted cloud AK the TPM hashes it itself, one
+ * TPM2_SequenceUpdate per input buffer (usually 1 KiB), holding the TPM queue meanwhile; 64 KiB is
+ * 64 commands. Larger data is INVALID_ARGUMENT naming the limit.
+ */
+export const MAX_NODE_KEY_SIGN_BYTES = 64 * 1024;
+
+/** SignGCEEK's data, checked against {@link MAX_NODE_KEY_SIGN_BYTES}. */
+export function checkNodeKeySignData(data: Uint8Array): Uint8Array {
+  if (data.length > MAX_NODE_KEY_SIGN_BYTES) {
+    throw new AttestorError('INVALID_ARGUMENT', `data is ${data.length} bytes; SignGCEEK signs at most ${MAX_NODE_KEY_SIGN_BYTES} (the TPM hashes it itself, a command per KiB): sign a digest of larger data instead`);
+  }
+  return data;
+}

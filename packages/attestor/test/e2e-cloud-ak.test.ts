@@ -104,6 +104,10 @@ describe('cloud attestation key (GetGCEEKSigningKey, SignGCEEK) on swtpm @swtpm'
     const { client } = await start();
     const err = await expectStatus(client.signGCEEK({ data: Uint8Array.of(0xff, 0x54, 0x43, 0x47, 0x80, 0x18) }), S.INVALID_ARGUMENT);
     assert.match(err.details, /TPM_GENERATED_VALUE/);
+    // Data the TPM would hash a KiB at a time for longer than a call should hold the queue.
+    const big = await expectStatus(client.signGCEEK({ data: new Uint8Array(64 * 1024 + 1) }), S.INVALID_ARGUMENT);
+    assert.match(big.details, /data is 65537 bytes; SignGCEEK signs at most 65536/);
+    assert.ok((await client.signGCEEK({ data: new Uint8Array(64 * 1024).fill(0x41) })).signed.length > 0, '64 KiB is signed');
   });
 
   it('the public key is the same after an attestor restart, a TPM power cycle and a swtpm restart', async () => {

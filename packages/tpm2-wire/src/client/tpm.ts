@@ -57,6 +57,9 @@ export interface CreateOptions extends CallOptions {
   creationPCR?: TPML_PCR_SELECTION;
 }
 
+/** The most TPM2B_MAX_BUFFER (TPM2_Hash, SequenceUpdate data) holds in this library's codec. */
+const MAX_BUFFER_BYTES = 4096;
+
 const empty = () => new Uint8Array(0);
 const NULL_TICKET = (tag: number): TPMT_TK => ({ tag, hierarchy: TPM_RH.NULL, digest: empty() });
 
@@ -394,7 +397,8 @@ export class Tpm {
     hierarchy: number = TPM_RH.OWNER,
     opts: { beforeSequence?: () => Promise<void> } = {},
   ): Promise<{ outHash: Uint8Array; validation: TPMT_TK }> {
-    this.inputBufferMax ??= (await this.getProperty(TPM_PT.INPUT_BUFFER)) ?? 1024;
+    // A chunk must fit TPM2B_MAX_BUFFER: a TPM reporting a larger input buffer is capped to it.
+    this.inputBufferMax ??= Math.min((await this.getProperty(TPM_PT.INPUT_BUFFER)) ?? 1024, MAX_BUFFER_BYTES);
     const chunk = this.inputBufferMax;
     if (data.length <= chunk) return this.hash(data, hashAlg, hierarchy);
     await opts.beforeSequence?.();
