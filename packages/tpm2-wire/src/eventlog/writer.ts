@@ -52,10 +52,7 @@ export function startupLocalityEventData(locality: number): Uint8Array {
 export function uefiVariableData(guid: string, name: string, value: Uint8Array): Uint8Array {
   const w = new Writer(32 + 2 * name.length + value.length);
   w.bytes(parseGuid(guid)).u64le(BigInt(name.length)).u64le(BigInt(value.length));
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    w.u8(c & 0xff).u8(c >>> 8);
-  }
+  for (let i = 0; i < name.length; i++) w.u16le(name.charCodeAt(i));
   return w.bytes(value).finish();
 }
 
