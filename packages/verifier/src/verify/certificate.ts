@@ -1,6 +1,7 @@
 // The certificate a TPM keeps for one of its keys (the EK's, the cloud attestation key's): whether
 // it is there, decodes, is for that key and chains to the roots given, as named checks.
-import { parseCertificate, verifyCertificateChain, type ParsedCertificate } from '@tpmds/tpm2-wire';
+import { certificateMatchesPublic, parseCertificate, verifyCertificateChain, type ParsedCertificate, type TPMT_PUBLIC } from '@tpmds/tpm2-wire';
+import { errorText } from './checks.js';
 import type { CheckList } from './checks.js';
 
 /** How {@link checkKeyCertificate} checks a key's certificate and names what it finds. */
@@ -71,4 +72,17 @@ export async function checkKeyCertificate(c: CheckList, der: Uint8Array, opts: K
     );
   }
   return result;
+}
+
+/**
+ * Why the certificate `der` is not for the key `pub` (compared by key material, with the RSA
+ * OIDs TPM certificates use, as tpm2-wire's certificateMatchesPublic does), or undefined when it
+ * is; `what` names the key in the detail ("the EK").
+ */
+export function certificateKeyMismatch(der: Uint8Array, pub: TPMT_PUBLIC, what: string): string | undefined {
+  try {
+    return certificateMatchesPublic(der, pub) ? undefined : `the certificate is for another key than ${what}`;
+  } catch (e) {
+    return `the certificate's key cannot be compared: ${errorText(e)}`;
+  }
 }

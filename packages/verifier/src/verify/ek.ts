@@ -2,10 +2,10 @@
 // (TCG EK Credential Profile 2.x).
 import { type KeyObject, createPublicKey } from 'node:crypto';
 import {
-  certificateMatchesPublic, ekTemplateEccP256, ekTemplateRsa2048, keyObjectToPublic, objectName, type ParsedCertificate, type TPMT_PUBLIC,
+  ekTemplateEccP256, ekTemplateRsa2048, keyObjectToPublic, objectName, type ParsedCertificate, type TPMT_PUBLIC,
 } from '@tpmds/tpm2-wire';
-import { checkKeyCertificate } from './certificate.js';
-import { CheckList, errorText, type StepResult } from './checks.js';
+import { certificateKeyMismatch, checkKeyCertificate } from './certificate.js';
+import { CheckList, type StepResult } from './checks.js';
 import { describeKeyObject, hex, keyObjectTypeMismatch, type KeyType } from './keys.js';
 
 /** Trust anchors and untrusted chain certificates for the EK certificate (DER). */
@@ -68,18 +68,10 @@ export async function verifyEk(resp: { ekPub: Uint8Array; ekCert: Uint8Array }, 
     name: 'ek.certificate', roots: opts.roots, intermediates: opts.intermediates, at: opts.at,
     rootsFlag: '--ek-roots', missing: 'the TPM has no EK certificate for this key',
     // Without the EK (it did not decode, or is not the requested type) there is nothing to compare.
-    key: ek === undefined ? undefined : { same: 'the certificate is for this EK (same key material)', mismatch: () => ekCertificateMismatch(resp.ekCert, ek) },
+    key: ek === undefined ? undefined : { same: 'the certificate is for this EK (same key material)', mismatch: () => certificateKeyMismatch(resp.ekCert, ek, 'the EK') },
   });
   const value: EkValue | undefined =
     ekPublic !== undefined && key !== undefined ? { ekPublic, ekKey: key, ...(certificate ? { certificate } : {}) } : undefined;
   return c.result(value);
 }
 
-/** Why the certificate `der` is not for the EK `ekPublic` (compared by key material), or undefined when it is. */
-function ekCertificateMismatch(der: Uint8Array, ekPublic: TPMT_PUBLIC): string | undefined {
-  try {
-    return certificateMatchesPublic(der, ekPublic) ? undefined : 'the certificate is for another key than the EK';
-  } catch (e) {
-    return `the certificate's key cannot be compared: ${errorText(e)}`;
-  }
-}

@@ -3,9 +3,9 @@
 // fresh nonce proves the key is in use on the target now; the certificate, chained to --ak-roots,
 // proves whose TPM it lives in, and Google's instance-identity extension says which VM.
 import { type KeyObject, createHash, createPublicKey } from 'node:crypto';
-import type { ParsedCertificate } from '@tpmds/tpm2-wire';
+import { keyObjectToPublic, type ParsedCertificate } from '@tpmds/tpm2-wire';
 import { decodePublicKeyPem } from '@tpmds/protocol/formats';
-import { checkKeyCertificate } from './certificate.js';
+import { certificateKeyMismatch, checkKeyCertificate } from './certificate.js';
 import { type Check, CheckList, errorText, type StepResult } from './checks.js';
 import { type GceInstanceInfo, describeGceInstanceInfo, gceInstanceInfo } from './gce.js';
 import { signatureVerifies } from './import.js';
@@ -58,7 +58,7 @@ export async function verifyGceAk(resp: { public: Uint8Array; cert: Uint8Array }
   const checked = await checkKeyCertificate(c, resp.cert, {
     name: 'gceAk.certificate', roots: opts.roots, intermediates: opts.intermediates, at: opts.at,
     rootsFlag: '--ak-roots', missing: 'the TPM has no certificate for this key', missingNote: 'NV 0x01c10000 / 0x01c10002 empty',
-    key: { same: 'the certificate is for this key (same key material)', mismatch: (certificate) => gceAkCertificateMismatch(certificate, key) },
+    key: { same: 'the certificate is for this key (same key material)', mismatch: (certificate) => certificateKeyMismatch(certificate.der, keyObjectToPublic(key), 'the one GetGCEEKSigningKey returned') },
   });
   const certificate = checked.certificate;
   if (certificate === undefined) return c.result(value);
@@ -68,17 +68,6 @@ export async function verifyGceAk(resp: { public: Uint8Array; cert: Uint8Array }
   const instance = instanceCheck(c.checks, 'gceAk.instance', certificate, value.chainVerified);
   if (instance) value.instance = instance;
   return c.result(value);
-}
-
-/** Why `certificate` is not for `key` (compared by key material), or undefined when it is. */
-function gceAkCertificateMismatch(certificate: ParsedCertificate, key: KeyObject): string | undefined {
-  let same = false;
-  try {
-    same = createPublicKey({ key: Buffer.from(certificate.spki), format: 'der', type: 'spki' }).equals(key);
-  } catch {
-    // a key that does not load is not this one
-  }
-  return same ? undefined : 'the certificate is for another key than the one GetGCEEKSigningKey returned';
 }
 
 /**
