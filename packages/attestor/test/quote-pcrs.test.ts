@@ -11,7 +11,7 @@ import { AttestorTpm } from '../src/tpm/attestor-tpm.js';
 import { TpmBackend } from '../src/tpm-backend.js';
 import { KeyStore } from '../src/keystore.js';
 import { startFake, tempDir, type Started } from './helpers.js';
-import { checkAk, checkQuote, expectStatus, type CheckedAk, type CheckedQuote } from './e2e-support.js';
+import { checkAk, checkNewKey, checkQuote, expectStatus, type CheckedAk, type CheckedQuote } from './e2e-support.js';
 import { startCountedAttestor } from './fixtures/counted.js';
 
 const BANKS = [TPM_ALG.SHA1, TPM_ALG.SHA256];
@@ -95,6 +95,19 @@ async function extend(tpm: Tpm, before: Map<number, Uint8Array>, data: Uint8Arra
 
 function assertPcr(q: CheckedQuote, expected: Map<number, Uint8Array>, what: string): void {
   for (const [bank, value] of expected) assert.equal(toHex(q.pcrs.get(bank)!.get(PCR)!), toHex(value), `${what}: PCR ${PCR} of bank 0x${bank.toString(16)}`);
+}
+
+/** Another process flushes everything the rig's attestor keeps loaded and loads its own signing keys, which take those handle numbers. */
+async function takeOverHandles(r: Rig): Promise<void> {
+  const ours = (await r.other.getLoadedHandles()).filter((h) => h >>> 24 === 0x80);
+  for (const h of await r.other.getLoadedHandles()) await r.other.flushContext(h);
+  const srk = await r.other.createPrimary(TPM_RH.OWNER, srkTemplateEccP256());
+  const foreign = [srk.handle];
+  for (const keyType of ['ecc', 'rsa'] as const) {
+    const c = await r.other.create(srk.handle, signingKeyTemplate(keyType));
+    foreign.push((await r.other.load(srk.handle, c.private, c.public)).handle);
+  }
+  assert.ok(ours.some((h) => foreign.includes(h)), `a foreign object took one of our handles (${ours.map((h) => h.toString(16))} vs ${foreign.map((h) => h.toString(16))})`);
 }
 
 describe('Quote: PCR values kept and proven by the quote (counted in TPM commands) @swtpm', function () {
@@ -192,19 +205,24 @@ describe('Quote: PCR values kept and proven by the quote (counted in TPM command
     }
   });
 
+  it('the same during NewKey: the key is certified by the AK (qualifiedSigner and certified Name checked), not by the foreign key at its handle', async () => {
+    const r = await rig(swtpm(), 'ecc');
+    try {
+      await r.quote();
+      await takeOverHandles(r);
+      r.commands.length = 0;
+      checkNewKey(await r.att.client.newKey({ uid: r.uid, kid: 'after-takeover', keyType: 'ecc' }), r.ak, 'ecc');
+      assert.ok(r.count(TPM_CC.Certify) >= 2, 'certified again after the foreign signer');
+    } finally {
+      await r.close();
+    }
+  });
+
   it('another process flushes the kept AK and loads its own signing keys at the handle numbers: the Quote is still by the AK (its qualifiedSigner checked) and verifies', async () => {
     const r = await rig(swtpm(), 'ecc');
     try {
       await r.quote();
-      const ours = (await r.other.getLoadedHandles()).filter((h) => h >>> 24 === 0x80);
-      for (const h of await r.other.getLoadedHandles()) await r.other.flushContext(h);
-      const srk = await r.other.createPrimary(TPM_RH.OWNER, srkTemplateEccP256());
-      const foreign = [srk.handle];
-      for (const keyType of ['ecc', 'rsa'] as const) {
-        const c = await r.other.create(srk.handle, signingKeyTemplate(keyType));
-        foreign.push((await r.other.load(srk.handle, c.private, c.public)).handle);
-      }
-      assert.ok(ours.some((h) => foreign.includes(h)), `a foreign object took one of our handles (${ours.map((h) => h.toString(16))} vs ${foreign.map((h) => h.toString(16))})`);
+      await takeOverHandles(r);
       r.commands.length = 0;
       await r.quote(); // checkQuote: signed by the AK
       assert.ok(r.count(TPM_CC.Quote) > BANKS.length, 'quoted again after the foreign signer');

@@ -706,15 +706,26 @@ export class AttestorTpm {
    * cached handle (and reclaim what is not ours) and load the AK again, once.
    */
   async quote(ak: WrappedKey, nonce: Uint8Array, call: FlowTag = internal('quote')): Promise<BankQuote[]> {
+    return this.attestingFlow(call, 'quoted', (tpm) => this.quoteFlow(tpm, ak, nonce));
+  }
+
+  /**
+   * A flow in which the AK, kept loaded, attests (TPM2_Quote, TPM2_Certify): the flow throws
+   * ForeignSigner when what the TPM signed names another signer or subject than ours. That, or the
+   * error of a foreign object at a kept handle that cannot attest (TPM_RC_KEY, ...), makes the
+   * next flow forget every cached handle (and reclaim what is not ours) and run once more; twice
+   * is UNAVAILABLE. (Sign has the same rule with its own checks: {@link checkedSign}.)
+   */
+  private async attestingFlow<T>(call: FlowTag, did: string, f: (tpm: Tpm) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.flow(call, (tpm) => this.quoteFlow(tpm, ak, nonce));
+        return await this.flow(call, f);
       } catch (e) {
         const foreign = e instanceof ForeignSigner || (this.handlesShared && notThisKey(e));
         if (!foreign) throw e;
         this.handlesDistrusted = true;
         if (attempt > 0) {
-          throw e instanceof ForeignSigner ? new TpmFlowError('UNAVAILABLE', 'the TPM quoted with an object other than the AK twice: another process is loading objects on this TPM; retry') : e;
+          throw e instanceof ForeignSigner ? new TpmFlowError('UNAVAILABLE', `the TPM ${did} with an object other than ours twice: another process is loading objects on this TPM; retry`) : e;
         }
       }
     }
@@ -812,11 +823,17 @@ export class AttestorTpm {
   /** Create a signing key under the SRK (or take `pooled`, one created ahead) and certify it with the AK (TPM2_Certify). */
   createKey(ak: WrappedKey, keyType: KeyType, call: FlowTag = internal('createKey'), pooled?: UncertifiedKey): Promise<{ key: WrappedKey; certify: Attestation }> {
     if (pooled && (pooled.kind !== 'key' || pooled.key.keyType !== keyType)) throw new TypeError(`a pooled ${pooled.key.keyType} ${pooled.kind} is not an ${keyType} signing key`);
-    return this.flow(call, async (tpm) => {
-      const c = pooled ?? (await this.createUnderSrk(tpm, 'key', keyType));
-      const k = pooled ? await this.loadKey(tpm, c.key) : await this.loadNew(tpm, await this.primary(tpm, 'srk'), c.key);
+    let made: UncertifiedKey | undefined = pooled;
+    return this.attestingFlow(call, 'certified', async (tpm) => {
+      const fresh = made === undefined; // a retry certifies the key already made
+      const c = (made ??= await this.createUnderSrk(tpm, 'key', keyType));
+      const k = fresh ? await this.loadNew(tpm, await this.primary(tpm, 'srk'), c.key) : await this.loadKey(tpm, c.key);
       const akHandle = await this.loadKey(tpm, ak);
       const certify = await tpm.certify(k, akHandle);
+      // Kept handles could hold another process's objects: the certification must be by our AK, of our key.
+      const signer = this.qualifiedNameOf(ak);
+      const attested = certify.attest.type === TPM_ST.ATTEST_CERTIFY ? certify.attest.attested.name : undefined;
+      if ((signer && !bytesEqual(certify.attest.qualifiedSigner, signer)) || attested === undefined || !bytesEqual(attested, keyName(c.key.public))) throw new ForeignSigner();
       return { key: c.key, certify };
     });
   }
