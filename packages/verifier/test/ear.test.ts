@@ -356,6 +356,9 @@ describe('tpmds-verifier ear verify, run --ear-* usage', () => {
       [['run', '--target', 'unix:/x', '--insecure', '--ear-key', join(dir, 'key.pem')], /--ear-key needs --ear-out/],
       [['run', '--target', 'unix:/x', '--insecure', '--policy', join(dir, 'bad-policy.json')], /--policy needs --ear-out/],
       [['run', '--target', 'unix:/x', '--insecure', '--ear-out', join(dir, 'o.jwt'), '--ear-key', join(dir, 'rsa.pem')], /--ear-key .*rsa\.pem: an rsa key/],
+      // An --ear-out that cannot be written is a usage error before the run (it would lose the run's report after it).
+      [['run', '--target', 'unix:/x', '--insecure', '--ear-out', join(dir, 'no-such-dir', 'o.jwt'), '--ear-key', join(dir, 'key.pem')], /--ear-out .*no-such-dir\/o\.jwt: cannot write \(ENOENT\)/],
+      [['run', '--target', 'unix:/x', '--insecure', '--ear-out', dir, '--ear-key', join(dir, 'key.pem')], /--ear-out .*: cannot write \(it is a directory\)/],
       [['run', '--target', 'unix:/x', '--insecure', '--ear-out', join(dir, 'o.jwt'), '--ear-key', join(dir, 'key.pem'), '--policy', join(dir, 'bad-policy.json')], /--policy .*bad-policy\.json: unknown AR4SI claim "hardwar"/],
     ];
     for (const [argv, re] of cases) {

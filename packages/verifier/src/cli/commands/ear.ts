@@ -3,7 +3,8 @@
  * to write a signed EAR after the run (`--ear-out`, `--ear-key`, `--ear-submod`, `--policy`), and
  * the `ear verify` command that checks a token offline.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import {
   DEFAULT_POLICY, EarError, PolicyError, appraisalInputFromReport, appraise, earClaims,
   parsePolicy, signEar, signingKeyFromPem, verificationKeyFromPem, verifyEar, type AppraisalPolicy,
@@ -24,6 +25,19 @@ export const EAR_FLAGS: FlagSpecs = {
 };
 
 /** The EAR step of `run` from its flags (key and policy read and checked now), or undefined without --ear-out. */
+/** Why `file` cannot be written (created in its directory, or replaced), or undefined. */
+function writeProblem(file: string): string | undefined {
+  try {
+    if (existsSync(file)) {
+      if (statSync(file).isDirectory()) return 'it is a directory';
+      accessSync(file, constants.W_OK);
+    } else accessSync(dirname(resolve(file)), constants.W_OK);
+    return undefined;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+  }
+}
+
 export function earFinisherFromArgs(args: Args): ReportFinisher | undefined {
   const out = args.string('ear-out');
   const keyPath = args.string('ear-key');
@@ -32,6 +46,9 @@ export function earFinisherFromArgs(args: Args): ReportFinisher | undefined {
     return undefined;
   }
   if (keyPath === undefined) throw new UsageError('--ear-out needs --ear-key (the PEM private key that signs the EAR)');
+  // Found out now, not after a run whose report the failed write would take with it.
+  const unwritable = writeProblem(out);
+  if (unwritable !== undefined) throw new UsageError(`--ear-out ${out}: cannot write (${unwritable})`);
   let signer;
   try {
     signer = signingKeyFromPem(readFile('--ear-key', keyPath), `--ear-key ${keyPath}`);
