@@ -224,7 +224,7 @@ function holds(c: Condition, input: AppraisalInput): boolean {
  * the PCR's reference values) and `policy.event.<bank>.<index>` (every measured event of the PCR in
  * the replayed event log has an allowed digest).
  */
-export function referenceValueChecks(policy: AppraisalPolicy, facts: Readonly<Record<string, unknown>>): AppraisalCheck[] {
+function referenceValueChecks(policy: AppraisalPolicy, facts: Readonly<Record<string, unknown>>): AppraisalCheck[] {
   const out: AppraisalCheck[] = [];
   for (const [bank, values] of Object.entries(policy.referenceValues?.pcrs ?? {})) {
     for (const [index, ref] of Object.entries(values)) {

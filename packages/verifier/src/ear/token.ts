@@ -14,7 +14,7 @@ export const EAR_PROFILE = 'tag:ietf.org,2026:rats/ear#04';
 /** The profile of Veraison's EAR before the draft (crate <= 0.5), read but never written. */
 export const EAR_PROFILE_PRE_DRAFT = 'tag:github.com,2023:veraison/ear';
 /** `ear_verifier_id.developer` of the tokens tpmds-verifier writes. */
-export const VERIFIER_DEVELOPER = 'tpmds';
+const VERIFIER_DEVELOPER = 'tpmds';
 
 export type EarAlgorithm = 'ES256' | 'EdDSA';
 
@@ -251,7 +251,7 @@ function readSubmod(name: string, v: unknown, spelling: 'draft' | 'pre-draft'): 
 }
 
 /** Reads a verified payload: profile, times, verifier id, nonce, submods; throws EarError naming a bad claim. */
-export function readEarClaims(claims: Record<string, unknown>, opts: VerifyEarOptions = {}): Omit<VerifiedEar, 'alg'> {
+function readEarClaims(claims: Record<string, unknown>, opts: VerifyEarOptions = {}): Omit<VerifiedEar, 'alg'> {
   const profile = claims['eat_profile'];
   if (profile !== EAR_PROFILE && profile !== EAR_PROFILE_PRE_DRAFT) {
     throw new EarError(`eat_profile ${JSON.stringify(profile)} is not an EAR profile (expected "${EAR_PROFILE}", or "${EAR_PROFILE_PRE_DRAFT}" before the draft)`);

@@ -20,7 +20,7 @@ export { verifySign } from './sign.js';
 export type { GceInstanceInfo } from './gce.js';
 export { GCE_INSTANCE_INFO_OID, GceInstanceInfoError, decodeGceInstanceInfo, describeGceInstanceInfo, gceInstanceInfo } from './gce.js';
 export type { GceAkOptions, GceAkValue } from './gce-ak.js';
-export { instanceCheck, verifyGceAk } from './gce-ak.js';
+export { verifyGceAk } from './gce-ak.js';
 export type { RunOptions, RunReport, StepName, StepReport, VerifierRpc } from './run.js';
 export { STEPS, STEP_DEPENDENCIES, importKidFor, rpcErrorText, runAll, stepReport, stepsWithDependencies } from './run.js';
 export { formatChecks, formatHeader, formatReport, formatStep, formatVerdict } from './report.js';

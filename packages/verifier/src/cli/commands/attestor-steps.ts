@@ -170,7 +170,7 @@ export function runOptionsFromArgs(args: Args, steps: readonly StepName[]): RunO
     akRoots: readCerts('ak-roots', args.strings('ak-roots')),
     akIntermediates: readCerts('ak-intermediates', args.strings('ak-intermediates')),
     ...(expectedPcrs.size > 0 ? { expectedPcrs } : {}),
-    ...(stepsWithDependencies(steps).includes('quote') && args.bool('allow-missing-eventlog') ? { allowMissingEventLog: true } : {}),
+    ...(args.bool('allow-missing-eventlog') ? { allowMissingEventLog: true } : {}),
     steps: ['health', ...steps],
   };
 }
