@@ -173,7 +173,11 @@ export function encodePlatformParameters(p: Omit<PlatformParameters, 'eventLog'>
     EventLog: eventLog ? null : bytesValue(p.eventLog as GoBytes),
   });
   if (!eventLog) return out;
-  // Put the encoded log in place of that null.
+  // Put the encoded log in place of that null, where serializeJson wrote it.
+  const end = new TextEncoder().encode(NULL_EVENT_LOG_END);
+  if (out.length < end.length || end.some((b, i) => out[out.length - end.length + i] !== b)) {
+    throw new Error(`PlatformParameters JSON does not end with ${JSON.stringify(NULL_EVENT_LOG_END)}: serializeJson's format changed, update encodePlatformParameters`);
+  }
   const head = out.length - NULL_EVENT_LOG_END.length + '"EventLog":'.length;
   const tail = out.subarray(out.length - 2); // "}\n"
   const joined = new Uint8Array(head + eventLog.json.length + tail.length);
