@@ -20,7 +20,7 @@
  * {@link replayUserspaceLog} takes the firmware replay's values as its starting point.
  */
 import { bytesEqual, fromHex, toHex } from '../bytes/hex.js';
-import { TPM_ALG } from '../types/constants.js';
+import { HASH_SIZE, TPM_ALG, algName } from '../types/constants.js';
 import { bankName } from './constants.js';
 import { bankHash, initialPcrValue, type PcrBanks } from './replay.js';
 
@@ -64,18 +64,15 @@ export interface UserspaceLog {
 const RS = 0x1e;
 const LF = 0x0a;
 
-/** The hash names systemd writes (tpm2_hash_alg_to_string), compared case-insensitively as systemd does. */
-const HASH_ALGS: ReadonlyMap<string, { alg: number; size: number }> = new Map([
-  ['sha1', { alg: TPM_ALG.SHA1, size: 20 }],
-  ['sha256', { alg: TPM_ALG.SHA256, size: 32 }],
-  ['sha384', { alg: TPM_ALG.SHA384, size: 48 }],
-  ['sha512', { alg: TPM_ALG.SHA512, size: 64 }],
-]);
+/** The hash algorithms systemd writes (tpm2_hash_alg_to_string), by their names, compared case-insensitively as systemd does. */
+const HASH_ALGS: ReadonlyMap<string, { alg: number; size: number }> = new Map(
+  [TPM_ALG.SHA1, TPM_ALG.SHA256, TPM_ALG.SHA384, TPM_ALG.SHA512].map((alg) => [algName(alg), { alg, size: HASH_SIZE[alg] as number }]),
+);
 
-/** Reverse of HASH_ALGS, for writing. */
+/** The CEL-JSON hashAlg name of a bank, for writing. */
 function hashAlgName(alg: number): string {
-  for (const [name, v] of HASH_ALGS) if (v.alg === alg) return name;
-  throw new UserspaceLogError(`bank ${bankName(alg)} has no CEL-JSON hashAlg name`, 0, 0);
+  if (![...HASH_ALGS.values()].some((h) => h.alg === alg)) throw new UserspaceLogError(`bank ${bankName(alg)} has no CEL-JSON hashAlg name`, 0, 0);
+  return algName(alg);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
