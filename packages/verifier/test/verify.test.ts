@@ -301,7 +301,9 @@ for (const keyType of ['rsa', 'ecc'] as const) {
         assert.match(e.detail, /the quoted value is reached after #5 phase "ready": the log has records the TPM never saw \(#6 phase "shutdown"\)/);
         // Bad input: a truncated record, an unknown hash (PCR 11 is then unexplained: the firmware log alone fails it too),
         // a bank the quote does not cover.
-        failsWith(verifyPlatform(json, { akPublic, nonce, userspaceLog: usLog.subarray(0, usLog.length - 1) }), ['eventlog.userspace.parse', 'eventlog.replay', 'eventlog.unexplained'], /record 5: truncated/);
+        const truncated = verifyPlatform(json, { akPublic, nonce, userspaceLog: usLog.subarray(0, usLog.length - 1) });
+        failsWith(truncated, ['eventlog.userspace.parse', 'eventlog.replay', 'eventlog.unexplained'], /record 5: truncated/);
+        assert.match(truncated.checks.find((c) => c.name === 'eventlog.unexplained')!.detail, /the userspace log the attestor sent does not parse \(eventlog\.userspace\.parse\)/);
         failsWith(verifyPlatform(json, { akPublic, nonce, userspaceLog: utf8(text.replace('"sha1"', '"md5"')) }), ['eventlog.userspace.parse', 'eventlog.replay', 'eventlog.unexplained'], /record 1: digests\[0\]: unknown hashAlg "md5"/);
         failsWith(verifyPlatform(json, { akPublic, nonce, userspaceLog: buildUserspaceLog(userspace, [TPM_ALG.SHA384]) }), ['eventlog.userspace.replay'], /no verified quote covers a bank every record has a digest for \(log banks sha384/);
         // The attestor could not read the node's userspace log: fails unless missing logs are allowed.

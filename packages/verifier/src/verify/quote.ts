@@ -296,7 +296,14 @@ export function verifyPlatform(platformJson: Uint8Array, opts: PlatformOptions):
   }
 
   const userspace = userspaceLog && verifyUserspaceLog(c, userspaceLog, firmwareBanks, verified);
-  checkUnexplainedSystemdPcrs(c, verified, firmwareBanks, userspacePcrs, opts.allowMissingEventLog === true);
+  // Why no userspace log covers systemd's PCRs: said in eventlog.unexplained, next to the failure that caused it.
+  const noUserspaceLog =
+    userspaceBytes.length > 0 && userspaceLog === undefined
+      ? 'the userspace log the attestor sent does not parse (eventlog.userspace.parse)'
+      : userspaceBytes.length === 0 && opts.userspaceEventLogProblem
+        ? 'the attestor could not send the userspace log (eventlog.userspace)'
+        : 'the attestor sent no userspace log covering them (/run/log/systemd/tpm2-measure.log, systemd >= 254)';
+  checkUnexplainedSystemdPcrs(c, verified, firmwareBanks, userspacePcrs, opts.allowMissingEventLog === true, noUserspaceLog);
   return c.result({ pcrs: verified, ...(secureBoot ? { secureBoot } : {}), ...(facts ? { facts, eventDigests } : {}), eventCount, ...(userspace ? { userspace } : {}), params });
 }
 
@@ -320,7 +327,7 @@ const SYSTEMD_PCRS = [11, 12, 13, 15];
  * say about the boot cannot be checked: a failure, like a missing firmware log, unless missing
  * logs are allowed (then a warning).
  */
-function checkUnexplainedSystemdPcrs(c: CheckList, verified: PcrBankValues, fromFirmware: PcrBanks = new Map(), userspacePcrs: ReadonlySet<number>, allowMissing: boolean): void {
+function checkUnexplainedSystemdPcrs(c: CheckList, verified: PcrBankValues, fromFirmware: PcrBanks = new Map(), userspacePcrs: ReadonlySet<number>, allowMissing: boolean, noUserspaceLog: string): void {
   const unexplained: string[] = [];
   for (const [bank, values] of verified) {
     const pcrs = SYSTEMD_PCRS.filter((pcr) => {
@@ -330,7 +337,7 @@ function checkUnexplainedSystemdPcrs(c: CheckList, verified: PcrBankValues, from
     if (pcrs.length > 0) unexplained.push(`${bankName(bank)} PCRs ${indexList(pcrs)}`);
   }
   if (unexplained.length > 0) {
-    const why = `${unexplained.join(', ')} hold values no event log explains: systemd measures the boot phases, the kernel command line, system extensions and the machine id there, and the attestor sent no userspace log covering them (/run/log/systemd/tpm2-measure.log, systemd >= 254)`;
+    const why = `${unexplained.join(', ')} hold values no event log explains: systemd measures the boot phases, the kernel command line, system extensions and the machine id there, and ${noUserspaceLog}`;
     if (allowMissing) c.warn('eventlog.unexplained', `${why}; allowed by --allow-missing-eventlog`);
     else c.fail('eventlog.unexplained', `${why}; give the attestor the userspace log (--userspace-log), or pass --allow-missing-eventlog`);
   }
